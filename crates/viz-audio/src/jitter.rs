@@ -1,0 +1,764 @@
+//! Adaptive jitter buffer with Opus decoding, FEC recovery and loss concealment.
+//!
+//! Frames are indexed by their 48 kHz RTP-style timestamp. The buffer learns how late
+//! frames arrive and plays each one a *target delay* after the fastest frames would
+//! allow, so that almost every frame is there in time:
+//!
+//! * For every arriving frame it records `r = arrival_time − timestamp` (both in samples;
+//!   the clocks' offset cancels out). Over a window of recent arrivals, `min(r)` is the
+//!   fastest path and `quantile(r) − min(r)` the jitter. The playout point is held at
+//!   `timestamp + min(r) + jitter + guard`, so the target delay (arrival of the fastest
+//!   frame to the end of its playout) is one frame plus the jitter: the floor is one
+//!   frame, and it never exceeds `max_delay`.
+//! * The consumer calls [`JitterBuffer::pop`] whenever its output needs more audio. If
+//!   the frame due is missing while playout runs *ahead* of the target, the buffer holds
+//!   (conceals without advancing) so the frame can still make it; this is how the delay
+//!   grows. When playout runs more than a frame *behind* the target, silent gaps are
+//!   skipped and, if it is far behind, one frame in a few is dropped; this is how the
+//!   delay shrinks.
+//! * A missing frame is reconstructed from the FEC data in the following frame when that
+//!   frame is already here (RFC 6716 §2.1.7, LBRR), otherwise by the decoder's PLC. Gaps
+//!   that the sender's sequence numbers show were DTX silence are filled with comfort
+//!   noise and not counted as loss.
+//! * Frames that arrive after their playout time are dropped and counted as late;
+//!   duplicates are dropped; timestamps and sequence numbers are unwrapped, so a wrap of
+//!   either is seamless; a new stream id or an impossible timestamp jump restarts the
+//!   buffer (the sender restarted).
+//!
+//! Pure computation: time is an argument, no clock is read and nothing allocates after
+//! construction.
+
+use std::time::{Duration, Instant};
+
+use crate::codec::{self, CodecError, Decoder, MAX_PACKET, MAX_PACKET_SAMPLES};
+use crate::params::SAMPLE_RATE;
+
+/// Most Opus frames one media packet may carry (Viz's `--batch` limit).
+pub const MAX_FRAMES_PER_PACKET: usize = 16;
+
+/// Frames the buffer holds at most: 1.2 s of 20 ms frames, well beyond `max_delay`.
+const CAPACITY: usize = 64;
+
+/// Upper bound on the arrival-delay window.
+const MAX_WINDOW: usize = 512;
+
+/// Smallest unit libopus can conceal: 2.5 ms.
+const CONCEAL_QUANTUM: i64 = 120;
+
+/// A timestamp further than this from where the stream should be is a sender restart.
+const RESTART_JUMP_SAMPLES: i64 = 2 * SAMPLE_RATE as i64;
+
+/// Playout must lag the target by more than this (5 ms) before a gap is shortened, so
+/// that a target moving by a millisecond does not make playout oscillate.
+const SKIP_HYSTERESIS: i64 = 240;
+
+/// Recent loss above which the buffer keeps one extra frame so FEC can be used (1 %).
+const FEC_LOSS_THRESHOLD: f32 = 0.01;
+
+/// A sender counts as sending FEC if one of its last this many packets carried some
+/// (the comfort-noise frames around silences carry none).
+const FEC_MEMORY: i64 = 50;
+
+/// Weight of one packet in the recent-loss average (about the last 100 packets).
+const LOSS_EMA_WEIGHT: f32 = 1.0 / 64.0;
+
+/// At most one frame is dropped to shrink the delay per this many pops.
+const DROP_SPACING: u32 = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JitterConfig {
+    /// Upper bound of the target delay.
+    pub max_delay: Duration,
+    /// Quantile of recent arrival delays the buffer waits for (0.5..1.0).
+    pub quantile: f32,
+    /// How many recent frame arrivals the estimate looks at.
+    pub window: usize,
+    /// Safety margin for scheduling noise on top of the measured jitter.
+    pub guard: Duration,
+}
+
+impl Default for JitterConfig {
+    fn default() -> Self {
+        Self {
+            max_delay: Duration::from_millis(300),
+            quantile: 0.98,
+            window: 256,
+            guard: Duration::from_millis(2),
+        }
+    }
+}
+
+/// One received media packet, as the depacketizer hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketRef<'a> {
+    pub stream: u8,
+    pub seq: u16,
+    /// Timestamp of the first frame, 48 kHz units.
+    pub timestamp: u32,
+    /// The Opus packets it carries, consecutive in time.
+    pub frames: &'a [&'a [u8]],
+}
+
+/// What [`JitterBuffer::pop`] produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Playout {
+    /// Nothing to play yet (no stream, or still filling the initial delay).
+    Idle,
+    /// `samples` of audio were written.
+    Audio { samples: usize, kind: PlayKind },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayKind {
+    /// A received frame, decoded.
+    Decoded,
+    /// A lost frame rebuilt from the next frame's FEC data.
+    Fec,
+    /// A lost or late frame replaced by decoder PLC.
+    Concealed,
+    /// Comfort noise in a DTX gap (the sender was silent).
+    ComfortNoise,
+    /// Concealment inserted to grow the delay while the frame due may still arrive.
+    Inserted,
+}
+
+/// Counters since the buffer was created (restarts do not clear them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    /// Unique media packets received.
+    pub packets_received: u64,
+    /// Packets expected from sequence numbers but never received (RFC 3550 §6.4.1).
+    pub packets_lost: u64,
+    pub frames_decoded: u64,
+    pub frames_fec: u64,
+    pub frames_concealed: u64,
+    pub frames_comfort_noise: u64,
+    pub frames_inserted: u64,
+    pub frames_late: u64,
+    pub frames_duplicate: u64,
+    /// Frames discarded to bring the delay down.
+    pub frames_dropped: u64,
+    /// Frames that did not parse as Opus or failed to decode.
+    pub frames_invalid: u64,
+    pub stream_restarts: u64,
+}
+
+/// Extends a wrapping counter to 64 bits, following it in both directions.
+#[derive(Debug, Clone, Copy, Default)]
+struct Unwrapper<const BITS: u32> {
+    last: Option<(u64, i64)>,
+}
+
+impl<const BITS: u32> Unwrapper<BITS> {
+    fn unwrap(&mut self, raw: u64) -> i64 {
+        let ext = match self.last {
+            None => raw as i64,
+            Some((last_raw, last_ext)) => {
+                let modulus = 1i64 << BITS;
+                let mut d = (raw as i64 - last_raw as i64).rem_euclid(modulus);
+                if d >= modulus / 2 {
+                    d -= modulus;
+                }
+                last_ext + d
+            }
+        };
+        if self.last.is_none_or(|(_, e)| ext > e) {
+            self.last = Some((raw, ext));
+        }
+        ext
+    }
+}
+
+#[derive(Clone)]
+struct Slot {
+    ts: i64,
+    seq: i64,
+    duration: i64,
+    len: usize,
+    data: [u8; MAX_PACKET],
+}
+
+/// Sequence accounting for loss statistics and DTX-versus-loss decisions.
+#[derive(Debug, Clone, Copy, Default)]
+struct SeqTracker {
+    base: Option<i64>,
+    highest: i64,
+    /// Bit i set: packet `highest - i` was received.
+    recent: u64,
+    received: u64,
+}
+
+impl SeqTracker {
+    /// Returns false for a duplicate packet.
+    fn record(&mut self, seq: i64) -> bool {
+        let Some(_) = self.base else {
+            self.base = Some(seq);
+            self.highest = seq;
+            self.recent = 1;
+            self.received = 1;
+            return true;
+        };
+        if seq > self.highest {
+            let shift = seq - self.highest;
+            self.recent = if shift >= 64 { 0 } else { self.recent << shift };
+            self.recent |= 1;
+            self.highest = seq;
+        } else {
+            let back = self.highest - seq;
+            if back >= 64 {
+                // Too old to tell: treat as duplicate rather than double counting.
+                return false;
+            }
+            if self.recent & (1 << back) != 0 {
+                return false;
+            }
+            self.recent |= 1 << back;
+        }
+        self.received += 1;
+        true
+    }
+
+    fn lost(&self) -> u64 {
+        match self.base {
+            None => 0,
+            Some(b) => ((self.highest - b + 1) as u64).saturating_sub(self.received),
+        }
+    }
+}
+
+/// Fixed-size window of recent arrival delays.
+struct DelayWindow {
+    values: [i64; MAX_WINDOW],
+    scratch: [i64; MAX_WINDOW],
+    len: usize,
+    next: usize,
+    capacity: usize,
+}
+
+impl DelayWindow {
+    fn new(capacity: usize) -> Self {
+        Self {
+            values: [0; MAX_WINDOW],
+            scratch: [0; MAX_WINDOW],
+            len: 0,
+            next: 0,
+            capacity: capacity.clamp(8, MAX_WINDOW),
+        }
+    }
+
+    fn push(&mut self, v: i64) {
+        self.values[self.next] = v;
+        self.next = (self.next + 1) % self.capacity;
+        self.len = (self.len + 1).min(self.capacity);
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.next = 0;
+    }
+
+    /// (minimum, quantile) of the window.
+    fn spread(&mut self, quantile: f32) -> Option<(i64, i64)> {
+        if self.len == 0 {
+            return None;
+        }
+        let s = &mut self.scratch[..self.len];
+        s.copy_from_slice(&self.values[..self.len]);
+        let min = *s.iter().min()?;
+        let k = ((self.len as f32 - 1.0) * quantile).round() as usize;
+        let (_, q, _) = s.select_nth_unstable(k.min(self.len - 1));
+        Some((min, *q))
+    }
+}
+
+pub struct JitterBuffer {
+    config: JitterConfig,
+    decoder: Decoder,
+    slots: Vec<Slot>,
+    /// Indices into `slots`, sorted by timestamp; the rest are free.
+    order: [u8; CAPACITY],
+    used: usize,
+    epoch: Option<Instant>,
+    stream: Option<u8>,
+    ts_unwrap: Unwrapper<32>,
+    seq_unwrap: Unwrapper<16>,
+    seq: SeqTracker,
+    delays: DelayWindow,
+    /// Next timestamp to play; `None` until playout starts.
+    playout: Option<i64>,
+    /// Sequence number of the last frame played.
+    last_seq: Option<i64>,
+    /// Where the stream's newest frame was, for restart detection: (ts end, arrival).
+    newest: Option<(i64, i64)>,
+    last_duration: i64,
+    /// Consecutive concealments whose cause (loss or DTX) is not known yet.
+    unresolved_gap: u64,
+    pops_since_drop: u32,
+    stats: JitterStats,
+    lost_before_restart: u64,
+    /// Exponential average of per-packet loss (0..=1).
+    loss_ema: f32,
+    /// Audio inserted by holds at one instant: (instant in samples, samples inserted).
+    held: Option<(i64, i64)>,
+    /// The instant of the current `pop` call, in samples since the epoch.
+    pop_instant: i64,
+    /// Sequence number of the last packet that carried FEC data.
+    last_fec_seq: Option<i64>,
+}
+
+impl std::fmt::Debug for JitterBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JitterBuffer")
+            .field("buffered", &self.used)
+            .field("playout", &self.playout)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JitterBuffer {
+    pub fn new(config: JitterConfig) -> Result<Self, CodecError> {
+        let empty = Slot { ts: 0, seq: 0, duration: 0, len: 0, data: [0; MAX_PACKET] };
+        let mut order = [0u8; CAPACITY];
+        for (i, o) in order.iter_mut().enumerate() {
+            *o = i as u8;
+        }
+        Ok(Self {
+            config,
+            decoder: Decoder::new()?,
+            slots: vec![empty; CAPACITY],
+            order,
+            used: 0,
+            epoch: None,
+            stream: None,
+            ts_unwrap: Unwrapper::default(),
+            seq_unwrap: Unwrapper::default(),
+            seq: SeqTracker::default(),
+            delays: DelayWindow::new(config.window),
+            playout: None,
+            last_seq: None,
+            newest: None,
+            last_duration: 960,
+            unresolved_gap: 0,
+            pops_since_drop: DROP_SPACING,
+            stats: JitterStats::default(),
+            lost_before_restart: 0,
+            loss_ema: 0.0,
+            last_fec_seq: None,
+            held: None,
+            pop_instant: 0,
+        })
+    }
+
+    pub fn stats(&self) -> JitterStats {
+        JitterStats { packets_lost: self.lost_before_restart + self.seq.lost(), ..self.stats }
+    }
+
+    /// Frames waiting to be played.
+    pub fn buffered_frames(&self) -> usize {
+        self.used
+    }
+
+    /// The delay the buffer currently aims for: arrival of the fastest frames to the end
+    /// of their playout (one frame plus the measured jitter and guard).
+    pub fn target_delay(&mut self) -> Duration {
+        samples_to_duration(self.target_extra() + self.last_duration)
+    }
+
+    /// Measured arrival jitter (quantile minus minimum of recent arrival delays).
+    pub fn jitter(&mut self) -> Duration {
+        let spread = self.delays.spread(self.config.quantile).map_or(0, |(min, q)| q - min);
+        samples_to_duration(spread)
+    }
+
+    fn now_samples(&mut self, now: Instant) -> i64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        let ns = now.saturating_duration_since(epoch).as_nanos() as i128;
+        (ns * i128::from(SAMPLE_RATE) / 1_000_000_000) as i64
+    }
+
+    fn target_extra(&mut self) -> i64 {
+        let guard = duration_to_samples(self.config.guard);
+        let max_extra = (duration_to_samples(self.config.max_delay) - self.last_duration).max(0);
+        let jitter = self.delays.spread(self.config.quantile).map_or(0, |(min, q)| q - min);
+        // FEC for a lost frame travels in the next one, so it can only be used if the
+        // buffer is a frame deeper than the fastest path. Pay that frame only while
+        // packets are actually being lost and the sender actually sends FEC.
+        let fec_seen = self.last_fec_seq.is_some_and(|s| self.seq.highest - s < FEC_MEMORY);
+        let fec_floor = if fec_seen && self.loss_ema > FEC_LOSS_THRESHOLD { self.last_duration } else { 0 };
+        (jitter.max(fec_floor) + guard).clamp(0, max_extra)
+    }
+
+    /// Smoothed fraction of packets lost recently, as seen by this buffer.
+    pub fn recent_loss(&self) -> f32 {
+        self.loss_ema
+    }
+
+    fn restart(&mut self) {
+        self.lost_before_restart += self.seq.lost();
+        self.last_fec_seq = None;
+        self.used = 0;
+        self.ts_unwrap = Unwrapper::default();
+        self.seq_unwrap = Unwrapper::default();
+        self.seq = SeqTracker::default();
+        self.delays.clear();
+        self.playout = None;
+        self.last_seq = None;
+        self.newest = None;
+        self.unresolved_gap = 0;
+        // A new stream is a new encoder: decoder state from the old one would only smear.
+        let _ = self.decoder.reset();
+    }
+
+    /// Accepts one received media packet. Invalid frames are counted and skipped.
+    pub fn push(&mut self, now: Instant, packet: PacketRef<'_>) {
+        let now_s = self.now_samples(now);
+        if self.stream.is_some_and(|s| s != packet.stream) {
+            self.stats.stream_restarts += 1;
+            self.restart();
+        }
+        self.stream = Some(packet.stream);
+
+        let mut ts = self.ts_unwrap.unwrap(u64::from(packet.timestamp));
+        if let Some((newest_end, newest_arrival)) = self.newest {
+            let expected = newest_end + (now_s - newest_arrival);
+            if (ts - expected).abs() > RESTART_JUMP_SAMPLES {
+                self.stats.stream_restarts += 1;
+                self.restart();
+                ts = self.ts_unwrap.unwrap(u64::from(packet.timestamp));
+            }
+        }
+        let seq = self.seq_unwrap.unwrap(u64::from(packet.seq));
+        let highest_before = self.seq.base.map(|_| self.seq.highest);
+        if !self.seq.record(seq) {
+            self.stats.frames_duplicate += packet.frames.len() as u64;
+            return;
+        }
+        self.stats.packets_received += 1;
+        self.resolve_gap(seq, ts);
+        // Packets skipped over count as losses now; a late straggler only as a receipt.
+        let missing = highest_before.map_or(0, |h| (seq - h - 1).clamp(0, 64));
+        for _ in 0..missing {
+            self.loss_ema += LOSS_EMA_WEIGHT * (1.0 - self.loss_ema);
+        }
+        self.loss_ema -= LOSS_EMA_WEIGHT * self.loss_ema;
+        if packet.frames.first().is_some_and(|f| codec::packet_has_fec(f)) {
+            self.last_fec_seq = Some(seq);
+        }
+
+        for frame in packet.frames.iter().take(MAX_FRAMES_PER_PACKET) {
+            let Ok(duration) = codec::packet_samples(frame) else {
+                self.stats.frames_invalid += 1;
+                continue;
+            };
+            let duration = duration as i64;
+            self.delays.push(now_s - ts);
+            if self.newest.is_none_or(|(end, _)| ts + duration > end) {
+                self.newest = Some((ts + duration, now_s));
+            }
+            if self.playout.is_some_and(|p| ts < p) {
+                self.stats.frames_late += 1;
+            } else if frame.len() > MAX_PACKET {
+                self.stats.frames_invalid += 1;
+            } else {
+                self.insert(ts, seq, duration, frame);
+            }
+            ts += duration;
+        }
+    }
+
+    /// A concealment run ended by a packet: it was DTX if no packet went missing.
+    fn resolve_gap(&mut self, seq: i64, ts: i64) {
+        if self.unresolved_gap == 0 {
+            return;
+        }
+        let dtx = self.last_seq.is_some_and(|last| seq == last + 1) && self.playout.is_some_and(|p| ts >= p);
+        if dtx {
+            self.stats.frames_comfort_noise += self.unresolved_gap;
+        } else {
+            self.stats.frames_concealed += self.unresolved_gap;
+        }
+        self.unresolved_gap = 0;
+    }
+
+    fn insert(&mut self, ts: i64, seq: i64, duration: i64, data: &[u8]) {
+        let pos = self.order[..self.used].partition_point(|&i| self.slots[i as usize].ts < ts);
+        if pos < self.used && self.slots[self.order[pos] as usize].ts == ts {
+            self.stats.frames_duplicate += 1;
+            return;
+        }
+        if self.used == CAPACITY {
+            // Full: the oldest frame goes, it is the one least likely to still be played.
+            if pos == 0 {
+                self.stats.frames_dropped += 1;
+                return;
+            }
+            self.order[..self.used].rotate_left(1);
+            self.used -= 1;
+            self.stats.frames_dropped += 1;
+            return self.insert(ts, seq, duration, data);
+        }
+        let slot_index = self.order[self.used];
+        self.order.copy_within(pos..self.used, pos + 1);
+        self.order[pos] = slot_index;
+        self.used += 1;
+        let slot = &mut self.slots[slot_index as usize];
+        slot.ts = ts;
+        slot.seq = seq;
+        slot.duration = duration;
+        slot.len = data.len();
+        slot.data[..data.len()].copy_from_slice(data);
+    }
+
+    fn front(&self) -> Option<&Slot> {
+        (self.used > 0).then(|| &self.slots[self.order[0] as usize])
+    }
+
+    fn remove_front(&mut self) {
+        if self.used > 0 {
+            self.order[..self.used].rotate_left(1);
+            self.used -= 1;
+        }
+    }
+
+    /// Drops frames whose time has passed (they can never be played).
+    fn discard_stale(&mut self, playout: i64) {
+        while let Some(f) = self.front() {
+            if f.ts >= playout {
+                break;
+            }
+            self.stats.frames_late += 1;
+            self.remove_front();
+        }
+    }
+
+    /// Writes the next piece of audio into `out` (at least [`MAX_PACKET_SAMPLES`] long)
+    /// and says what it was. Call it at `now` whenever the output needs more samples,
+    /// and as late as the output allows: a frame is decoded when it is popped, so that
+    /// is its deadline.
+    pub fn pop(&mut self, now: Instant, out: &mut [f32]) -> Playout {
+        debug_assert!(out.len() >= MAX_PACKET_SAMPLES);
+        let now_s = self.now_samples(now);
+        self.pop_instant = now_s;
+        if self.held.is_some_and(|(at, _)| at != now_s) {
+            self.held = None;
+        }
+        let extra = self.target_extra();
+        let min_delay = self.delays.spread(self.config.quantile).map_or(0, |(min, _)| min);
+        let desired_offset = min_delay + extra;
+
+        let playout = match self.playout {
+            Some(p) => p,
+            None => {
+                let Some(first) = self.front() else { return Playout::Idle };
+                if now_s - first.ts < desired_offset {
+                    return Playout::Idle;
+                }
+                let ts = first.ts;
+                self.playout = Some(ts);
+                ts
+            }
+        };
+        self.pops_since_drop = self.pops_since_drop.saturating_add(1);
+        // > 0: playing later than needed (too much delay); < 0: earlier than safe. Audio
+        // inserted by holds at this same instant already counts: the caller will only
+        // need the next frame after playing it.
+        let held = self.held.map_or(0, |(_, h)| h);
+        let mut err = (now_s - playout) - desired_offset + held;
+        let mut playout = playout;
+
+        // Far too late (a long stall, a burst after an outage): jump to the frames that
+        // are due now instead of playing stale audio for seconds.
+        if err > duration_to_samples(self.config.max_delay) {
+            let target = now_s - desired_offset;
+            let whole_frames = (target - playout) / self.last_duration * self.last_duration;
+            let skip_to = self.frames_from(target).unwrap_or(playout + whole_frames);
+            let skipped = self.count_before(skip_to);
+            self.stats.frames_dropped += skipped as u64;
+            for _ in 0..skipped {
+                self.remove_front();
+            }
+            err -= skip_to - playout;
+            playout = skip_to;
+        }
+        self.discard_stale(playout);
+
+        let due = self.front().filter(|f| f.ts == playout).map(|f| f.duration);
+        let Some(duration) = due else {
+            return self.pop_missing(playout, err, out);
+        };
+        let next_is_adjacent =
+            self.used > 1 && self.slots[self.order[1] as usize].ts == playout + duration;
+        if err > 2 * duration && next_is_adjacent && self.pops_since_drop >= DROP_SPACING {
+            // Too deep while talking: decode and discard one frame (keeping the decoder
+            // state continuous), then play the next.
+            self.decode_front(out);
+            self.stats.frames_dropped += 1;
+            self.pops_since_drop = 0;
+            self.playout = Some(playout + duration);
+        } else {
+            self.playout = Some(playout);
+        }
+        self.pop_due(out)
+    }
+
+    /// First buffered timestamp at or after `ts`.
+    fn frames_from(&self, ts: i64) -> Option<i64> {
+        self.order[..self.used].iter().map(|&i| self.slots[i as usize].ts).find(|&t| t >= ts)
+    }
+
+    fn count_before(&self, ts: i64) -> usize {
+        self.order[..self.used].iter().take_while(|&&i| self.slots[i as usize].ts < ts).count()
+    }
+
+    /// Decodes the frame at the front and removes it; returns its length, sequence
+    /// number and whether it decoded (a corrupt frame is concealed instead).
+    fn decode_front(&mut self, out: &mut [f32]) -> (usize, i64, bool) {
+        let idx = self.order[0] as usize;
+        let (duration, seq, len) = {
+            let s = &self.slots[idx];
+            (s.duration as usize, s.seq, s.len)
+        };
+        let out = &mut out[..duration];
+        let ok = self.decoder.decode(&self.slots[idx].data[..len], out).is_ok_and(|n| n == duration);
+        if !ok {
+            self.conceal(out);
+        }
+        self.remove_front();
+        (duration, seq, ok)
+    }
+
+    fn pop_due(&mut self, out: &mut [f32]) -> Playout {
+        let (duration, seq, ok) = self.decode_front(out);
+        if ok {
+            self.stats.frames_decoded += 1;
+        } else {
+            self.stats.frames_invalid += 1;
+        }
+        self.last_duration = duration as i64;
+        self.last_seq = Some(seq);
+        self.playout = self.playout.map(|p| p + duration as i64);
+        Playout::Audio { samples: duration, kind: if ok { PlayKind::Decoded } else { PlayKind::Concealed } }
+    }
+
+    fn pop_missing(&mut self, playout: i64, err: i64, out: &mut [f32]) -> Playout {
+        let next = self.front().map(|f| (f.ts, f.seq, f.duration));
+        // How much to conceal: one frame, or up to the next frame if that is sooner.
+        let mut span = self.last_duration;
+        if let Some((ts, _, _)) = next {
+            span = span.min(ts - playout);
+        }
+        span = (span / CONCEAL_QUANTUM * CONCEAL_QUANTUM).clamp(CONCEAL_QUANTUM, MAX_PACKET_SAMPLES as i64);
+
+        if err < 0 {
+            // Ahead of the target: the frame may still come. Conceal just enough (in
+            // 2.5 ms steps) to reach the target, without advancing.
+            let hold = ((-err + CONCEAL_QUANTUM - 1) / CONCEAL_QUANTUM * CONCEAL_QUANTUM).min(span);
+            let out_hold = &mut out[..hold as usize];
+            self.conceal(out_hold);
+            self.stats.frames_inserted += 1;
+            return Playout::Audio { samples: hold as usize, kind: PlayKind::Inserted };
+        }
+        let was_dtx = match (next, self.last_seq) {
+            (Some((_, next_seq, _)), Some(last)) => next_seq <= last + 1,
+            _ => false,
+        };
+        // Deeper than needed: shorten this concealment (silence, or audio that is lost
+        // anyway) in 2.5 ms steps. Playout still advances by the whole span, so it stays
+        // on the sender's frame grid.
+        let skip = ((err - SKIP_HYSTERESIS) / CONCEAL_QUANTUM * CONCEAL_QUANTUM).clamp(0, span - CONCEAL_QUANTUM);
+        let concealed_len = (span - skip) as usize;
+
+        let kind = match next {
+            Some((ts, _, duration)) if !was_dtx && ts == playout + span && duration == span => {
+                // The next frame is here and may carry FEC for the one we miss.
+                let idx = self.order[0] as usize;
+                let len = self.slots[idx].len;
+                let has_fec = codec::packet_has_fec(&self.slots[idx].data[..len]);
+                let out_span = &mut out[..span as usize];
+                if has_fec && self.decoder.decode_fec(&self.slots[idx].data[..len], out_span).is_ok_and(|n| n == span as usize) {
+                    self.stats.frames_fec += 1;
+                    self.playout = Some(playout + span);
+                    return Playout::Audio { samples: span as usize, kind: PlayKind::Fec };
+                }
+                self.conceal(&mut out[..concealed_len]);
+                self.stats.frames_concealed += 1;
+                PlayKind::Concealed
+            }
+            Some(_) if was_dtx => {
+                self.conceal(&mut out[..concealed_len]);
+                self.stats.frames_comfort_noise += 1;
+                PlayKind::ComfortNoise
+            }
+            Some(_) => {
+                self.conceal(&mut out[..concealed_len]);
+                self.stats.frames_concealed += 1;
+                PlayKind::Concealed
+            }
+            None => {
+                // Nothing buffered: DTX or loss, decided when the next packet arrives.
+                self.conceal(&mut out[..concealed_len]);
+                self.unresolved_gap += 1;
+                PlayKind::Concealed
+            }
+        };
+        self.playout = Some(playout + span);
+        Playout::Audio { samples: (span - skip) as usize, kind }
+    }
+
+    fn conceal(&mut self, out: &mut [f32]) {
+        if self.decoder.conceal(out).is_err() {
+            out.fill(0.0);
+        }
+    }
+}
+
+fn duration_to_samples(d: Duration) -> i64 {
+    (d.as_nanos() * u128::from(SAMPLE_RATE) / 1_000_000_000) as i64
+}
+
+fn samples_to_duration(s: i64) -> Duration {
+    Duration::from_nanos((s.max(0) as u64) * 1_000_000_000 / u64::from(SAMPLE_RATE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unwrapper_follows_wraps_both_ways() {
+        let mut u = Unwrapper::<16>::default();
+        assert_eq!(u.unwrap(65_530), 65_530);
+        assert_eq!(u.unwrap(2), 65_538);
+        assert_eq!(u.unwrap(65_535), 65_535); // reordered from before the wrap
+        assert_eq!(u.unwrap(3), 65_539);
+        let mut u = Unwrapper::<32>::default();
+        assert_eq!(u.unwrap(u64::from(u32::MAX) - 959), i64::from(u32::MAX) - 959);
+        assert_eq!(u.unwrap(0), i64::from(u32::MAX) + 1);
+    }
+
+    #[test]
+    fn seq_tracker_counts_loss_and_duplicates() {
+        let mut t = SeqTracker::default();
+        for s in [10, 11, 13, 14, 12, 12, 16] {
+            t.record(s);
+        }
+        assert_eq!(t.received, 6);
+        assert_eq!(t.lost(), 1); // 15
+        assert!(!t.record(11));
+        assert!(!t.record(-100)); // far too old
+    }
+
+    #[test]
+    fn delay_window_quantile() {
+        let mut w = DelayWindow::new(100);
+        for i in 0..100 {
+            w.push(1000 + i);
+        }
+        assert_eq!(w.spread(0.98), Some((1000, 1097)));
+        for _ in 0..100 {
+            w.push(5);
+        }
+        assert_eq!(w.spread(0.98), Some((5, 5)));
+    }
+}

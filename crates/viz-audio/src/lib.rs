@@ -1,0 +1,24 @@
+//! # viz-audio
+//!
+//! The audio core of Viz: everything that turns samples into Opus packets and back, with
+//! no network, no devices and no clock. Time enters as an argument (`Instant`s handed in
+//! by the caller), so the jitter buffer can be driven faster than real time by a
+//! simulated network in tests.
+//!
+//! * [`codec`]: Opus encoder/decoder over libopus, 48 kHz mono, FEC, DTX, PLC.
+//! * [`jitter`]: the adaptive jitter buffer (timestamp-indexed, FEC then PLC concealment).
+//! * [`wav`], [`resample`]: file I/O and rate conversion for inputs that are not 48 kHz.
+//! * [`signals`]: tone, silence and speech-like test signals.
+//! * [`analysis`]: delay by cross-correlation, levels and spectra for measurements.
+
+pub mod analysis;
+pub mod codec;
+pub mod jitter;
+pub mod params;
+pub mod resample;
+pub mod signals;
+pub mod wav;
+
+pub use codec::{CodecError, Decoder, Encoded, Encoder};
+pub use jitter::{JitterBuffer, JitterConfig, JitterStats, PacketRef, PlayKind, Playout};
+pub use params::{AudioParams, FrameDuration, SAMPLE_RATE};

@@ -1,0 +1,349 @@
+//! The jitter buffer against a simulated network: real Opus frames from a speech-like
+//! signal go through a seeded `viz-netsim` link (loss, bursts, jitter, reordering,
+//! duplication) into the buffer, which an output device model drains in 5 ms chunks.
+//! Virtual time, so ten seconds of audio take a fraction of a second.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use viz_audio::codec::{Encoded, Encoder, MAX_PACKET, MAX_PACKET_SAMPLES};
+use viz_audio::{analysis, signals, AudioParams, FrameDuration, JitterBuffer, JitterConfig, JitterStats, PacketRef, Playout};
+use viz_netsim::{Impairment, Link, Payload};
+
+const OUT_CHUNK: usize = 240; // the output device takes 5 ms at a time
+
+#[derive(Clone, Debug)]
+struct SimPacket {
+    stream: u8,
+    seq: u16,
+    ts: u32,
+    frames: Vec<Vec<u8>>,
+}
+
+impl Payload for SimPacket {
+    fn wire_len(&self) -> usize {
+        self.frames.iter().map(Vec::len).sum()
+    }
+}
+
+struct Scenario {
+    params: AudioParams,
+    batch: usize,
+    impairment: Impairment,
+    seed: u64,
+    config: JitterConfig,
+    first_seq: u16,
+    first_ts: u32,
+    /// (time in seconds, new stream id, new timestamp base): the sender restarts.
+    restart_at: Option<(f64, u8, u32)>,
+    /// Impairment switches to this after the given number of seconds.
+    then: Option<(f64, Impairment)>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Self {
+            params: AudioParams::default(),
+            batch: 1,
+            impairment: Impairment::clean(),
+            seed: 1,
+            config: JitterConfig::default(),
+            first_seq: 1000,
+            first_ts: 123_456,
+            restart_at: None,
+            then: None,
+        }
+    }
+}
+
+struct Outcome {
+    output: Vec<f32>,
+    stats: JitterStats,
+    frames_sent: u64,
+    packets_sent: u64,
+    final_target: Duration,
+    max_target: Duration,
+    jb: JitterBuffer,
+}
+
+fn run(s: &Scenario, input: &[f32]) -> Outcome {
+    let t0 = Instant::now();
+    let frame = s.params.frame.samples();
+    let frame_dur = s.params.frame.duration();
+    let mut enc = Encoder::new(s.params).unwrap();
+    enc.set_loss_hint((s.impairment.loss * 100.0) as u8).unwrap();
+    let mut jb = JitterBuffer::new(s.config).unwrap();
+    let mut link: Link<SimPacket> = Link::new(s.impairment, s.seed);
+
+    let mut stream = 1u8;
+    let mut seq = s.first_seq;
+    let mut ts = s.first_ts;
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    let mut pending_ts = ts;
+    let (mut frames_sent, mut packets_sent) = (0u64, 0u64);
+    let mut restarted = false;
+    let mut switched = false;
+
+    let total_frames = input.len() / frame;
+    let mut next_frame = 0usize;
+    let mut out_tick = 0u64;
+    let out_ticks = (input.len() / OUT_CHUNK) as u64;
+    let mut fifo: VecDeque<f32> = VecDeque::new();
+    let mut output = Vec::with_capacity(input.len());
+    let mut scratch = vec![0f32; MAX_PACKET_SAMPLES];
+    let mut buf = [0u8; MAX_PACKET];
+    let mut max_target = Duration::ZERO;
+
+    let mut flush = |pending: &mut Vec<Vec<u8>>, pending_ts: u32, seq: &mut u16, stream: u8, now: Instant, link: &mut Link<SimPacket>| {
+        if pending.is_empty() {
+            return;
+        }
+        frames_sent += pending.len() as u64;
+        link.send(now, SimPacket { stream, seq: *seq, ts: pending_ts, frames: std::mem::take(pending) });
+        *seq = seq.wrapping_add(1);
+        packets_sent += 1;
+    };
+
+    loop {
+        // Next event: a frame completes, the output wants a chunk, or a packet lands.
+        let send_at = (next_frame < total_frames).then(|| t0 + frame_dur * (next_frame as u32 + 1));
+        let out_at = (out_tick < out_ticks).then(|| t0 + Duration::from_micros(5000 * out_tick));
+        let Some(now) = [send_at, out_at, link.next_due()].into_iter().flatten().min() else { break };
+        let secs = (now - t0).as_secs_f64();
+        if let Some((at, imp)) = s.then
+            && !switched
+            && secs >= at
+        {
+            link.set_impairment(imp);
+            switched = true;
+        }
+        while let Some(p) = link.poll(now) {
+            let frames: Vec<&[u8]> = p.frames.iter().map(Vec::as_slice).collect();
+            jb.push(now, PacketRef { stream: p.stream, seq: p.seq, timestamp: p.ts, frames: &frames });
+        }
+        if send_at == Some(now) {
+            if let Some((at, new_stream, new_ts)) = s.restart_at
+                && !restarted
+                && secs >= at
+            {
+                flush(&mut pending, pending_ts, &mut seq, stream, now, &mut link);
+                restarted = true;
+                stream = new_stream;
+                ts = new_ts;
+                seq = seq.wrapping_add(5000);
+                enc.reset().unwrap();
+            }
+            let pcm = &input[next_frame * frame..(next_frame + 1) * frame];
+            match enc.encode(pcm, &mut buf).unwrap() {
+                Encoded::Packet(len) => {
+                    if pending.is_empty() {
+                        pending_ts = ts;
+                    }
+                    pending.push(buf[..len].to_vec());
+                    if pending.len() == s.batch {
+                        flush(&mut pending, pending_ts, &mut seq, stream, now, &mut link);
+                    }
+                }
+                Encoded::Dtx => flush(&mut pending, pending_ts, &mut seq, stream, now, &mut link),
+            }
+            ts = ts.wrapping_add(frame as u32);
+            next_frame += 1;
+        }
+        if out_at == Some(now) {
+            while fifo.len() < OUT_CHUNK {
+                match jb.pop(now, &mut scratch) {
+                    Playout::Idle => fifo.extend(std::iter::repeat_n(0.0, OUT_CHUNK - fifo.len())),
+                    Playout::Audio { samples, .. } => fifo.extend(&scratch[..samples]),
+                }
+            }
+            output.extend(fifo.drain(..OUT_CHUNK));
+            out_tick += 1;
+            let t = jb.target_delay();
+            max_target = max_target.max(t);
+        }
+    }
+    let final_target = jb.target_delay();
+    Outcome { output, stats: jb.stats(), frames_sent, packets_sent, final_target, max_target, jb }
+}
+
+fn speech(seconds: usize, seed: u64) -> Vec<f32> {
+    signals::speech_like(seed, 48_000 * seconds)
+}
+
+/// Mouth-to-ear delay (ms) and waveform correlation of the output against the input.
+fn delay_and_correlation(input: &[f32], output: &[f32]) -> (f64, f32) {
+    let d = analysis::find_delay_within(input, output, 0, 48_000).expect("output is silent");
+    (d.lag_ms(48_000), d.correlation)
+}
+
+#[test]
+fn clean_network_plays_every_frame_with_one_frame_of_buffer() {
+    let input = speech(10, 1);
+    let o = run(&Scenario::default(), &input);
+    let st = o.stats;
+    assert_eq!(st.packets_lost, 0);
+    assert_eq!(st.frames_concealed + st.frames_fec + st.frames_late + st.frames_dropped, 0, "{st:?}");
+    assert_eq!(st.frames_decoded + o.jb.buffered_frames() as u64, o.frames_sent, "{st:?}");
+    assert_eq!(st.packets_received, o.packets_sent);
+    // One frame plus the guard: the floor.
+    assert!(o.final_target >= Duration::from_millis(20) && o.final_target <= Duration::from_millis(23), "{:?}", o.final_target);
+    let (delay, corr) = delay_and_correlation(&input, &o.output);
+    // 20 ms framing + 6.5 ms codec lookahead + 2 ms guard + up to 5 ms output chunk.
+    assert!((26.0..=36.0).contains(&delay), "delay {delay} ms");
+    assert!(corr > 0.7, "correlation {corr}");
+}
+
+#[test]
+fn ten_ms_frames_halve_the_framing_delay() {
+    let input = speech(5, 2);
+    let params = AudioParams { frame: FrameDuration::Ms10, ..Default::default() };
+    let o = run(&Scenario { params, ..Default::default() }, &input);
+    let (delay, corr) = delay_and_correlation(&input, &o.output);
+    assert!((16.0..=26.0).contains(&delay), "delay {delay} ms");
+    assert!(corr > 0.6, "correlation {corr}");
+    assert_eq!(o.stats.frames_concealed, 0);
+}
+
+#[test]
+fn loss_sweep_is_measured_and_concealed() {
+    let input = speech(10, 3);
+    let mut previous_corr = 1.0f32;
+    for loss_pct in [0u32, 5, 10, 20, 30] {
+        let impairment = Impairment { loss: f64::from(loss_pct) / 100.0, ..Default::default() };
+        let o = run(&Scenario { impairment, seed: u64::from(loss_pct), ..Default::default() }, &input);
+        let st = o.stats;
+        let measured = st.packets_lost as f64 / o.packets_sent as f64 * 100.0;
+        assert!((measured - f64::from(loss_pct)).abs() < 3.5, "{loss_pct}%: measured {measured:.1}%");
+        // Every lost voiced frame was rebuilt by FEC or PLC; none arrived late.
+        assert_eq!(st.frames_late, 0, "{loss_pct}%: {st:?}");
+        let repaired = st.frames_fec + st.frames_concealed;
+        assert!(repaired + 3 >= st.packets_lost, "{loss_pct}%: {st:?}");
+        if loss_pct >= 10 {
+            assert!(st.frames_fec > 0, "{loss_pct}%: FEC never used: {st:?}");
+        }
+        let (delay, corr) = delay_and_correlation(&input, &o.output);
+        eprintln!(
+            "loss {loss_pct:2}%: lost {:3} packets, FEC {:3}, PLC {:3}, late {}, delay {delay:.1} ms, correlation {corr:.3}",
+            st.packets_lost, st.frames_fec, st.frames_concealed, st.frames_late
+        );
+        assert!(corr > 0.2, "{loss_pct}%: correlation {corr}");
+        assert!(corr <= previous_corr + 0.05, "{loss_pct}%: quality rose with loss");
+        previous_corr = corr;
+    }
+}
+
+#[test]
+fn jitter_raises_the_target_to_cover_it_and_few_frames_are_late() {
+    let input = speech(15, 4);
+    let impairment = Impairment { loss: 0.05, jitter: Duration::from_millis(20), ..Default::default() };
+    let o = run(&Scenario { impairment, seed: 4, ..Default::default() }, &input);
+    let st = o.stats;
+    let late_pct = st.frames_late as f64 / o.frames_sent as f64 * 100.0;
+    assert!(late_pct < 3.0, "late {late_pct:.1}%: {st:?}");
+    // One frame + ~20 ms of jitter + guard.
+    assert!(o.final_target >= Duration::from_millis(35) && o.final_target <= Duration::from_millis(50), "{:?}", o.final_target);
+    let (delay, _) = delay_and_correlation(&input, &o.output);
+    assert!(delay <= 80.0, "delay {delay} ms");
+}
+
+#[test]
+fn reordering_and_duplicates_are_absorbed() {
+    let input = speech(10, 5);
+    let impairment = Impairment { jitter: Duration::from_millis(60), duplicate: 0.1, ..Default::default() };
+    let o = run(&Scenario { impairment, seed: 5, ..Default::default() }, &input);
+    let st = o.stats;
+    assert!(st.frames_duplicate > 30, "{st:?}");
+    assert_eq!(st.packets_lost, 0, "duplicates must not hide or fake loss: {st:?}");
+    assert!((st.frames_late as f64) < o.frames_sent as f64 * 0.03, "{st:?}");
+    assert!(o.max_target <= Duration::from_millis(90), "{:?}", o.max_target);
+}
+
+#[test]
+fn sequence_and_timestamp_wrap_is_seamless() {
+    let input = speech(6, 6);
+    let s = Scenario { first_seq: 65_500, first_ts: u32::MAX - 48_000, ..Default::default() };
+    let o = run(&s, &input);
+    let st = o.stats;
+    assert_eq!(st.stream_restarts, 0);
+    assert_eq!(st.packets_lost, 0);
+    assert_eq!(st.frames_decoded + o.jb.buffered_frames() as u64, o.frames_sent, "{st:?}");
+}
+
+#[test]
+fn sender_restart_with_a_new_stream_is_followed() {
+    let input = speech(8, 7);
+    let s = Scenario { restart_at: Some((3.0, 9, 77)), ..Default::default() };
+    let o = run(&s, &input);
+    let st = o.stats;
+    assert_eq!(st.stream_restarts, 1, "{st:?}");
+    assert_eq!(st.packets_lost, 0, "a restart is not loss: {st:?}");
+    let tail = &o.output[48_000 * 5..];
+    assert!(analysis::rms(tail) > 0.01, "silent after restart");
+    let (_, corr) = delay_and_correlation(&input[48_000 * 4..], &o.output[48_000 * 4..]);
+    assert!(corr > 0.6, "correlation after restart {corr}");
+}
+
+#[test]
+fn a_timestamp_jump_on_the_same_stream_is_a_restart() {
+    let input = speech(6, 8);
+    let s = Scenario { restart_at: Some((2.0, 1, 3_000_000_000)), ..Default::default() };
+    let o = run(&s, &input);
+    assert_eq!(o.stats.stream_restarts, 1, "{:?}", o.stats);
+    assert!(analysis::rms(&o.output[48_000 * 4..]) > 0.01);
+}
+
+#[test]
+fn target_delay_never_exceeds_the_bound() {
+    let input = speech(8, 9);
+    let impairment = Impairment { jitter: Duration::from_millis(1000), ..Default::default() };
+    let config = JitterConfig { max_delay: Duration::from_millis(300), ..Default::default() };
+    let o = run(&Scenario { impairment, config, seed: 9, ..Default::default() }, &input);
+    assert!(o.max_target <= Duration::from_millis(300), "{:?}", o.max_target);
+    assert!(o.jb.buffered_frames() <= 64);
+}
+
+#[test]
+fn delay_shrinks_back_after_a_jitter_spike() {
+    let input = speech(20, 10);
+    let spike = Impairment { jitter: Duration::from_millis(100), ..Default::default() };
+    let s = Scenario { impairment: spike, then: Some((5.0, Impairment::clean())), seed: 10, ..Default::default() };
+    let o = run(&s, &input);
+    assert!(o.max_target >= Duration::from_millis(100), "never grew: {:?}", o.max_target);
+    assert!(o.final_target <= Duration::from_millis(25), "never shrank: {:?}", o.final_target);
+    // The last seconds are played at close to the clean-network delay.
+    let last = 48_000 * 14;
+    let (delay, corr) = delay_and_correlation(&input[last..], &o.output[last..]);
+    assert!(delay <= 45.0, "delay after the spike {delay} ms (correlation {corr}, {:?}, final target {:?})", o.stats, o.final_target);
+}
+
+#[test]
+fn dtx_gaps_are_comfort_noise_not_loss() {
+    let input = speech(10, 11);
+    let o = run(&Scenario::default(), &input);
+    let st = o.stats;
+    assert!(o.frames_sent < (input.len() / 960) as u64, "DTX never engaged");
+    assert!(st.frames_comfort_noise > 20, "{st:?}");
+    assert_eq!(st.frames_concealed, 0, "{st:?}");
+}
+
+#[test]
+fn batched_packets_play_completely() {
+    let input = speech(8, 12);
+    let o = run(&Scenario { batch: 4, ..Default::default() }, &input);
+    let st = o.stats;
+    assert_eq!(st.frames_decoded + o.jb.buffered_frames() as u64, o.frames_sent, "{st:?}");
+    assert!(o.packets_sent * 2 < o.frames_sent);
+    // A batch spreads one frame's arrival over four frame times.
+    assert!(o.final_target >= Duration::from_millis(75), "{:?}", o.final_target);
+    let (delay, corr) = delay_and_correlation(&input, &o.output);
+    assert!(delay <= 110.0 && corr > 0.6, "delay {delay} corr {corr}");
+}
+
+#[test]
+fn burst_loss_uses_plc_where_fec_cannot_help() {
+    let input = speech(10, 13);
+    let impairment = Impairment { loss: 0.1, burst: 4.0, ..Default::default() };
+    let o = run(&Scenario { impairment, seed: 13, ..Default::default() }, &input);
+    let st = o.stats;
+    assert!(st.frames_concealed > st.frames_fec, "{st:?}");
+}
