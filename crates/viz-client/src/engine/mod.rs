@@ -1,0 +1,383 @@
+//! The audio engine: one thread that turns captured audio into media packets and
+//! received packets into played audio.
+//!
+//! Every 5 ms, on an absolute deadline (`next += 5 ms`, never `sleep(5 ms)`), it takes
+//! what the source captured, frames/encodes/packetizes it ([`sender`]), and tops up the
+//! output from the jitter buffer. Between ticks it waits on its command channel for
+//! received packets and call events. The network side talks to it only through
+//! channels: [`EngineHandle`] in, a `tokio::sync::mpsc` of [`OwnedMedia`] out.
+
+pub mod io;
+pub mod sender;
+
+use std::collections::VecDeque;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use viz_audio::codec::MAX_PACKET_SAMPLES;
+use viz_audio::{analysis, AudioParams, JitterBuffer, JitterConfig, JitterStats, PacketRef, Playout};
+use viz_proto::OwnedMedia;
+
+pub use io::{InputSpec, OutputSpec};
+use io::{Sink, Source};
+pub use sender::SenderStats;
+use sender::MediaSender;
+
+/// The engine's tick: capture and playback move in 5 ms steps.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// Commands queued for the engine at most; beyond it received packets are dropped
+/// (counted), which only happens if the engine thread is starved for a long time.
+const COMMAND_QUEUE: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub params: AudioParams,
+    pub batch: usize,
+    pub jitter: JitterConfig,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    pub loop_input: bool,
+    pub start_muted: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            params: AudioParams::default(),
+            batch: 1,
+            jitter: JitterConfig::default(),
+            input: InputSpec::Device(None),
+            output: OutputSpec::Device(None),
+            loop_input: false,
+            start_muted: false,
+        }
+    }
+}
+
+enum Command {
+    Start,
+    Media(Instant, OwnedMedia),
+    LossHint(u8),
+    Mute(bool),
+    Stop,
+}
+
+/// A live snapshot, published a few times a second.
+#[derive(Debug, Clone, Default)]
+pub struct EngineStatus {
+    pub started: bool,
+    pub muted: bool,
+    pub sender: SenderStats,
+    pub jitter: JitterStats,
+    pub target_delay: Duration,
+    pub input_level_dbfs: f32,
+    pub output_level_dbfs: f32,
+    pub input_finished: bool,
+    pub device_underruns: u64,
+    pub device_overflows: u64,
+    pub dropped_commands: u64,
+}
+
+/// What the engine did, returned when it stops.
+#[derive(Debug, Clone, Default)]
+pub struct EngineReport {
+    pub status: EngineStatus,
+    /// When capture started ("mouth" time zero for files and generated inputs).
+    pub capture_started: Option<Instant>,
+    /// When playback started ("ear" time zero for file and null outputs).
+    pub playback_started: Option<Instant>,
+    /// Samples written to a file or null output.
+    pub output_samples: u64,
+    /// CPU time the engine thread used.
+    pub cpu_time: Duration,
+    /// Ticks that started more than a tick late (the machine was too busy).
+    pub late_ticks: u64,
+    pub error: Option<String>,
+}
+
+pub struct EngineHandle {
+    commands: Sender<Command>,
+    thread: Option<JoinHandle<EngineReport>>,
+    status: tokio::sync::watch::Receiver<EngineStatus>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle").finish_non_exhaustive()
+    }
+}
+
+impl EngineHandle {
+    /// Starts the engine thread. Inputs and outputs are opened (WAV files read, devices
+    /// opened) before this returns, so a bad `--input` fails here, before any call.
+    pub fn spawn(config: EngineConfig, outgoing: tokio::sync::mpsc::Sender<OwnedMedia>) -> Result<Self, String> {
+        config.params.validate()?;
+        let (commands, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
+        let (status_tx, status) = tokio::sync::watch::channel(EngineStatus::default());
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("viz-engine".into())
+            .spawn(move || {
+                // Devices are opened on this thread and live and die with it.
+                let engine = match Engine::new(config, outgoing, rx, status_tx) {
+                    Ok(e) => {
+                        let _ = ready_tx.send(Ok(()));
+                        e
+                    }
+                    Err(msg) => {
+                        let _ = ready_tx.send(Err(msg.clone()));
+                        return EngineReport { error: Some(msg), ..Default::default() };
+                    }
+                };
+                engine.run()
+            })
+            .map_err(|e| format!("cannot start the audio engine thread: {e}"))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self { commands, thread: Some(thread), status, dropped: Default::default() }),
+            Ok(Err(msg)) => {
+                let _ = thread.join();
+                Err(msg)
+            }
+            Err(_) => Err("the audio engine thread died while starting".into()),
+        }
+    }
+
+    /// The call is established: start capture and playback (idempotent).
+    pub fn start(&self) {
+        let _ = self.commands.send(Command::Start);
+    }
+
+    /// Hands over a received media packet with its arrival time.
+    pub fn deliver(&self, arrival: Instant, media: OwnedMedia) {
+        if let Err(TrySendError::Full(_)) = self.commands.try_send(Command::Media(arrival, media)) {
+            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The far end's loss, in percent, for the encoder's FEC.
+    pub fn set_loss_hint(&self, percent: u8) {
+        let _ = self.commands.try_send(Command::LossHint(percent));
+    }
+
+    pub fn set_muted(&self, muted: bool) {
+        let _ = self.commands.send(Command::Mute(muted));
+    }
+
+    pub fn status(&self) -> EngineStatus {
+        let mut s = self.status.borrow().clone();
+        s.dropped_commands = self.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        s
+    }
+
+    /// Stops the engine, finalizes outputs and returns its report.
+    pub fn stop(mut self) -> EngineReport {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> EngineReport {
+        let _ = self.commands.send(Command::Stop);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(report)) => report,
+            Some(Err(_)) => EngineReport { error: Some("the audio engine thread panicked".into()), ..Default::default() },
+            None => EngineReport::default(),
+        }
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.shutdown();
+        }
+    }
+}
+
+struct Engine {
+    source: Source,
+    sink: Option<Sink>,
+    sender: MediaSender<tokio::sync::mpsc::Sender<OwnedMedia>>,
+    jitter: JitterBuffer,
+    commands: Receiver<Command>,
+    status_tx: tokio::sync::watch::Sender<EngineStatus>,
+    captured: Vec<f32>,
+    fifo: VecDeque<f32>,
+    scratch: Vec<f32>,
+    out_chunk: Vec<f32>,
+    started: Option<Instant>,
+    muted: bool,
+    input_level: f32,
+    output_level: f32,
+    late_ticks: u64,
+    input_finished_logged: bool,
+}
+
+impl Engine {
+    fn new(
+        config: EngineConfig,
+        outgoing: tokio::sync::mpsc::Sender<OwnedMedia>,
+        commands: Receiver<Command>,
+        status_tx: tokio::sync::watch::Sender<EngineStatus>,
+    ) -> Result<Self, String> {
+        let source = Source::open(&config.input, config.loop_input).map_err(|e| format!("input: {e}"))?;
+        let sink = Sink::open(&config.output).map_err(|e| format!("output: {e}"))?;
+        let stream: u8 = rand::random();
+        let mut sender = MediaSender::new(config.params, config.batch, stream, rand::random(), rand::random(), outgoing)
+            .map_err(|e| e.to_string())?;
+        sender.set_muted(config.start_muted);
+        let jitter = JitterBuffer::new(config.jitter).map_err(|e| e.to_string())?;
+        Ok(Self {
+            source,
+            sink: Some(sink),
+            sender,
+            jitter,
+            commands,
+            status_tx,
+            captured: Vec::with_capacity(48_000),
+            fifo: VecDeque::with_capacity(48_000),
+            scratch: vec![0.0; MAX_PACKET_SAMPLES],
+            out_chunk: Vec::with_capacity(48_000),
+            started: None,
+            muted: config.start_muted,
+            input_level: -120.0,
+            output_level: -120.0,
+            late_ticks: 0,
+            input_finished_logged: false,
+        })
+    }
+
+    fn run(mut self) -> EngineReport {
+        let mut next_tick = Instant::now() + TICK;
+        let mut next_status = Instant::now();
+        let mut error = None;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.commands.recv_timeout(wait) {
+                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(cmd) => self.handle(cmd),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let now = Instant::now();
+            if now < next_tick {
+                continue;
+            }
+            if let Err(e) = self.tick(now) {
+                tracing::error!("audio output failed: {e}");
+                error = Some(e);
+                break;
+            }
+            next_tick += TICK;
+            if now > next_tick {
+                self.late_ticks += 1;
+                if now > next_tick + 20 * TICK {
+                    // Stalled (suspend, debugger): resynchronise instead of racing.
+                    next_tick = now + TICK;
+                }
+            }
+            if now >= next_status {
+                next_status = now + Duration::from_millis(250);
+                self.publish();
+            }
+        }
+        self.sender.flush();
+        self.publish();
+        let status = self.status_tx.borrow().clone();
+        let sink = self.sink.take();
+        let output_samples = sink.as_ref().map_or(0, Sink::written);
+        if let Some(sink) = sink
+            && let Err(e) = sink.finish()
+        {
+            error.get_or_insert(e);
+        }
+        EngineReport {
+            status,
+            capture_started: self.started,
+            playback_started: self.started,
+            output_samples,
+            cpu_time: crate::cpu::thread_cpu_time(),
+            late_ticks: self.late_ticks,
+            error,
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Start => {
+                if self.started.is_none() {
+                    let now = Instant::now();
+                    self.started = Some(now);
+                    self.source.start(now);
+                    if let Some(sink) = &mut self.sink {
+                        sink.start(now);
+                    }
+                }
+            }
+            Command::Media(arrival, media) => {
+                if let Some(frame) = media.as_frame() {
+                    let packet = PacketRef { stream: frame.stream, seq: frame.seq, timestamp: frame.timestamp, frames: frame.frames() };
+                    self.jitter.push(arrival, packet);
+                }
+            }
+            Command::LossHint(p) => self.sender.set_loss_hint(p),
+            Command::Mute(m) => {
+                self.muted = m;
+                self.sender.set_muted(m);
+            }
+            Command::Stop => {}
+        }
+    }
+
+    fn tick(&mut self, now: Instant) -> Result<(), String> {
+        self.captured.clear();
+        self.source.read(now, &mut self.captured);
+        if self.started.is_none() {
+            return Ok(());
+        }
+        if !self.captured.is_empty() {
+            self.input_level = analysis::rms_dbfs(&self.captured);
+        }
+        self.sender.push(&self.captured);
+        if self.source.finished() && !self.input_finished_logged {
+            self.input_finished_logged = true;
+            tracing::info!("input file finished; sending silence from now on");
+        }
+
+        let Some(sink) = &mut self.sink else { return Ok(()) };
+        let wanted = sink.wanted(now);
+        while self.fifo.len() < wanted {
+            match self.jitter.pop(now, &mut self.scratch) {
+                Playout::Idle => self.fifo.extend(std::iter::repeat_n(0.0, wanted - self.fifo.len())),
+                Playout::Audio { samples, .. } => self.fifo.extend(&self.scratch[..samples]),
+            }
+        }
+        if wanted > 0 {
+            self.out_chunk.clear();
+            self.out_chunk.extend(self.fifo.drain(..wanted));
+            self.output_level = analysis::rms_dbfs(&self.out_chunk);
+            sink.write(&self.out_chunk)?;
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        let counters = self.sink.as_ref().and_then(Sink::device_counters);
+        let underruns = counters.map_or(0, |c| c.underruns.load(std::sync::atomic::Ordering::Relaxed));
+        let overflows = self.source.device_counters().map_or(0, |c| c.overflows.load(std::sync::atomic::Ordering::Relaxed));
+        let status = EngineStatus {
+            started: self.started.is_some(),
+            muted: self.muted,
+            sender: self.sender.stats(),
+            jitter: self.jitter.stats(),
+            target_delay: self.jitter.target_delay(),
+            input_level_dbfs: self.input_level,
+            output_level_dbfs: self.output_level,
+            input_finished: self.source.finished(),
+            device_underruns: underruns,
+            device_overflows: overflows,
+            dropped_commands: 0,
+        };
+        self.status_tx.send_replace(status);
+    }
+}

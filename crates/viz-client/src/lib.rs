@@ -1,0 +1,16 @@
+//! # viz-client
+//!
+//! The runtime around a Viz participant: the audio [`engine`] (devices through `cpal`
+//! with lock-free rings, or WAV files and generated signals at real-time pace), the
+//! client side of the transports (UDP, WebSocket) and the [`join`] driver that runs a
+//! call, plus identity and known-hosts storage. Protocol and DSP live in `viz-proto`
+//! and `viz-audio`; this crate does the I/O.
+
+pub mod address;
+pub mod cpu;
+pub mod device;
+pub mod engine;
+pub mod store;
+pub mod join;
+pub mod status;
+pub mod transport;
