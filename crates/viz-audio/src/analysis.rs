@@ -88,6 +88,42 @@ pub fn find_delay_within(
     Some(DelayEstimate { lag_samples: best, correlation, gain_db })
 }
 
+/// Delay of one window of the reference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowDelay {
+    /// First reference sample of the window.
+    pub start: usize,
+    pub estimate: DelayEstimate,
+}
+
+/// Finds the delay separately for consecutive windows of `window` samples, so that a
+/// delay that changes during a recording (an adaptive jitter buffer growing or
+/// shrinking) is seen as it is, not smeared into one lag. Windows quieter than
+/// `min_rms` (pauses) are skipped. Lags are searched in `min_lag..=max_lag`.
+pub fn windowed_delays(reference: &[f32], recorded: &[f32], window: usize, min_lag: i64, max_lag: i64, min_rms: f32) -> Vec<WindowDelay> {
+    let mut out = Vec::new();
+    if window == 0 || min_lag > max_lag {
+        return out;
+    }
+    let mut start = 0;
+    while start + window <= reference.len() {
+        let r = &reference[start..start + window];
+        if rms(r) >= min_rms {
+            let lo = (start as i64 + min_lag).clamp(0, recorded.len() as i64) as usize;
+            let hi = (start as i64 + window as i64 + max_lag).clamp(0, recorded.len() as i64) as usize;
+            if hi > lo {
+                let shift = lo as i64 - start as i64;
+                if let Some(mut d) = find_delay_within(r, &recorded[lo..hi], min_lag - shift, max_lag - shift) {
+                    d.lag_samples += shift;
+                    out.push(WindowDelay { start, estimate: d });
+                }
+            }
+        }
+        start += window;
+    }
+    out
+}
+
 /// Normalised correlation and energy ratio of `reference[i]` against `recorded[i + lag]`.
 pub fn overlap_stats(reference: &[f32], recorded: &[f32], lag: i64) -> (f32, f32) {
     let (mut xy, mut xx, mut yy) = (0f64, 0f64, 0f64);
@@ -202,6 +238,24 @@ mod tests {
         assert!(d.lag_samples <= 400);
         assert!(find_delay(&reference, &[0.0; 100], 48_000).is_none());
         assert!(find_delay(&[], &rec, 48_000).is_none());
+    }
+
+    #[test]
+    fn windowed_delays_follow_a_changing_delay() {
+        let reference = signals::speech_like(14, 48_000 * 6);
+        // First half delayed by 30 ms, second half by 50 ms (a buffer that grew).
+        let mut rec = vec![0.0; 1440];
+        rec.extend_from_slice(&reference[..48_000 * 3]);
+        rec.extend(std::iter::repeat_n(0.0, 960));
+        rec.extend_from_slice(&reference[48_000 * 3..]);
+        let w = windowed_delays(&reference, &rec, 48_000, 0, 4800, 0.01);
+        assert!(w.len() >= 4, "{}", w.len());
+        for d in &w {
+            let expected = if d.start < 48_000 * 3 { 1440 } else { 2400 };
+            assert_eq!(d.estimate.lag_samples, expected, "window at {}", d.start);
+            assert!(d.estimate.correlation > 0.99);
+        }
+        assert!(windowed_delays(&reference, &rec, 0, 0, 10, 0.0).is_empty());
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //!   fastest path and `quantile(r) − min(r)` the jitter. The playout point is held at
 //!   `timestamp + min(r) + jitter + guard`, so the target delay (arrival of the fastest
 //!   frame to the end of its playout) is one frame plus the jitter: the floor is one
-//!   frame, and it never exceeds `max_delay`.
+//!   frame, and it never exceeds `max_delay`. While packets are being lost and the
+//!   sender sends FEC, one more frame is added so the next frame (which carries the
+//!   FEC) is usually there when a lost one is due.
 //! * The consumer calls [`JitterBuffer::pop`] whenever its output needs more audio. If
 //!   the frame due is missing while playout runs *ahead* of the target, the buffer holds
 //!   (conceals without advancing) so the frame can still make it; this is how the delay
@@ -381,12 +383,12 @@ impl JitterBuffer {
         let guard = duration_to_samples(self.config.guard);
         let max_extra = (duration_to_samples(self.config.max_delay) - self.last_duration).max(0);
         let jitter = self.delays.spread(self.config.quantile).map_or(0, |(min, q)| q - min);
-        // FEC for a lost frame travels in the next one, so it can only be used if the
-        // buffer is a frame deeper than the fastest path. Pay that frame only while
-        // packets are actually being lost and the sender actually sends FEC.
+        // FEC for a lost frame travels in the next frame, which is just as jittered, so
+        // it can only be used if the buffer waits one more frame on top of the jitter.
+        // Pay that frame only while packets are actually lost and the sender sends FEC.
         let fec_seen = self.last_fec_seq.is_some_and(|s| self.seq.highest - s < FEC_MEMORY);
-        let fec_floor = if fec_seen && self.loss_ema > FEC_LOSS_THRESHOLD { self.last_duration } else { 0 };
-        (jitter.max(fec_floor) + guard).clamp(0, max_extra)
+        let fec_wait = if fec_seen && self.loss_ema > FEC_LOSS_THRESHOLD { self.last_duration } else { 0 };
+        (jitter + fec_wait + guard).clamp(0, max_extra)
     }
 
     /// Smoothed fraction of packets lost recently, as seen by this buffer.
@@ -467,17 +469,21 @@ impl JitterBuffer {
         }
     }
 
-    /// A concealment run ended by a packet: it was DTX if no packet went missing.
+    /// A concealment run ended by a packet. The sequence numbers say how many packets
+    /// went missing in it; that many concealed frames were loss, the rest of the run
+    /// was the sender's silence (DTX).
     fn resolve_gap(&mut self, seq: i64, ts: i64) {
         if self.unresolved_gap == 0 {
             return;
         }
-        let dtx = self.last_seq.is_some_and(|last| seq == last + 1) && self.playout.is_some_and(|p| ts >= p);
-        if dtx {
-            self.stats.frames_comfort_noise += self.unresolved_gap;
-        } else {
-            self.stats.frames_concealed += self.unresolved_gap;
-        }
+        let late = self.playout.is_some_and(|p| ts < p);
+        let missing = match self.last_seq {
+            Some(last) if !late => (seq - last - 1).max(0) as u64,
+            _ => self.unresolved_gap,
+        };
+        let lost = missing.min(self.unresolved_gap);
+        self.stats.frames_concealed += lost;
+        self.stats.frames_comfort_noise += self.unresolved_gap - lost;
         self.unresolved_gap = 0;
     }
 

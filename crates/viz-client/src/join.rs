@@ -18,7 +18,7 @@ use viz_proto::{
 
 use crate::address::{JoinAddress, TransportChoice};
 use crate::engine::EngineHandle;
-use crate::status::{status_line, Console, RateMeter};
+use crate::status::{status_line, Console, LossHint, RateMeter};
 use crate::store::KnownHosts;
 use crate::transport::{Kind, Transport};
 
@@ -271,6 +271,7 @@ pub async fn join(
     let mut rates = RateMeter::new(transport.header_overhead);
     let mut next_status = Instant::now() + cfg.status_interval;
     let mut next_hint = Instant::now() + Duration::from_secs(1);
+    let mut loss_hint = LossHint::default();
     rates.rates(Instant::now(), &conn.stats());
 
     loop {
@@ -368,7 +369,7 @@ pub async fn join(
         }
         if now >= next_hint {
             next_hint = now + Duration::from_secs(1);
-            engine.set_loss_hint((conn.stats().remote_loss * 100.0).ceil() as u8);
+            engine.set_loss_hint(loss_hint.update(conn.stats().remote_loss));
         }
         if now >= next_status {
             next_status = now + cfg.status_interval;

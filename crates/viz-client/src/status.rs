@@ -54,6 +54,23 @@ impl RateMeter {
     }
 }
 
+/// The loss figure the encoder's FEC is tuned for. Receiver reports arrive once a
+/// second and, at a few percent loss, many of them say 0 %; following them directly
+/// would switch FEC off between losses. This keeps the recent maximum and lets it
+/// decay by 10 % a second.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LossHint {
+    estimate: f32,
+}
+
+impl LossHint {
+    /// Feeds the latest reported loss (0..=1); returns the hint in percent.
+    pub fn update(&mut self, reported: f32) -> u8 {
+        self.estimate = reported.clamp(0.0, 1.0).max(self.estimate * 0.9);
+        (self.estimate * 100.0).ceil() as u8
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -79,6 +96,19 @@ pub fn status_line(peer: &str, via: &str, stats: &ConnectionStats, engine: &Engi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loss_hint_holds_and_decays() {
+        let mut h = LossHint::default();
+        assert_eq!(h.update(0.0), 0);
+        assert_eq!(h.update(0.08), 8);
+        assert_eq!(h.update(0.0), 8); // 7.2 % rounds up
+        for _ in 0..10 {
+            h.update(0.0);
+        }
+        assert!(h.update(0.0) <= 3);
+        assert_eq!(h.update(0.2), 20);
+    }
 
     #[test]
     fn rates_and_line() {

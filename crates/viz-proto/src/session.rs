@@ -82,6 +82,8 @@ pub struct ConnectionStats {
     pub datagrams_received: u64,
     pub bytes_received: u64,
     pub media_sent: u64,
+    /// Bytes of the media datagrams among `bytes_sent`.
+    pub media_bytes_sent: u64,
     pub media_received: u64,
     pub dropped: DropCounters,
     /// Smoothed round-trip time.
@@ -303,6 +305,7 @@ impl Connection {
         let n = media.encode(body).ok_or(SendError::BufferTooSmall)?;
         let len = self.seal(now, out, n)?;
         self.stats.media_sent += 1;
+        self.stats.media_bytes_sent += len as u64;
         Ok(len)
     }
 

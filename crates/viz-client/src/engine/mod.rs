@@ -2,9 +2,9 @@
 //! received packets into played audio.
 //!
 //! Every 5 ms, on an absolute deadline (`next += 5 ms`, never `sleep(5 ms)`), it takes
-//! what the source captured, frames/encodes/packetizes it ([`sender`]), and tops up the
-//! output from the jitter buffer. Between ticks it waits on its command channel for
-//! received packets and call events. The network side talks to it only through
+//! the commands and received packets queued since the last tick, takes what the source
+//! captured, frames/encodes/packetizes it ([`sender`]), and tops up the output from the
+//! jitter buffer. It never blocks on anything but its deadline. The network side talks to it only through
 //! channels: [`EngineHandle`] in, a `tokio::sync::mpsc` of [`OwnedMedia`] out.
 
 pub mod io;
@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use viz_audio::codec::MAX_PACKET_SAMPLES;
 use viz_audio::{analysis, AudioParams, JitterBuffer, JitterConfig, JitterStats, PacketRef, Playout};
 use viz_proto::OwnedMedia;
@@ -92,6 +92,8 @@ pub struct EngineReport {
     pub output_samples: u64,
     /// CPU time the engine thread used.
     pub cpu_time: Duration,
+    /// How long the engine ran after the call started (capture and playback time).
+    pub running: Duration,
     /// Ticks that started more than a tick late (the machine was too busy).
     pub late_ticks: u64,
     pub error: Option<String>,
@@ -252,17 +254,22 @@ impl Engine {
         let mut next_tick = Instant::now() + TICK;
         let mut next_status = Instant::now();
         let mut error = None;
-        loop {
+        'run: loop {
+            // Sleep to the absolute deadline. Received packets carry the time the
+            // network thread stamped on them, so they need not wake us: they are taken
+            // from the queue at the tick, before playout needs them.
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.commands.recv_timeout(wait) {
-                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(cmd) => self.handle(cmd),
-                Err(RecvTimeoutError::Timeout) => {}
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+            loop {
+                match self.commands.try_recv() {
+                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break 'run,
+                    Ok(cmd) => self.handle(cmd),
+                    Err(TryRecvError::Empty) => break,
+                }
             }
             let now = Instant::now();
-            if now < next_tick {
-                continue;
-            }
             if let Err(e) = self.tick(now) {
                 tracing::error!("audio output failed: {e}");
                 error = Some(e);
@@ -297,6 +304,7 @@ impl Engine {
             playback_started: self.started,
             output_samples,
             cpu_time: crate::cpu::thread_cpu_time(),
+            running: self.started.map_or(Duration::ZERO, |s| s.elapsed()),
             late_ticks: self.late_ticks,
             error,
         }

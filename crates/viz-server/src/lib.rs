@@ -1,0 +1,8 @@
+//! # viz-server
+//!
+//! The host side of Viz: one port number serving UDP and WebSocket ([`listener`]), and
+//! the [`host`] runtime that drives `viz-proto`'s endpoint and connects the host's own
+//! audio engine to the call in-process.
+
+pub mod host;
+pub mod listener;

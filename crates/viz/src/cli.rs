@@ -1,0 +1,307 @@
+//! Command-line interface. The original Viz forms `viz -s PORT` and `viz -c ADDR` are
+//! rewritten to `viz host --port PORT` and `viz join ADDR` before parsing.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use viz_audio::{AudioParams, FrameDuration, JitterConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "viz",
+    version,
+    about = "Low-latency, end-to-end encrypted voice calls.",
+    long_about = "Low-latency, end-to-end encrypted voice calls.\n\n\
+        One person hosts (viz host), friends join with the address it prints (viz join ADDR), \
+        directly, through a UDP relay, or through an HTTP-only tunnel (wss://...). \
+        The original Viz forms work too: viz -s PORT hosts, viz -c ADDR joins.",
+    after_help = "Examples:\n  viz demo                         try it on this machine, no audio hardware needed\n  viz host                         host on port 8443 with the default microphone and speakers\n  viz join viz://203.0.113.7:8443#k3xq-7m2a-pq4z-rt6b-ya2c\n  viz join wss://abc.trycloudflare.com#k3xq-7m2a-pq4z-rt6b-ya2c\n  viz -s 8443 / viz -c 203.0.113.7:8443"
+)]
+pub struct Cli {
+    /// Verbose logs (same as RUST_LOG=debug).
+    #[arg(short, long, global = true)]
+    pub debug: bool,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Host a call that a friend joins (original form: viz -s PORT).
+    Host(HostArgs),
+    /// Join a call (original form: viz -c ADDR).
+    Join(JoinArgs),
+    /// List audio input and output devices.
+    Devices,
+    /// Run a host and a joiner in this process over an impaired loopback network and
+    /// report latency, loss, bitrate and CPU.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// UDP and TCP (WebSocket) port to listen on.
+    #[arg(short, long, default_value_t = viz_client::address::DEFAULT_PORT)]
+    pub port: u16,
+
+    /// Address to listen on (default: all interfaces, IPv4 and IPv6).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<std::net::IpAddr>,
+
+    /// Do not accept WebSocket connections (UDP only).
+    #[arg(long)]
+    pub no_websocket: bool,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// Host address: HOST[:PORT], viz://HOST:PORT#FINGERPRINT, udp://..., ws://..., wss://...
+    #[arg(value_name = "ADDR")]
+    pub address: String,
+
+    /// Known-hosts file (default: in the config directory).
+    #[arg(long, value_name = "PATH")]
+    pub known_hosts: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Your name as the other side sees it (default: your login name).
+    #[arg(short, long)]
+    pub name: Option<String>,
+
+    /// Microphone: a device name or index (see `viz devices`), PATH.wav, tone[:HZ] or silence.
+    #[arg(short, long, value_name = "SOURCE", default_value = "default")]
+    pub input: String,
+
+    /// Speakers: a device name or index, PATH.wav (records what you hear) or null.
+    #[arg(short, long, value_name = "SINK", default_value = "default")]
+    pub output: String,
+
+    /// Repeat a WAV input when it ends.
+    #[arg(long = "loop")]
+    pub loop_input: bool,
+
+    /// End the call cleanly after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// Start with the microphone muted.
+    #[arg(long)]
+    pub muted: bool,
+
+    /// Identity key file (default: in the config directory; created on first run).
+    #[arg(long, value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+
+    /// Print nothing but errors (no status lines).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub audio: AudioArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct AudioArgs {
+    /// Opus frame duration in milliseconds: 10, 20, 40 or 60.
+    #[arg(long, value_name = "MS", default_value_t = 20, value_parser = parse_frame_ms)]
+    pub frame_ms: u32,
+
+    /// Opus bitrate in bits per second (6000..=510000).
+    #[arg(long, value_name = "BPS", default_value_t = 32_000)]
+    pub bitrate: u32,
+
+    /// Opus complexity 0..=10 (lower saves CPU on old machines).
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub complexity: u8,
+
+    /// Opus frames per datagram (1..=16); more means fewer packets for tunnels that
+    /// limit packet rate, at the cost of delay.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub batch: u8,
+
+    /// In-band forward error correction (default on).
+    #[arg(long, overrides_with = "no_fec")]
+    pub fec: bool,
+    #[arg(long, overrides_with = "fec")]
+    pub no_fec: bool,
+
+    /// Discontinuous transmission: send (almost) nothing during silence (default on).
+    #[arg(long, overrides_with = "no_dtx")]
+    pub dtx: bool,
+    #[arg(long, overrides_with = "dtx")]
+    pub no_dtx: bool,
+
+    /// Largest playout delay the jitter buffer may use, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    pub max_delay_ms: u64,
+}
+
+fn parse_frame_ms(s: &str) -> Result<u32, String> {
+    let ms: u32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    FrameDuration::from_millis(ms).map(|_| ms).ok_or_else(|| format!("{ms} ms is not an Opus frame size Viz supports (10, 20, 40, 60)"))
+}
+
+impl AudioArgs {
+    pub fn params(&self) -> anyhow::Result<AudioParams> {
+        let params = AudioParams {
+            frame: FrameDuration::from_millis(self.frame_ms).ok_or_else(|| anyhow::anyhow!("bad frame size"))?,
+            bitrate: self.bitrate,
+            complexity: self.complexity,
+            fec: !self.no_fec,
+            dtx: !self.no_dtx,
+        };
+        params.validate().map_err(anyhow::Error::msg)?;
+        Ok(params)
+    }
+
+    pub fn jitter(&self) -> JitterConfig {
+        JitterConfig { max_delay: std::time::Duration::from_millis(self.max_delay_ms.clamp(40, 2000)), ..Default::default() }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Packet loss on the simulated network, in percent (each direction).
+    #[arg(long, value_name = "PCT", default_value_t = 0.0)]
+    pub loss: f64,
+
+    /// Mean length of loss bursts in packets (1 = independent losses).
+    #[arg(long, value_name = "N", default_value_t = 1.0)]
+    pub burst: f64,
+
+    /// Jitter: each packet is delayed by a random 0..=MS extra (reorders when larger
+    /// than the packet interval).
+    #[arg(long, value_name = "MS", default_value_t = 0.0)]
+    pub jitter_ms: f64,
+
+    /// Fixed one-way network delay in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0.0)]
+    pub delay_ms: f64,
+
+    /// Seed of the network impairments and the generated speech.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Seconds of audio each way.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub duration: f64,
+
+    /// Speak this WAV file (both ways) instead of generated speech-like audio.
+    #[arg(short, long, value_name = "PATH.wav")]
+    pub input: Option<String>,
+
+    /// Where to write what each side heard.
+    #[arg(long, value_name = "DIR", default_value = "viz-demo-out")]
+    pub out_dir: PathBuf,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub audio: AudioArgs,
+}
+
+/// Rewrites the original Viz forms: `-s PORT` → `host --port PORT`, `-c ADDR` → `join
+/// ADDR`, keeping every other argument in place.
+pub fn rewrite_legacy(args: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len() + 1);
+    let mut iter = args.into_iter();
+    if let Some(bin) = iter.next() {
+        out.push(bin);
+    }
+    let rest: Vec<String> = iter.collect();
+    let is_command = |a: &str| matches!(a, "host" | "join" | "devices" | "demo" | "help");
+    let first_positional = rest.iter().position(|a| !a.starts_with('-'));
+    let legacy = rest.iter().position(|a| {
+        matches!(a.as_str(), "-s" | "-c" | "--server" | "--client") || a.starts_with("-s=") || a.starts_with("-c=")
+    });
+    match legacy {
+        Some(i) if first_positional.is_none_or(|p| !is_command(&rest[p]) || p > i) => {
+            let flag = &rest[i];
+            let (cmd, inline) = match flag.split_once('=') {
+                Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+                None => (flag.clone(), None),
+            };
+            let host = matches!(cmd.as_str(), "-s" | "--server");
+            out.extend(rest[..i].iter().cloned());
+            out.push(if host { "host".into() } else { "join".into() });
+            let value = inline.or_else(|| rest.get(i + 1).cloned());
+            let skip = if flag.contains('=') { 1 } else { 2 };
+            if let Some(v) = value {
+                if host {
+                    out.push("--port".into());
+                }
+                out.push(v);
+            }
+            out.extend(rest.into_iter().skip(i + skip));
+        }
+        _ => out.extend(rest),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn legacy_forms_are_rewritten() {
+        assert_eq!(rewrite_legacy(v("viz -s 9000")), v("viz host --port 9000"));
+        assert_eq!(rewrite_legacy(v("viz -d -s 9000 --name bob")), v("viz -d host --port 9000 --name bob"));
+        assert_eq!(rewrite_legacy(v("viz -c 1.2.3.4:9000")), v("viz join 1.2.3.4:9000"));
+        assert_eq!(rewrite_legacy(v("viz -c=h:1 -d")), v("viz join h:1 -d"));
+        assert_eq!(rewrite_legacy(v("viz join h:1")), v("viz join h:1"));
+        // `-s` is not rewritten inside a subcommand that already appears first.
+        assert_eq!(rewrite_legacy(v("viz demo --seed 3")), v("viz demo --seed 3"));
+        assert_eq!(rewrite_legacy(v("viz host -p 1")), v("viz host -p 1"));
+    }
+
+    #[test]
+    fn parses_common_invocations() {
+        let cli = Cli::try_parse_from(rewrite_legacy(v("viz -s 9000 --no-fec --frame-ms 10 --input tone:300 --output null"))).unwrap();
+        let Command::Host(h) = cli.command else { panic!() };
+        assert_eq!(h.port, 9000);
+        let p = h.common.audio.params().unwrap();
+        assert!(!p.fec && p.dtx);
+        assert_eq!(p.frame, FrameDuration::Ms10);
+        assert!(Cli::try_parse_from(v("viz join h --frame-ms 25")).is_err());
+        assert!(Cli::try_parse_from(v("viz join h --batch 0")).is_err());
+        assert!(Cli::try_parse_from(v("viz host --bitrate 100")).is_ok());
+        let cli = Cli::try_parse_from(v("viz join h --bitrate 100")).unwrap();
+        let Command::Join(j) = cli.command else { panic!() };
+        assert!(j.common.audio.params().is_err());
+        let cli = Cli::try_parse_from(v("viz join h --no-dtx --dtx")).unwrap();
+        let Command::Join(j) = cli.command else { panic!() };
+        assert!(j.common.audio.params().unwrap().dtx);
+    }
+}

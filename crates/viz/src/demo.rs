@@ -1,0 +1,375 @@
+//! `viz demo`: a whole call on one machine, measured.
+//!
+//! A host and a joiner run in this process, each on its own thread with its own
+//! audio engine, talking over real loopback UDP sockets through an impairment proxy
+//! (seeded loss, bursts, delay, jitter). Each side "speaks" generated speech-like audio
+//! (or a WAV file) and records what it hears. Because both sides share one clock, the
+//! mouth-to-ear delay is measured exactly: cross-correlate what one side said with what
+//! the other recorded, and add the offset between the two recordings' start instants.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use viz_audio::analysis;
+use viz_client::address::JoinAddress;
+use viz_client::engine::{EngineConfig, EngineHandle, EngineReport, InputSpec, OutputSpec};
+use viz_client::join::{self, JoinConfig, UserCommand};
+use viz_client::status::Console;
+use viz_netsim::Impairment;
+use viz_proto::{ConnectionStats, Keypair, SessionConfig};
+use viz_server::host::{self, HostConfig};
+
+use crate::cli::DemoArgs;
+use crate::proxy::{Proxy, ProxyStats};
+
+/// Bytes of IPv4 (20) and UDP (8) headers under every datagram.
+const IPV4_UDP: u64 = 28;
+
+#[derive(Debug, Serialize)]
+pub struct DirectionReport {
+    /// Who speaks to whom.
+    pub direction: String,
+    /// Median mouth-to-ear delay over 2-second windows of speech.
+    pub latency_ms: Option<f64>,
+    pub latency_min_ms: Option<f64>,
+    pub latency_max_ms: Option<f64>,
+    pub latency_windows: usize,
+    /// Median waveform correlation of those windows (codec and concealment fidelity).
+    pub correlation: Option<f64>,
+    pub packets_sent: u64,
+    pub packets_lost_network: u64,
+    pub packets_received: u64,
+    pub frames_decoded: u64,
+    pub frames_concealed: u64,
+    pub frames_fec_recovered: u64,
+    pub frames_late: u64,
+    pub frames_comfort_noise: u64,
+    pub jitter_buffer_target_ms: f64,
+    /// Wire bitrate while the speaker talks (media datagrams incl. IPv4+UDP headers).
+    pub kbps_talking: f64,
+    /// Everything the speaker's side sent, averaged over the whole call.
+    pub kbps_average: f64,
+    /// Reports, acknowledgements and control messages only, averaged over the call.
+    pub kbps_control: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoReport {
+    pub seconds: f64,
+    pub frame_ms: u32,
+    pub bitrate: u32,
+    pub fec: bool,
+    pub dtx: bool,
+    pub batch: u8,
+    pub loss_pct: f64,
+    pub jitter_ms: f64,
+    pub delay_ms: f64,
+    pub seed: u64,
+    pub directions: Vec<DirectionReport>,
+    pub cpu_host_pct: f64,
+    pub cpu_joiner_pct: f64,
+    /// The audio engine threads alone (codec, jitter buffer, file I/O).
+    pub cpu_host_engine_pct: f64,
+    pub cpu_joiner_engine_pct: f64,
+    pub recordings: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct LatencyStats {
+    median_ms: Option<f64>,
+    min_ms: Option<f64>,
+    max_ms: Option<f64>,
+    correlation: Option<f64>,
+    windows: usize,
+}
+
+fn median(sorted: &[f64]) -> Option<f64> {
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+struct SideResult {
+    engine: EngineReport,
+    net_cpu: Duration,
+    stats: Option<ConnectionStats>,
+}
+
+fn engine_config(args: &DemoArgs, input: InputSpec, output: &Path) -> Result<EngineConfig> {
+    Ok(EngineConfig {
+        params: args.audio.params()?,
+        batch: usize::from(args.audio.batch),
+        jitter: args.audio.jitter(),
+        input,
+        output: OutputSpec::Wav(output.to_owned()),
+        loop_input: false,
+        start_muted: false,
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start a runtime")
+}
+
+pub fn run(args: DemoArgs) -> Result<()> {
+    let params = args.audio.params()?;
+    if !(0.0..=100.0).contains(&args.loss) {
+        anyhow::bail!("--loss must be a percentage between 0 and 100");
+    }
+    if !(args.jitter_ms >= 0.0 && args.delay_ms >= 0.0) || args.jitter_ms > 5000.0 || args.delay_ms > 5000.0 {
+        anyhow::bail!("--jitter-ms and --delay-ms must be between 0 and 5000");
+    }
+    if !(1.0..=3600.0).contains(&args.duration) {
+        anyhow::bail!("--duration must be between 1 and 3600 seconds");
+    }
+    let impairment = Impairment {
+        loss: args.loss / 100.0,
+        burst: args.burst,
+        delay: Duration::from_secs_f64(args.delay_ms / 1000.0),
+        jitter: Duration::from_secs_f64(args.jitter_ms / 1000.0),
+        duplicate: 0.0,
+    };
+    impairment.validate().map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("cannot create {}", args.out_dir.display()))?;
+
+    let seconds = args.duration;
+    let speech_len = ((seconds + 3.0) * 48_000.0) as usize;
+    let (host_says, joiner_says): (Arc<[f32]>, Arc<[f32]>) = match &args.input {
+        Some(path) => {
+            let clip: Arc<[f32]> = viz_audio::wav::read_mono_48k(Path::new(path))?.into();
+            (clip.clone(), clip)
+        }
+        None => (
+            viz_audio::signals::speech_like(args.seed * 2 + 1, speech_len).into(),
+            viz_audio::signals::speech_like(args.seed * 2 + 2, speech_len).into(),
+        ),
+    };
+    let host_wav = args.out_dir.join("joiner-heard-by-host.wav");
+    let joiner_wav = args.out_dir.join("host-heard-by-joiner.wav");
+    let host_engine = engine_config(&args, InputSpec::Samples { label: "host speech".into(), samples: host_says.clone() }, &host_wav)?;
+    let joiner_engine =
+        engine_config(&args, InputSpec::Samples { label: "joiner speech".into(), samples: joiner_says.clone() }, &joiner_wav)?;
+
+    let host_key = Keypair::generate()?;
+    let joiner_key = Keypair::generate()?;
+    let fingerprint = host_key.fingerprint();
+    let console = Console { quiet: true };
+
+    // Host thread.
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (host_cmd_tx, host_cmd_rx) = mpsc::channel::<UserCommand>(4);
+    let host_cfg = HostConfig {
+        bind: "127.0.0.1:0".parse()?,
+        websocket: false,
+        keypair: host_key,
+        name: "host".into(),
+        params,
+        session: SessionConfig::default(),
+        duration: None,
+        status_interval: Duration::from_secs(3600),
+    };
+    let host_thread = std::thread::Builder::new().name("demo-host".into()).spawn(move || -> Result<SideResult> {
+        let rt = runtime()?;
+        let (tx, outgoing) = mpsc::channel(256);
+        let engine = EngineHandle::spawn(host_engine, tx).map_err(anyhow::Error::msg)?;
+        let summary = rt.block_on(host::run(host_cfg, &engine, outgoing, host_cmd_rx, console, Some(ready_tx)));
+        let net_cpu = viz_client::cpu::thread_cpu_time();
+        let engine = engine.stop();
+        let summary = summary?;
+        Ok(SideResult { engine, net_cpu, stats: summary.last_call_stats })
+    })?;
+    let host_addr = ready_rx.blocking_recv().context("the host did not start")?;
+
+    // Proxy thread.
+    let (proxy_addr_tx, proxy_addr_rx) = std::sync::mpsc::channel();
+    let (proxy_stop_tx, proxy_stop_rx) = oneshot::channel::<()>();
+    let seed = args.seed;
+    let proxy_thread = std::thread::Builder::new().name("demo-proxy".into()).spawn(move || -> Result<ProxyStats> {
+        let rt = runtime()?;
+        rt.block_on(async move {
+            let proxy = Proxy::start(host_addr, impairment, seed).await?;
+            let _ = proxy_addr_tx.send(proxy.listen);
+            let _ = proxy_stop_rx.await;
+            Ok(proxy.finish().await)
+        })
+    })?;
+    let proxy_addr = proxy_addr_rx.recv().context("the impairment proxy did not start")?;
+
+    // Joiner thread.
+    let known_hosts = args.out_dir.join("known_hosts");
+    let mut join_cfg = JoinConfig::new(JoinAddress::parse(&format!("udp://{proxy_addr}#{fingerprint}"))?, joiner_key, known_hosts);
+    join_cfg.name = "joiner".into();
+    join_cfg.params = params;
+    join_cfg.duration = Some(Duration::from_secs_f64(seconds));
+    join_cfg.status_interval = Duration::from_secs(3600);
+    let wall_start = Instant::now();
+    let joiner_thread = std::thread::Builder::new().name("demo-joiner".into()).spawn(move || -> Result<SideResult> {
+        let rt = runtime()?;
+        let (tx, outgoing) = mpsc::channel(256);
+        let engine = EngineHandle::spawn(joiner_engine, tx).map_err(anyhow::Error::msg)?;
+        let (_keep, commands) = mpsc::channel(1);
+        let summary = rt.block_on(join::join(join_cfg, &engine, outgoing, commands, console));
+        let net_cpu = viz_client::cpu::thread_cpu_time();
+        let engine = engine.stop();
+        let summary = summary?;
+        Ok(SideResult { engine, net_cpu, stats: Some(summary.stats) })
+    })?;
+
+    let joiner = joiner_thread.join().map_err(|_| anyhow::anyhow!("the joiner thread panicked"))?;
+    let _ = host_cmd_tx.blocking_send(UserCommand::Leave);
+    let host = host_thread.join().map_err(|_| anyhow::anyhow!("the host thread panicked"))?;
+    let _ = proxy_stop_tx.send(());
+    let proxy = proxy_thread.join().map_err(|_| anyhow::anyhow!("the proxy thread panicked"))??;
+    let joiner = joiner.context("joiner")?;
+    let host = host.context("host")?;
+    tracing::debug!(wall = ?wall_start.elapsed(), "demo finished");
+
+    let frame_secs = f64::from(params.frame.millis()) / 1000.0;
+    let directions = vec![
+        direction("host -> joiner", &host_says, &joiner_wav, &host, &joiner, proxy.down.dropped, seconds, frame_secs, args.audio.batch)?,
+        direction("joiner -> host", &joiner_says, &host_wav, &joiner, &host, proxy.up.dropped, seconds, frame_secs, args.audio.batch)?,
+    ];
+    // CPU per second of audio the side handled (its engine may run on a little after
+    // the call, encoding for nobody; that time counts on both sides of the fraction).
+    let audio_secs = |s: &SideResult| s.engine.running.as_secs_f64().max(seconds);
+    let cpu = |s: &SideResult| (s.engine.cpu_time + s.net_cpu).as_secs_f64() / audio_secs(s) * 100.0;
+    let report = DemoReport {
+        seconds,
+        frame_ms: params.frame.millis(),
+        bitrate: params.bitrate,
+        fec: params.fec,
+        dtx: params.dtx,
+        batch: args.audio.batch,
+        loss_pct: args.loss,
+        jitter_ms: args.jitter_ms,
+        delay_ms: args.delay_ms,
+        seed: args.seed,
+        directions,
+        cpu_host_pct: cpu(&host),
+        cpu_joiner_pct: cpu(&joiner),
+        cpu_host_engine_pct: host.engine.cpu_time.as_secs_f64() / audio_secs(&host) * 100.0,
+        cpu_joiner_engine_pct: joiner.engine.cpu_time.as_secs_f64() / audio_secs(&joiner) * 100.0,
+        recordings: vec![host_wav.display().to_string(), joiner_wav.display().to_string()],
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+/// Measures one direction: `speaker` said `said`; `listener` recorded `heard_wav`.
+#[allow(clippy::too_many_arguments)]
+fn direction(
+    name: &str,
+    said: &[f32],
+    heard_wav: &Path,
+    speaker: &SideResult,
+    listener: &SideResult,
+    dropped_by_network: u64,
+    seconds: f64,
+    frame_secs: f64,
+    batch: u8,
+) -> Result<DirectionReport> {
+    let heard = viz_audio::wav::read_mono_48k(heard_wav)?;
+    let mut latency = LatencyStats::default();
+    if let (Some(spoke), Some(heard_from)) = (speaker.engine.capture_started, listener.engine.playback_started) {
+        // Seconds from the speaker's first sample to the listener's first recorded one.
+        let offset = heard_from.duration_since(spoke).as_secs_f64() - spoke.duration_since(heard_from).as_secs_f64();
+        let min_lag = (-offset * 48_000.0).floor() as i64;
+        let max_lag = ((1.0 - offset) * 48_000.0).ceil() as i64;
+        let spoken = &said[..said.len().min((seconds * 48_000.0) as usize)];
+        // Two-second windows: the delay of an adaptive buffer changes during a call.
+        let windows = analysis::windowed_delays(spoken, &heard, 96_000, min_lag, max_lag, 0.02);
+        let mut ms: Vec<f64> = windows.iter().map(|w| (offset + w.estimate.lag_samples as f64 / 48_000.0) * 1000.0).collect();
+        let mut corr: Vec<f64> = windows.iter().map(|w| f64::from(w.estimate.correlation)).collect();
+        ms.sort_by(f64::total_cmp);
+        corr.sort_by(f64::total_cmp);
+        latency = LatencyStats {
+            median_ms: median(&ms),
+            min_ms: ms.first().copied(),
+            max_ms: ms.last().copied(),
+            correlation: median(&corr),
+            windows: ms.len(),
+        };
+    }
+    let jb = listener.engine.status.jitter;
+    let stats = speaker.stats.unwrap_or_default();
+    let wire = |bytes: u64, datagrams: u64| (bytes + datagrams * IPV4_UDP) as f64 * 8.0 / 1000.0;
+    // Time covered by the media packets sent during the call (a packet carries `batch`
+    // frames, except a partial batch cut short by a silence).
+    let talk_secs = stats.media_sent as f64 * batch as f64 * frame_secs;
+    let media_kbits = wire(stats.media_bytes_sent, stats.media_sent);
+    let all_kbits = wire(stats.bytes_sent, stats.datagrams_sent);
+    Ok(DirectionReport {
+        direction: name.to_owned(),
+        latency_ms: latency.median_ms,
+        latency_min_ms: latency.min_ms,
+        latency_max_ms: latency.max_ms,
+        latency_windows: latency.windows,
+        correlation: latency.correlation,
+        packets_sent: stats.media_sent,
+        packets_lost_network: dropped_by_network,
+        packets_received: jb.packets_received,
+        frames_decoded: jb.frames_decoded,
+        frames_concealed: jb.frames_concealed,
+        frames_fec_recovered: jb.frames_fec,
+        frames_late: jb.frames_late,
+        frames_comfort_noise: jb.frames_comfort_noise,
+        jitter_buffer_target_ms: listener.engine.status.target_delay.as_secs_f64() * 1000.0,
+        kbps_talking: if talk_secs > 0.0 { media_kbits / talk_secs } else { 0.0 },
+        kbps_average: all_kbits / seconds,
+        kbps_control: (all_kbits - media_kbits) / seconds,
+    })
+}
+
+fn print_report(r: &DemoReport) {
+    println!(
+        "viz demo: {:.0} s each way, {} ms frames, {} kb/s, FEC {}, DTX {}, batch {}",
+        r.seconds,
+        r.frame_ms,
+        r.bitrate / 1000,
+        if r.fec { "on" } else { "off" },
+        if r.dtx { "on" } else { "off" },
+        r.batch
+    );
+    println!(
+        "network: loss {:.1} %, jitter 0..{:.0} ms, delay {:.0} ms, seed {} (loopback UDP through an impairment proxy)",
+        r.loss_pct, r.jitter_ms, r.delay_ms, r.seed
+    );
+    println!();
+    let opt = |v: Option<f64>, prec: usize| v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.prec$}"));
+    let rows: Vec<(&str, Box<dyn Fn(&DirectionReport) -> String>)> = vec![
+        ("mouth-to-ear latency (ms)", Box::new(|d| opt(d.latency_ms, 1))),
+        ("  range over 2 s windows", Box::new(|d| format!("{}..{}", opt(d.latency_min_ms, 0), opt(d.latency_max_ms, 0)))),
+        ("waveform correlation", Box::new(|d| opt(d.correlation, 3))),
+        ("packets sent", Box::new(|d| d.packets_sent.to_string())),
+        ("packets lost by the network", Box::new(|d| d.packets_lost_network.to_string())),
+        ("frames decoded", Box::new(|d| d.frames_decoded.to_string())),
+        ("frames recovered by FEC", Box::new(|d| d.frames_fec_recovered.to_string())),
+        ("frames concealed (PLC)", Box::new(|d| d.frames_concealed.to_string())),
+        ("frames late (dropped)", Box::new(|d| d.frames_late.to_string())),
+        ("jitter buffer target (ms)", Box::new(|d| format!("{:.1}", d.jitter_buffer_target_ms))),
+        ("wire kb/s while talking", Box::new(|d| format!("{:.1}", d.kbps_talking))),
+        ("wire kb/s average", Box::new(|d| format!("{:.1}", d.kbps_average))),
+        ("  of which control/keepalive", Box::new(|d| format!("{:.2}", d.kbps_control))),
+    ];
+    println!("{:<30}{:>16}{:>16}", "", r.directions[0].direction, r.directions[1].direction);
+    for (label, f) in rows {
+        println!("{label:<30}{:>16}{:>16}", f(&r.directions[0]), f(&r.directions[1]));
+    }
+    println!();
+    println!("wire bitrates include IPv4 and UDP headers (28 bytes a datagram)");
+    println!(
+        "CPU per side, % of one core: host {:.2} (engine {:.2}), joiner {:.2} (engine {:.2})",
+        r.cpu_host_pct, r.cpu_host_engine_pct, r.cpu_joiner_pct, r.cpu_joiner_engine_pct
+    );
+    println!("recordings: {}", r.recordings.join(", "));
+}

@@ -1,0 +1,53 @@
+//! `viz`: the command-line front end. Thin on purpose: parsing, logging, and wiring
+//! the engine (viz-client) to the host (viz-server) or the join driver.
+
+mod cli;
+mod demo;
+mod keyboard;
+mod proxy;
+mod run;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command, LogFormat};
+
+fn init_logging(debug: bool, format: LogFormat) {
+    let default = if debug { "debug" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn main() -> std::process::ExitCode {
+    let args = cli::rewrite_legacy(std::env::args().collect());
+    let cli = Cli::parse_from(args);
+    init_logging(cli.debug, cli.log_format);
+    let result = match cli.command {
+        Command::Devices => run::devices(),
+        Command::Demo(args) => demo::run(args),
+        command => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match runtime {
+                Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+                Ok(rt) => rt.block_on(async move {
+                    match command {
+                        Command::Host(a) => run::host(a).await,
+                        Command::Join(a) => run::join(a).await,
+                        Command::Devices | Command::Demo(_) => unreachable!("handled above"),
+                    }
+                }),
+            }
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("viz: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `viz host`, `viz join` and `viz devices`.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+use viz_client::address::JoinAddress;
+use viz_client::engine::{EngineConfig, EngineHandle, InputSpec, OutputSpec};
+use viz_client::join::{self, EndReason, JoinConfig};
+use viz_client::status::Console;
+use viz_client::store;
+use viz_proto::{Keypair, SessionConfig};
+use viz_server::host::{self, HostConfig};
+
+use crate::cli::{CommonArgs, HostArgs, JoinArgs};
+use crate::keyboard;
+
+fn load_identity(common: &CommonArgs, console: Console) -> Result<Keypair> {
+    let path = match &common.identity {
+        Some(p) => p.clone(),
+        None => store::default_identity_path()?,
+    };
+    let (key, created) = store::load_or_create_identity(&path).with_context(|| format!("identity {}", path.display()))?;
+    if created {
+        console.line(format!("Created your identity key in {} (fingerprint {})", path.display(), key.fingerprint()));
+    }
+    Ok(key)
+}
+
+fn engine_config(common: &CommonArgs) -> Result<EngineConfig> {
+    Ok(EngineConfig {
+        params: common.audio.params()?,
+        batch: usize::from(common.audio.batch),
+        jitter: common.audio.jitter(),
+        input: InputSpec::parse(&common.input).map_err(anyhow::Error::msg).context("--input")?,
+        output: OutputSpec::parse(&common.output),
+        loop_input: common.loop_input,
+        start_muted: common.muted,
+    })
+}
+
+fn duration(common: &CommonArgs) -> Result<Option<Duration>> {
+    common
+        .duration
+        .map(|s| Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero()).context("--duration must be a positive number of seconds"))
+        .transpose()
+}
+
+fn console(common: &CommonArgs) -> Console {
+    Console { quiet: common.quiet }
+}
+
+/// Spawns the engine (opening inputs and outputs, so their errors come first).
+fn start_engine(config: EngineConfig) -> Result<(EngineHandle, mpsc::Receiver<viz_proto::OwnedMedia>)> {
+    let (tx, rx) = mpsc::channel(256);
+    let engine = EngineHandle::spawn(config, tx).map_err(anyhow::Error::msg)?;
+    Ok((engine, rx))
+}
+
+fn report_engine(engine: EngineHandle, console: Console) -> Result<()> {
+    let report = engine.stop();
+    let st = &report.status.jitter;
+    tracing::info!(
+        received = st.packets_received, lost = st.packets_lost, concealed = st.frames_concealed,
+        fec = st.frames_fec, late = st.frames_late, cpu_ms = report.cpu_time.as_millis() as u64,
+        "audio engine stopped"
+    );
+    if report.late_ticks > 50 {
+        console.line(format!("Note: the audio engine was late {} times; the machine may be overloaded", report.late_ticks));
+    }
+    match report.error {
+        Some(e) => Err(anyhow::anyhow!("audio: {e}")),
+        None => Ok(()),
+    }
+}
+
+pub async fn host(args: HostArgs) -> Result<()> {
+    let console = console(&args.common);
+    let keypair = load_identity(&args.common, console)?;
+    let config = engine_config(&args.common)?;
+    console.line(format!("Audio: {} -> you, you -> {}", config.input.describe(), config.output.describe()));
+    let (engine, outgoing) = start_engine(config)?;
+    let bind = SocketAddr::new(args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)), args.port);
+    let cfg = HostConfig {
+        bind,
+        websocket: !args.no_websocket,
+        keypair,
+        name: args.common.name.clone().unwrap_or_else(join::default_name),
+        params: args.common.audio.params()?,
+        session: SessionConfig::default(),
+        duration: duration(&args.common)?,
+        status_interval: Duration::from_secs(5),
+    };
+    let commands = keyboard::spawn();
+    let result = host::run(cfg, &engine, outgoing, commands, console, None).await;
+    report_engine(engine, console)?;
+    let summary = result?;
+    console.line(format!("Stopped hosting after {} call(s), {:.0} s in calls.", summary.calls, summary.call_time.as_secs_f64()));
+    Ok(())
+}
+
+pub async fn join(args: JoinArgs) -> Result<()> {
+    let console = console(&args.common);
+    let address = JoinAddress::parse(&args.address).with_context(|| format!("invalid address '{}'", args.address))?;
+    let keypair = load_identity(&args.common, console)?;
+    let known_hosts = match &args.known_hosts {
+        Some(p) => p.clone(),
+        None => store::default_known_hosts_path()?,
+    };
+    let config = engine_config(&args.common)?;
+    console.line(format!("Audio: {} -> host, host -> {}", config.input.describe(), config.output.describe()));
+    let (engine, outgoing) = start_engine(config)?;
+    let mut cfg = JoinConfig::new(address, keypair, known_hosts);
+    cfg.name = args.common.name.clone().unwrap_or_else(join::default_name);
+    cfg.params = args.common.audio.params()?;
+    cfg.duration = duration(&args.common)?;
+    let commands = keyboard::spawn();
+    let result = join::join(cfg, &engine, outgoing, commands, console).await;
+    let engine_result = report_engine(engine, console);
+    let summary = result?;
+    engine_result?;
+    let how = match summary.ended {
+        EndReason::Left => "you left".to_owned(),
+        EndReason::DurationReached => "the duration was reached".to_owned(),
+        EndReason::PeerLeft(r) => format!("{} {r}", summary.peer_name),
+    };
+    console.line(format!("Call ended after {:.1} s: {how}.", summary.call_time.as_secs_f64()));
+    Ok(())
+}
+
+pub fn devices() -> Result<()> {
+    let (inputs, outputs) = viz_client::device::list().context("cannot list audio devices")?;
+    for (title, list) in [("Input devices", &inputs), ("Output devices", &outputs)] {
+        println!("{title}:");
+        if list.is_empty() {
+            println!("  (none)");
+        }
+        for d in list {
+            println!("  {:>2}{} {}  [{}]", d.index, if d.is_default { "*" } else { " " }, d.name, d.config);
+        }
+    }
+    println!("(* = default. Use --input/--output with a name or number; files: --input x.wav, tone, silence; --output x.wav, null)");
+    Ok(())
+}
