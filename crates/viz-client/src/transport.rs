@@ -194,6 +194,7 @@ fn describe_ws_error(e: tokio_tungstenite::tungstenite::Error) -> String {
         Error::Io(io) => io.to_string(),
         Error::Tls(t) => format!("TLS error: {t}"),
         Error::Url(u) => format!("bad URL: {u}"),
+        Error::Protocol(p) => format!("the server does not speak WebSocket ({p}); not a Viz host?"),
         other => other.to_string(),
     }
 }

@@ -180,7 +180,7 @@ pub async fn run(
                 Input::Reply(n) => listener.send(path, &reply[..n]).await,
                 Input::Accepted(id) => {
                     let busy = shutting_down.is_some() || call.as_ref().is_some_and(|c| endpoint.session(c.id).is_some_and(|s| s.is_open()));
-                    let peer = listener.peer_addr(path).map_or_else(|| path.to_string(), |a| a.to_string());
+                    let peer = listener.peer_addr(path).map_or_else(|| path.to_string(), |a| canonical(a).to_string());
                     if let Some(s) = endpoint.session_mut(id) {
                         if busy {
                             s.close(at, if shutting_down.is_some() { ByeReason::ShuttingDown } else { ByeReason::Busy });
@@ -189,7 +189,9 @@ pub async fn run(
                         } else {
                             s.send_control(hello.clone());
                             tracing::info!(%peer, key = %s.remote_static().fingerprint(), "joiner authenticated");
-                            call = Some(Call { id, name: None, rates: RateMeter::new(header_overhead(path, &listener)), started: at });
+                            let mut rates = RateMeter::new(header_overhead(path, &listener));
+                            rates.rates(at, &s.stats());
+                            call = Some(Call { id, name: None, rates, started: at });
                         }
                     }
                 }
@@ -309,8 +311,8 @@ pub async fn run(
                 let stats = s.stats();
                 let rates = c.rates.rates(now, &stats);
                 let via = endpoint.path(c.id).map_or_else(String::new, |p| match listener.peer_addr(p) {
-                    Some(a) if matches!(p, Path::Udp(_)) => format!("UDP {a}"),
-                    Some(a) => format!("WebSocket {a}"),
+                    Some(a) if matches!(p, Path::Udp(_)) => format!("UDP {}", canonical(a)),
+                    Some(a) => format!("WebSocket {}", canonical(a)),
                     None => p.to_string(),
                 });
                 console.line(status_line(&name, &via, &stats, &engine.status(), rates));
@@ -319,9 +321,14 @@ pub async fn run(
     }
 }
 
+/// `::ffff:1.2.3.4` (an IPv4 peer on a dual-stack socket) shown as `1.2.3.4`.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
 fn header_overhead(path: Path, listener: &Listener) -> usize {
     match path {
-        Path::Udp(a) => viz_client::transport::udp_overhead(&a),
+        Path::Udp(a) => viz_client::transport::udp_overhead(&canonical(a)),
         Path::Ws(_) => viz_client::transport::ws_overhead(listener.peer_addr(path).as_ref()),
     }
 }

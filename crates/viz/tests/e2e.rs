@@ -1,0 +1,296 @@
+//! End to end: `viz host` and `viz join` as real processes on loopback, with WAV input
+//! and output, checking what was heard against what was said.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use viz_audio::{analysis, signals, wav};
+
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    /// Lines before this index were already matched by `expect_line`.
+    cursor: usize,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn viz(config: &Path, args: &[&str]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_viz"))
+        .args(args)
+        .env("VIZ_CONFIG_DIR", config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn viz");
+    let (tx, lines) = mpsc::channel();
+    for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    Proc { child, lines, seen: Vec::new(), cursor: 0 }
+}
+
+impl Proc {
+    /// Waits for a line containing `needle` after the last one matched; returns it.
+    fn expect_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        if let Some(i) = self.seen[self.cursor..].iter().position(|l| l.contains(needle)) {
+            self.cursor += i + 1;
+            return self.seen[self.cursor - 1].clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        self.cursor = self.seen.len();
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line containing {needle:?} within {timeout:?}; output so far:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Waits for the process to exit; returns its status and everything it printed.
+    fn finish(&mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Ok(line) = self.lines.try_recv() {
+                self.seen.push(line);
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                while let Ok(line) = self.lines.try_recv() {
+                    self.seen.push(line);
+                }
+                return (status, self.seen.join("\n"));
+            }
+            if Instant::now() > deadline {
+                panic!("viz did not exit within {timeout:?}; output:\n{}", self.seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Starts a host on a free port; returns it and the port.
+fn host(config: &Path, extra: &[&str]) -> (Proc, u16) {
+    let mut args = vec!["host", "--port", "0"];
+    args.extend_from_slice(extra);
+    let mut p = viz(config, &args);
+    let line = p.expect_line("Hosting on port", Duration::from_secs(10));
+    let port = line.split_whitespace().nth(3).and_then(|w| w.parse().ok()).unwrap_or_else(|| panic!("no port in {line:?}"));
+    (p, port)
+}
+
+fn write_speech(path: &Path, seed: u64, seconds: usize) -> Vec<f32> {
+    let s = signals::speech_like(seed, 48_000 * seconds);
+    wav::write_mono_48k(path, &s).unwrap();
+    s
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Checks that `heard` contains the first `spoke_secs` of `said`: one clear delay,
+/// similar waveform and level in every second of speech.
+fn assert_heard(said: &[f32], spoke_secs: usize, heard_path: &Path, what: &str) {
+    let heard = wav::read_mono_48k(heard_path).unwrap();
+    assert!(heard.len() > 48_000 * 2, "{what}: recording is only {} samples", heard.len());
+    // The two recordings start a few milliseconds apart (each side starts when it is
+    // greeted), so the lag is latency plus a small offset either way. The last second
+    // is left out: the call ends somewhere in it.
+    let spoken = said.len().min(heard.len()).min(48_000 * (spoke_secs - 1));
+    let windows = analysis::windowed_delays(&said[..spoken], &heard, 48_000, -4_800, 24_000, 0.02);
+    assert!(windows.len() >= 2, "{what}: no speech found in the recording");
+    let mut corr: Vec<f32> = windows.iter().map(|w| w.estimate.correlation).collect();
+    corr.sort_by(f32::total_cmp);
+    let median = corr[corr.len() / 2];
+    assert!(median > 0.6, "{what}: waveform correlation {median} (windows {corr:?})");
+    for w in &windows {
+        let ms = w.estimate.lag_ms(48_000);
+        assert!((-50.0..300.0).contains(&ms), "{what}: delay {ms} ms at {} s", w.start / 48_000);
+        assert!(w.estimate.gain_db.abs() < 6.0, "{what}: level off by {} dB", w.estimate.gain_db);
+    }
+}
+
+#[test]
+fn host_and_join_hear_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_in, b_in) = (dir.path().join("a.wav"), dir.path().join("b.wav"));
+    let (a_out, b_out) = (dir.path().join("a_heard.wav"), dir.path().join("b_heard.wav"));
+    let a_said = write_speech(&a_in, 21, 8);
+    let b_said = write_speech(&b_in, 22, 8);
+    let (mut h, port) = host(&dir.path().join("h"), &["--input", s(&a_in), "--output", s(&a_out), "--name", "alice", "--duration", "6"]);
+    let addr = format!("127.0.0.1:{port}");
+    let mut j = viz(&dir.path().join("j"), &["join", &addr, "--input", s(&b_in), "--output", s(&b_out), "--name", "bob", "--duration", "5"]);
+    j.expect_line("Connected over UDP", Duration::from_secs(10));
+    let sas_j = j.expect_line("Security code:", Duration::from_secs(5));
+    let sas_h = h.expect_line("bob joined", Duration::from_secs(5));
+    let code = |l: &str| l.split("Security code: ").nth(1).unwrap()[..7].to_owned();
+    assert_eq!(code(&sas_j), code(&sas_h), "the two sides show different security codes");
+    let (status, out) = j.finish(Duration::from_secs(20));
+    assert!(status.success(), "join failed:\n{out}");
+    assert!(out.contains("In a call with alice"), "{out}");
+    h.expect_line("bob left", Duration::from_secs(5));
+    let (status, out) = h.finish(Duration::from_secs(20));
+    assert!(status.success(), "host failed:\n{out}");
+    assert_heard(&a_said, 5, &b_out, "alice -> bob");
+    assert_heard(&b_said, 5, &a_out, "bob -> alice");
+}
+
+#[test]
+fn original_viz_forms_and_a_tone() {
+    let dir = tempfile::tempdir().unwrap();
+    let heard = dir.path().join("heard.wav");
+    let mut h = viz(&dir.path().join("h"), &["-s", "0", "--input", "tone:1000", "--output", "null", "--duration", "5"]);
+    let line = h.expect_line("Hosting on port", Duration::from_secs(10));
+    let port: u16 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    let mut j = viz(&dir.path().join("j"), &["-c", &format!("127.0.0.1:{port}"), "--input", "silence", "--output", s(&heard), "--duration", "3"]);
+    let (status, out) = j.finish(Duration::from_secs(20));
+    assert!(status.success(), "{out}");
+    let audio = wav::read_mono_48k(&heard).unwrap();
+    let tail = &audio[48_000..];
+    assert!(analysis::rms(tail) > 0.05, "the tone did not arrive");
+    assert!((analysis::dominant_frequency(tail, 48_000) - 1000.0).abs() < 5.0);
+    assert!(analysis::band_energy_fraction(tail, 48_000, 1000.0, 50.0) > 0.9);
+    drop(h);
+}
+
+/// A "tunnel" that carries TCP but silently drops UDP: a UDP socket that swallows
+/// everything on port Q, and a TCP forwarder from Q to the host's port.
+fn tcp_only_tunnel(host_port: u16) -> (u16, UdpSocket) {
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let udp = UdpSocket::bind(("127.0.0.1", port)).expect("udp black hole on the tunnel port");
+    std::thread::spawn(move || {
+        for client in tcp.incoming().map_while(Result::ok) {
+            let upstream = TcpStream::connect(("127.0.0.1", host_port)).unwrap();
+            let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            let (mut c, mut u) = (client, upstream);
+            std::thread::spawn(move || std::io::copy(&mut c, &mut u2));
+            std::thread::spawn(move || std::io::copy(&mut u, &mut c2));
+        }
+    });
+    (port, udp)
+}
+
+#[test]
+fn falls_back_to_websocket_when_udp_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let heard = dir.path().join("heard.wav");
+    let (mut h, port) = host(&dir.path().join("h"), &["--input", "tone:700", "--output", "null", "--duration", "8"]);
+    let (tunnel_port, _black_hole) = tcp_only_tunnel(port);
+    let started = Instant::now();
+    let mut j = viz(&dir.path().join("j"), &["join", &format!("127.0.0.1:{tunnel_port}"), "--input", "tone:300", "--output", s(&heard), "--duration", "3"]);
+    j.expect_line("trying WebSocket", Duration::from_secs(6));
+    j.expect_line("Connected over WebSocket", Duration::from_secs(6));
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let (status, out) = j.finish(Duration::from_secs(20));
+    assert!(status.success(), "{out}");
+    let audio = wav::read_mono_48k(&heard).unwrap();
+    assert!((analysis::dominant_frequency(&audio[48_000..], 48_000) - 700.0).abs() < 5.0);
+    h.expect_line("left", Duration::from_secs(5));
+}
+
+#[test]
+fn changed_or_wrong_host_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let joiner_cfg = dir.path().join("j");
+    let (h1, port) = host(&dir.path().join("h1"), &["--input", "silence", "--output", "null"]);
+    let fp1 = h1.seen.iter().find(|l| l.contains("Host fingerprint:")).unwrap().rsplit(' ').next().unwrap().to_owned();
+    let addr = format!("127.0.0.1:{port}");
+    let mut j = viz(&joiner_cfg, &["join", &addr, "--input", "silence", "--output", "null", "--duration", "1"]);
+    let (status, out) = j.finish(Duration::from_secs(15));
+    assert!(status.success() && out.contains("remembered"), "{out}");
+    drop(h1);
+    // Same address, new identity: the joiner must refuse, showing both fingerprints.
+    let mut h2 = viz(&dir.path().join("h2"), &["host", "--port", &port.to_string(), "--input", "silence", "--output", "null"]);
+    let fp2 = h2.expect_line("Host fingerprint:", Duration::from_secs(10)).rsplit(' ').next().unwrap().to_owned();
+    let mut j = viz(&joiner_cfg, &["join", &addr, "--input", "silence", "--output", "null", "--duration", "1"]);
+    let (status, out) = j.finish(Duration::from_secs(15));
+    assert!(!status.success(), "{out}");
+    assert!(out.contains("does not match") && out.contains(&fp1) && out.contains(&fp2), "{out}");
+    assert!(!out.contains("In a call"), "{out}");
+    // A wrong pinned fingerprint is refused too; the right one is accepted.
+    let mut j = viz(&dir.path().join("k"), &["join", &format!("viz://{addr}#{fp1}"), "--input", "silence", "--output", "null", "--duration", "1"]);
+    let (status, out) = j.finish(Duration::from_secs(15));
+    assert!(!status.success() && out.contains(&fp2), "{out}");
+    let mut j = viz(&dir.path().join("k"), &["join", &format!("viz://{addr}#{fp2}"), "--input", "silence", "--output", "null", "--duration", "1"]);
+    let (status, out) = j.finish(Duration::from_secs(15));
+    assert!(status.success() && out.contains("matches the address"), "{out}");
+}
+
+#[test]
+fn nothing_listening_fails_fast_and_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let mut j = viz(dir.path(), &["join", &format!("127.0.0.1:{free}"), "--input", "silence", "--output", "null"]);
+    let (status, out) = j.finish(Duration::from_secs(10));
+    assert!(!status.success());
+    assert!(out.contains("no Viz host answered") && out.contains("connection refused"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_bad_wav_is_reported_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wav");
+    std::fs::write(&junk, b"not a wav file at all").unwrap();
+    for input in [PathBuf::from("/nonexistent/x.wav"), junk] {
+        let mut j = viz(dir.path(), &["join", "127.0.0.1:9", "--input", s(&input), "--output", "null"]);
+        let (status, out) = j.finish(Duration::from_secs(10));
+        assert!(!status.success());
+        assert!(out.contains("input:") && !out.contains("Connecting"), "{out}");
+    }
+}
+
+#[test]
+fn a_second_caller_is_told_the_host_is_busy_and_garbage_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, port) = host(&dir.path().join("h"), &["--input", "tone", "--output", "null", "--duration", "8"]);
+    let addr = format!("127.0.0.1:{port}");
+    let mut first = viz(&dir.path().join("a"), &["join", &addr, "--input", "silence", "--output", "null", "--duration", "5"]);
+    first.expect_line("In a call", Duration::from_secs(10));
+    // Garbage at the host's port gets no answer at all.
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    for len in [0usize, 1, 13, 29, 100, 191, 192, 500, 1400] {
+        let mut junk = vec![0x5au8; len];
+        if let Some(b) = junk.first_mut() {
+            *b = (len % 6) as u8;
+        }
+        probe.send_to(&junk, ("127.0.0.1", port)).unwrap();
+    }
+    let mut buf = [0u8; 2000];
+    assert!(probe.recv_from(&mut buf).is_err(), "the host answered garbage");
+    let mut second = viz(&dir.path().join("b"), &["join", &addr, "--input", "silence", "--output", "null", "--duration", "2"]);
+    let (status, out) = second.finish(Duration::from_secs(15));
+    assert!(!status.success() && out.contains("busy"), "{out}");
+    let (status, out) = first.finish(Duration::from_secs(15));
+    assert!(status.success(), "the first call suffered:\n{out}");
+    h.expect_line("Refused a second caller", Duration::from_secs(1));
+}
