@@ -13,6 +13,8 @@
 
 pub mod analysis;
 pub mod codec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jitter;
 pub mod params;
 pub mod resample;

@@ -23,12 +23,21 @@ pub enum WavError {
 
 /// Reads a WAV file as 48 kHz mono samples in -1..=1 (channels are averaged).
 pub fn read_mono_48k(path: &Path) -> Result<Vec<f32>, WavError> {
-    let format = |reason: String| WavError::Format { path: path.to_owned(), reason };
     let file = File::open(path).map_err(|source| WavError::Open { path: path.to_owned(), source })?;
-    let mut reader = hound::WavReader::new(std::io::BufReader::new(file)).map_err(|e| format(e.to_string()))?;
+    decode_mono_48k(std::io::BufReader::new(file), &path.display().to_string())
+}
+
+/// As [`read_mono_48k`], from any reader; `name` labels errors.
+pub fn decode_mono_48k<R: std::io::Read>(reader: R, name: &str) -> Result<Vec<f32>, WavError> {
+    let path = PathBuf::from(name);
+    let format = |reason: String| WavError::Format { path: path.clone(), reason };
+    let mut reader = hound::WavReader::new(reader).map_err(|e| format(e.to_string()))?;
     let spec = reader.spec();
     if spec.channels == 0 {
         return Err(format("zero channels".into()));
+    }
+    if spec.sample_rate == 0 || spec.sample_rate > 768_000 {
+        return Err(format(format!("unsupported sample rate {} Hz", spec.sample_rate)));
     }
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => {
@@ -50,9 +59,10 @@ pub fn read_mono_48k(path: &Path) -> Result<Vec<f32>, WavError> {
     let mono: Vec<f32> = interleaved
         .chunks_exact(channels)
         .map(|frame| frame.iter().sum::<f32>() / channels as f32)
+        // A float WAV may hold NaN or infinity; they would poison the encoder.
+        .map(|s| if s.is_finite() { s } else { 0.0 })
         .collect();
-    resample::resample_clip(&mono, spec.sample_rate, SAMPLE_RATE)
-        .map_err(|source| WavError::Resample { path: path.to_owned(), source })
+    resample::resample_clip(&mono, spec.sample_rate, SAMPLE_RATE).map_err(|source| WavError::Resample { path, source })
 }
 
 /// Writes a whole clip as a 48 kHz mono 16-bit WAV file.

@@ -43,8 +43,10 @@ pub enum AddressError {
     Fingerprint(String),
     #[error("unsupported address scheme '{0}://' (use viz://, udp://, ws:// or wss://)")]
     Scheme(String),
-    #[error("'{0}' has no host name")]
+    #[error("'{0}' is not a host name or IP address")]
     Host(String),
+    #[error("a native address has no path ('{0}'); for WebSocket use ws:// or wss://")]
+    Path(String),
 }
 
 impl JoinAddress {
@@ -65,9 +67,10 @@ impl JoinAddress {
             Some(i) => (&rest[..i], rest[i..].to_owned()),
             None => (rest, "/".to_owned()),
         };
+        let native_path = |transport| if path == "/" { Ok(transport) } else { Err(AddressError::Path(path.clone())) };
         let (transport, default_port) = match scheme.as_deref() {
-            None | Some("viz") => (TransportChoice::Auto, DEFAULT_PORT),
-            Some("udp") => (TransportChoice::Udp, DEFAULT_PORT),
+            None | Some("viz") => (native_path(TransportChoice::Auto)?, DEFAULT_PORT),
+            Some("udp") => (native_path(TransportChoice::Udp)?, DEFAULT_PORT),
             Some("ws" | "http") => (TransportChoice::WebSocket { tls: false, path }, 80),
             Some("wss" | "https") => (TransportChoice::WebSocket { tls: true, path }, 443),
             Some(other) => return Err(AddressError::Scheme(other.to_owned())),
@@ -105,6 +108,9 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         // [v6]:port or [v6]
         let (host, after) = rest.split_once(']').ok_or_else(|| AddressError::Host(authority.to_owned()))?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(AddressError::Host(authority.to_owned()));
+        }
         let port = match after.strip_prefix(':') {
             Some(p) => parse_port(p)?,
             None if after.is_empty() => default_port,
@@ -120,10 +126,16 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
             None => (authority.to_owned(), default_port),
         }
     };
-    if host.is_empty() {
+    let valid = if host.contains(':') {
+        host.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty() && host.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    };
+    if !valid {
         return Err(AddressError::Host(authority.to_owned()));
     }
-    Ok((host, port))
+    // Host names are case-insensitive (RFC 4343); keep one spelling.
+    Ok((host.to_lowercase(), port))
 }
 
 impl fmt::Display for JoinAddress {
@@ -172,7 +184,8 @@ mod tests {
         let a = JoinAddress::parse("::1").unwrap();
         assert_eq!((a.host.as_str(), a.port), ("::1", 8443));
         assert_eq!(JoinAddress::parse("udp://h:1").unwrap().transport, TransportChoice::Udp);
-        assert_eq!(JoinAddress::parse("Host.Example:5").unwrap().known_hosts_key(), "host.example:5");
+        let a = JoinAddress::parse("Host.Example:5").unwrap();
+        assert_eq!((a.host.as_str(), a.known_hosts_key().as_str()), ("host.example", "host.example:5"));
     }
 
     #[test]
@@ -184,6 +197,11 @@ mod tests {
         assert_eq!(JoinAddress::parse("ftp://h"), Err(AddressError::Scheme("ftp".into())));
         assert!(JoinAddress::parse(":8443").is_err());
         assert!(JoinAddress::parse("[::1").is_err());
+        assert!(JoinAddress::parse("[nonsense]:1").is_err());
+        assert!(JoinAddress::parse("a:b:c").is_err());
+        assert!(JoinAddress::parse("bad host:1").is_err());
+        assert_eq!(JoinAddress::parse("h/x"), Err(AddressError::Path("/x".into())));
+        assert!(JoinAddress::parse("viz://h:1/").is_ok());
     }
 
     proptest! {

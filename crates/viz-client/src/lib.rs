@@ -10,6 +10,8 @@ pub mod address;
 pub mod cpu;
 pub mod device;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod store;
 pub mod join;
 pub mod status;

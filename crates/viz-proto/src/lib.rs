@@ -24,6 +24,8 @@ pub mod control;
 pub mod crypto;
 pub mod endpoint;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod identity;
 pub mod loopback;

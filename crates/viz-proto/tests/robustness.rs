@@ -93,3 +93,34 @@ proptest! {
         prop_assert!(matches!(init.handle_datagram(now, &d), Ok(None)));
     }
 }
+
+// The cargo-fuzz targets' entry points, on random input, in the normal suite.
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fuzz_entry_datagram(data in proptest::collection::vec(any::<u8>(), 0..1600)) {
+        viz_proto::fuzzing::datagram(&data);
+    }
+
+    #[test]
+    fn fuzz_entry_payload(data in proptest::collection::vec(any::<u8>(), 0..1600)) {
+        viz_proto::fuzzing::payload(&data);
+    }
+
+    #[test]
+    fn fuzz_entry_identity(data in proptest::collection::vec(any::<u8>(), 0..200), text in "[a-z2-7 -]{0,40}") {
+        viz_proto::fuzzing::identity(&data);
+        viz_proto::fuzzing::identity(text.as_bytes());
+        viz_proto::fuzzing::identity(format!("viz-identity-v1\n{text}").as_bytes());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fuzz_entry_session(data in proptest::collection::vec(any::<u8>(), 0..4000)) {
+        viz_proto::fuzzing::session(&data);
+    }
+}

@@ -1,0 +1,77 @@
+//! Entry points shared by the cargo-fuzz targets (`fuzz/`) and the property tests of
+//! the normal test suite, so both exercise exactly the same code. Each takes
+//! arbitrary bytes and panics only if an invariant is broken.
+
+use std::time::{Duration, Instant};
+
+use crate::control::ControlMessage;
+use crate::endpoint::Input;
+use crate::handshake::{HostKeyPolicy, Initiator};
+use crate::identity::{Fingerprint, Keypair};
+use crate::payload::{MediaFrame, Payload};
+use crate::session::SessionConfig;
+use crate::wire::{self, Datagram, MAX_DATAGRAM};
+
+/// The outer datagram parser.
+pub fn datagram(data: &[u8]) {
+    let parsed = Datagram::parse(data);
+    let peeked = wire::peek_receiver(data);
+    if parsed.is_err() {
+        assert!(peeked.is_none());
+    }
+}
+
+/// Decrypted payloads: media, control, acks, reports. A media frame that parses
+/// re-encodes to something that parses to the same frame.
+pub fn payload(data: &[u8]) {
+    if let Ok(Payload::Media(m)) = Payload::parse(data) {
+        let mut buf = vec![0u8; m.encoded_len()];
+        assert_eq!(m.encode(&mut buf), Some(buf.len()));
+        assert_eq!(MediaFrame::parse(&buf), Ok(m));
+    }
+    let _ = ControlMessage::parse(data);
+}
+
+/// A stream of datagrams (each prefixed by a 2-byte length) thrown at a host with an
+/// established session, at that session's joiner and at a joiner still handshaking.
+/// Nothing random may authenticate, and no answer may exceed what provoked it.
+pub fn session(data: &[u8]) {
+    let now = Instant::now();
+    let mut pair = crate::loopback::connect(now, 7, SessionConfig::default());
+    let key = Keypair::from_private([3; 32]);
+    let mut initiator = match Initiator::new(&key, HostKeyPolicy::FirstUse, 99, now, SessionConfig::default()) {
+        Ok(i) => i,
+        Err(_) => return,
+    };
+    let (mut plain, mut reply, mut out) = (vec![0u8; MAX_DATAGRAM], vec![0u8; MAX_DATAGRAM], vec![0u8; MAX_DATAGRAM]);
+    let mut rest = data;
+    let mut t = now;
+    while rest.len() >= 2 {
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]])).min(rest.len() - 2);
+        let d = &rest[2..2 + len];
+        rest = &rest[2 + len..];
+        t += Duration::from_millis(7);
+        match pair.host.handle_datagram(t, 0, d, &mut plain, &mut reply) {
+            Input::Reply(n) => assert!(n <= d.len(), "answer larger than the request"),
+            Input::Media(..) => panic!("forged media authenticated"),
+            _ => {}
+        }
+        assert!(pair.joiner.handle_datagram(t, d, &mut plain).is_err(), "forged datagram accepted by the joiner");
+        assert!(matches!(initiator.handle_datagram(t, d), Ok(None)), "random bytes completed a handshake");
+        pair.host.handle_timeout(t);
+        pair.joiner.handle_timeout(t);
+        while pair.joiner.poll_transmit(t, &mut out).is_some() {}
+    }
+}
+
+/// Identity files and fingerprints as typed by people.
+pub fn identity(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(k) = Keypair::from_file_contents(&text) {
+        let again = Keypair::from_file_contents(&k.to_file_contents()).expect("a saved key reloads");
+        assert_eq!(again.public(), k.public());
+    }
+    if let Some(fp) = Fingerprint::parse(&text) {
+        assert_eq!(Fingerprint::parse(&fp.to_string()), Some(fp));
+    }
+}
