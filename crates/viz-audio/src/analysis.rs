@@ -42,12 +42,7 @@ pub fn find_delay(reference: &[f32], recorded: &[f32], _sample_rate: u32) -> Opt
 }
 
 /// As [`find_delay`], considering only lags in `min_lag..=max_lag` samples.
-pub fn find_delay_within(
-    reference: &[f32],
-    recorded: &[f32],
-    min_lag: i64,
-    max_lag: i64,
-) -> Option<DelayEstimate> {
+pub fn find_delay_within(reference: &[f32], recorded: &[f32], min_lag: i64, max_lag: i64) -> Option<DelayEstimate> {
     if reference.is_empty() || recorded.is_empty() || rms(reference) == 0.0 || rms(recorded) == 0.0 {
         return None;
     }
@@ -100,7 +95,14 @@ pub struct WindowDelay {
 /// delay that changes during a recording (an adaptive jitter buffer growing or
 /// shrinking) is seen as it is, not smeared into one lag. Windows quieter than
 /// `min_rms` (pauses) are skipped. Lags are searched in `min_lag..=max_lag`.
-pub fn windowed_delays(reference: &[f32], recorded: &[f32], window: usize, min_lag: i64, max_lag: i64, min_rms: f32) -> Vec<WindowDelay> {
+pub fn windowed_delays(
+    reference: &[f32],
+    recorded: &[f32],
+    window: usize,
+    min_lag: i64,
+    max_lag: i64,
+    min_rms: f32,
+) -> Vec<WindowDelay> {
     let mut out = Vec::new();
     if window == 0 || min_lag > max_lag {
         return out;
@@ -151,7 +153,8 @@ pub fn dominant_frequency(samples: &[f32], sample_rate: u32) -> f32 {
         return 0.0;
     }
     let n = (spectrum.len() - 1) * 2;
-    let (k, _) = spectrum.iter().enumerate().skip(1).fold((1, 0f64), |best, (i, &m)| if m > best.1 { (i, m) } else { best });
+    let (k, _) =
+        spectrum.iter().enumerate().skip(1).fold((1, 0f64), |best, (i, &m)| if m > best.1 { (i, m) } else { best });
     let k = k.clamp(1, spectrum.len() - 2);
     let (a, b, c) = (spectrum[k - 1].ln(), spectrum[k].ln(), spectrum[k + 1].ln());
     let denom = a - 2.0 * b + c;

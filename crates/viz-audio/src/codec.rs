@@ -52,10 +52,7 @@ pub struct Encoder {
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Encoder")
-            .field("params", &self.params)
-            .field("loss_hint", &self.loss_hint)
-            .finish()
+        f.debug_struct("Encoder").field("params", &self.params).field("loss_hint", &self.loss_hint).finish()
     }
 }
 
@@ -117,11 +114,7 @@ impl Encoder {
             return Err(CodecError::FrameSize { expected, got: pcm.len() });
         }
         let len = self.inner.encode_float_to_slice(pcm, out)?;
-        if self.params.dtx && len <= DTX_MAX_LEN {
-            Ok(Encoded::Dtx)
-        } else {
-            Ok(Encoded::Packet(len))
-        }
+        if self.params.dtx && len <= DTX_MAX_LEN { Ok(Encoded::Dtx) } else { Ok(Encoded::Packet(len)) }
     }
 
     pub fn reset(&mut self) -> Result<(), CodecError> {
@@ -284,7 +277,11 @@ mod tests {
         let mut dec = Decoder::new().unwrap();
         for (i, p) in packets.iter().enumerate() {
             let dst = &mut reference[i * n..(i + 1) * n];
-            if p.is_empty() { dec.conceal(dst).unwrap(); } else { dec.decode(p, dst).unwrap(); }
+            if p.is_empty() {
+                dec.conceal(dst).unwrap();
+            } else {
+                dec.decode(p, dst).unwrap();
+            }
         }
         // Lose every 10th voiced frame; recover it with FEC in one decoder, PLC in another.
         let mut err_fec = 0f64;
@@ -314,10 +311,7 @@ mod tests {
     fn wrong_frame_size_is_an_error_not_a_panic() {
         let mut enc = Encoder::new(AudioParams::default()).unwrap();
         let mut out = [0u8; MAX_PACKET];
-        assert_eq!(
-            enc.encode(&[0.0; 100], &mut out),
-            Err(CodecError::FrameSize { expected: 960, got: 100 })
-        );
+        assert_eq!(enc.encode(&[0.0; 100], &mut out), Err(CodecError::FrameSize { expected: 960, got: 100 }));
     }
 
     #[test]

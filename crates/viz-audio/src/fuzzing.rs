@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::codec::{self, Decoder, MAX_PACKET_SAMPLES};
-use crate::jitter::{JitterBuffer, JitterConfig, PacketRef, Playout, MAX_FRAMES_PER_PACKET};
+use crate::jitter::{JitterBuffer, JitterConfig, MAX_FRAMES_PER_PACKET, PacketRef, Playout};
 
 /// Arbitrary bytes as Opus packets: duration, FEC flag, and decoding.
 pub fn opus_packet(data: &[u8]) {

@@ -81,12 +81,7 @@ pub struct JitterConfig {
 
 impl Default for JitterConfig {
     fn default() -> Self {
-        Self {
-            max_delay: Duration::from_millis(300),
-            quantile: 0.98,
-            window: 256,
-            guard: Duration::from_millis(2),
-        }
+        Self { max_delay: Duration::from_millis(300), quantile: 0.98, window: 256, guard: Duration::from_millis(2) }
     }
 }
 
@@ -593,8 +588,7 @@ impl JitterBuffer {
         let Some(duration) = due else {
             return self.pop_missing(playout, err, out);
         };
-        let next_is_adjacent =
-            self.used > 1 && self.slots[self.order[1] as usize].ts == playout + duration;
+        let next_is_adjacent = self.used > 1 && self.slots[self.order[1] as usize].ts == playout + duration;
         if err > 2 * duration && next_is_adjacent && self.pops_since_drop >= DROP_SPACING {
             // Too deep while talking: decode and discard one frame (keeping the decoder
             // state continuous), then play the next.
@@ -682,7 +676,9 @@ impl JitterBuffer {
                 let len = self.slots[idx].len;
                 let has_fec = codec::packet_has_fec(&self.slots[idx].data[..len]);
                 let out_span = &mut out[..span as usize];
-                if has_fec && self.decoder.decode_fec(&self.slots[idx].data[..len], out_span).is_ok_and(|n| n == span as usize) {
+                if has_fec
+                    && self.decoder.decode_fec(&self.slots[idx].data[..len], out_span).is_ok_and(|n| n == span as usize)
+                {
                     self.stats.frames_fec += 1;
                     self.playout = Some(playout + span);
                     return Playout::Audio { samples: span as usize, kind: PlayKind::Fec };

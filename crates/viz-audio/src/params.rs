@@ -90,10 +90,7 @@ impl AudioParams {
     /// Checks ranges that the type system does not.
     pub fn validate(&self) -> Result<(), String> {
         if !(MIN_BITRATE..=MAX_BITRATE).contains(&self.bitrate) {
-            return Err(format!(
-                "bitrate {} b/s is out of range ({MIN_BITRATE}..={MAX_BITRATE})",
-                self.bitrate
-            ));
+            return Err(format!("bitrate {} b/s is out of range ({MIN_BITRATE}..={MAX_BITRATE})", self.bitrate));
         }
         if self.complexity > 10 {
             return Err(format!("complexity {} is out of range (0..=10)", self.complexity));

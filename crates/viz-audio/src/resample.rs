@@ -20,8 +20,8 @@ pub fn resample_clip(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, Re
         return Ok(samples.to_vec());
     }
     let setup = |e: String| ResampleError::Setup { from, to, reason: e };
-    let mut fft = Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Both)
-        .map_err(|e| setup(e.to_string()))?;
+    let mut fft =
+        Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Both).map_err(|e| setup(e.to_string()))?;
     let input = InterleavedSlice::new(samples, 1, samples.len()).map_err(|e| setup(e.to_string()))?;
     let out = fft.process_all(&input, samples.len(), None).map_err(|e| ResampleError::Process(e.to_string()))?;
     Ok(out.take_data())
@@ -64,12 +64,15 @@ impl StreamResampler {
         let mut start = 0;
         while self.pending.len() - start >= self.chunk_in {
             let chunk = &self.pending[start..start + self.chunk_in];
-            let inp = InterleavedSlice::new(chunk, 1, self.chunk_in).map_err(|e| ResampleError::Process(e.to_string()))?;
+            let inp =
+                InterleavedSlice::new(chunk, 1, self.chunk_in).map_err(|e| ResampleError::Process(e.to_string()))?;
             let frames_out = self.scratch_out.len();
             let mut out = InterleavedSlice::new_mut(&mut self.scratch_out, 1, frames_out)
                 .map_err(|e| ResampleError::Process(e.to_string()))?;
-            let (_, written) =
-                self.fft.process_into_buffer(&inp, &mut out, None).map_err(|e| ResampleError::Process(e.to_string()))?;
+            let (_, written) = self
+                .fft
+                .process_into_buffer(&inp, &mut out, None)
+                .map_err(|e| ResampleError::Process(e.to_string()))?;
             output.extend_from_slice(&self.scratch_out[..written]);
             start += self.chunk_in;
         }

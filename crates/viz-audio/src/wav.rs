@@ -168,7 +168,12 @@ mod tests {
     fn stereo_44k1_float_input_is_converted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("st.wav");
-        let spec = hound::WavSpec { channels: 2, sample_rate: 44_100, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
         let mut w = hound::WavWriter::create(&path, spec).unwrap();
         let tone = signals::tone(600.0 * 48_000.0 / 44_100.0, 0.4, 44_100);
         for s in &tone {

@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use viz_audio::codec::{Encoded, Encoder, MAX_PACKET, MAX_PACKET_SAMPLES};
-use viz_audio::{analysis, signals, AudioParams, FrameDuration, JitterBuffer, JitterConfig, JitterStats, PacketRef, Playout};
+use viz_audio::{
+    AudioParams, FrameDuration, JitterBuffer, JitterConfig, JitterStats, PacketRef, Playout, analysis, signals,
+};
 use viz_netsim::{Impairment, Link, Payload};
 
 const OUT_CHUNK: usize = 240; // the output device takes 5 ms at a time
@@ -94,7 +96,12 @@ fn run(s: &Scenario, input: &[f32]) -> Outcome {
     let mut buf = [0u8; MAX_PACKET];
     let mut max_target = Duration::ZERO;
 
-    let mut flush = |pending: &mut Vec<Vec<u8>>, pending_ts: u32, seq: &mut u16, stream: u8, now: Instant, link: &mut Link<SimPacket>| {
+    let mut flush = |pending: &mut Vec<Vec<u8>>,
+                     pending_ts: u32,
+                     seq: &mut u16,
+                     stream: u8,
+                     now: Instant,
+                     link: &mut Link<SimPacket>| {
         if pending.is_empty() {
             return;
         }
@@ -186,7 +193,11 @@ fn clean_network_plays_every_frame_with_one_frame_of_buffer() {
     assert_eq!(st.frames_decoded + o.jb.buffered_frames() as u64, o.frames_sent, "{st:?}");
     assert_eq!(st.packets_received, o.packets_sent);
     // One frame plus the guard: the floor.
-    assert!(o.final_target >= Duration::from_millis(20) && o.final_target <= Duration::from_millis(23), "{:?}", o.final_target);
+    assert!(
+        o.final_target >= Duration::from_millis(20) && o.final_target <= Duration::from_millis(23),
+        "{:?}",
+        o.final_target
+    );
     let (delay, corr) = delay_and_correlation(&input, &o.output);
     // 20 ms framing + 6.5 ms codec lookahead + 2 ms guard + up to 5 ms output chunk.
     assert!((26.0..=36.0).contains(&delay), "delay {delay} ms");
@@ -242,7 +253,11 @@ fn jitter_raises_the_target_to_cover_it_and_few_frames_are_late() {
     assert!(late_pct < 3.0, "late {late_pct:.1}%: {st:?}");
     // One frame + ~20 ms of jitter + one frame to wait for FEC (packets are being
     // lost) + guard.
-    assert!(o.final_target >= Duration::from_millis(55) && o.final_target <= Duration::from_millis(70), "{:?}", o.final_target);
+    assert!(
+        o.final_target >= Duration::from_millis(55) && o.final_target <= Duration::from_millis(70),
+        "{:?}",
+        o.final_target
+    );
     // ...and that wait pays: most lost frames come back from FEC.
     assert!(st.frames_fec * 2 > st.packets_lost, "{st:?}");
     let (delay, _) = delay_and_correlation(&input, &o.output);
@@ -316,7 +331,12 @@ fn delay_shrinks_back_after_a_jitter_spike() {
     // The last seconds are played at close to the clean-network delay.
     let last = 48_000 * 14;
     let (delay, corr) = delay_and_correlation(&input[last..], &o.output[last..]);
-    assert!(delay <= 45.0, "delay after the spike {delay} ms (correlation {corr}, {:?}, final target {:?})", o.stats, o.final_target);
+    assert!(
+        delay <= 45.0,
+        "delay after the spike {delay} ms (correlation {corr}, {:?}, final target {:?})",
+        o.stats,
+        o.final_target
+    );
 }
 
 #[test]

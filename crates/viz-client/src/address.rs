@@ -21,7 +21,10 @@ pub enum TransportChoice {
     /// UDP first; WebSocket on the same port if UDP gets no answer.
     Auto,
     Udp,
-    WebSocket { tls: bool, path: String },
+    WebSocket {
+        tls: bool,
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +59,9 @@ impl JoinAddress {
             return Err(AddressError::Empty);
         }
         let (rest, fingerprint) = match input.split_once('#') {
-            Some((rest, fp)) => (rest, Some(Fingerprint::parse(fp).ok_or_else(|| AddressError::Fingerprint(fp.to_owned()))?)),
+            Some((rest, fp)) => {
+                (rest, Some(Fingerprint::parse(fp).ok_or_else(|| AddressError::Fingerprint(fp.to_owned()))?))
+            }
             None => (input, None),
         };
         let (scheme, rest) = match rest.split_once("://") {
@@ -104,7 +109,8 @@ impl JoinAddress {
 }
 
 fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), AddressError> {
-    let parse_port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| AddressError::Port(p.to_owned()));
+    let parse_port =
+        |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| AddressError::Port(p.to_owned()));
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         // [v6]:port or [v6]
         let (host, after) = rest.split_once(']').ok_or_else(|| AddressError::Host(authority.to_owned()))?;

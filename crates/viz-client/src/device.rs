@@ -43,7 +43,10 @@ pub struct DeviceInfo {
 }
 
 fn device_name(d: &cpal::Device) -> String {
-    d.description().map(|desc| desc.name().to_owned()).or_else(|_| d.id().map(|id| id.to_string())).unwrap_or_else(|_| "(unnamed)".into())
+    d.description()
+        .map(|desc| desc.name().to_owned())
+        .or_else(|_| d.id().map(|id| id.to_string()))
+        .unwrap_or_else(|_| "(unnamed)".into())
 }
 
 /// Lists input and output devices of the default host.
@@ -77,14 +80,18 @@ fn select(selector: Option<&str>, input: bool) -> Result<cpal::Device, DeviceErr
     let Some(sel) = selector.filter(|s| !s.eq_ignore_ascii_case("default")) else {
         return default().ok_or(DeviceError::NoDefault(kind));
     };
-    let devices: Vec<cpal::Device> =
-        if input { host.input_devices().map_err(backend)?.collect() } else { host.output_devices().map_err(backend)?.collect() };
+    let devices: Vec<cpal::Device> = if input {
+        host.input_devices().map_err(backend)?.collect()
+    } else {
+        host.output_devices().map_err(backend)?.collect()
+    };
     if let Ok(i) = sel.parse::<usize>() {
         return devices.into_iter().nth(i).ok_or_else(|| DeviceError::NotFound { kind, selector: sel.into() });
     }
     let names: Vec<String> = devices.iter().map(device_name).collect();
     let lower = sel.to_lowercase();
-    let pos = names.iter().position(|n| n == sel).or_else(|| names.iter().position(|n| n.to_lowercase().contains(&lower)));
+    let pos =
+        names.iter().position(|n| n == sel).or_else(|| names.iter().position(|n| n.to_lowercase().contains(&lower)));
     match pos {
         Some(p) => devices.into_iter().nth(p).ok_or_else(|| DeviceError::NotFound { kind, selector: sel.into() }),
         None => Err(DeviceError::NotFound { kind, selector: sel.into() }),
@@ -138,7 +145,8 @@ pub fn open_capture(selector: Option<&str>) -> Result<Capture, DeviceError> {
     let name = device_name(&device);
     let supported = device.default_input_config().map_err(backend)?;
     let config = stream_config(&supported);
-    let (producer, consumer) = rtrb::RingBuffer::new((config.sample_rate / RING_SECONDS_DIV) as usize * usize::from(config.channels));
+    let (producer, consumer) =
+        rtrb::RingBuffer::new((config.sample_rate / RING_SECONDS_DIV) as usize * usize::from(config.channels));
     let counters = Arc::new(DeviceCounters::default());
     let stream = match supported.sample_format() {
         SampleFormat::F32 => build_capture::<f32>(&device, config, producer, counters.clone()),
@@ -148,7 +156,14 @@ pub fn open_capture(selector: Option<&str>) -> Result<Capture, DeviceError> {
         other => return Err(DeviceError::Format { kind: "input", format: other.to_string() }),
     }?;
     stream.play().map_err(backend)?;
-    Ok(Capture { _stream: stream, ring: consumer, channels: usize::from(config.channels), rate: config.sample_rate, counters, name })
+    Ok(Capture {
+        _stream: stream,
+        ring: consumer,
+        channels: usize::from(config.channels),
+        rate: config.sample_rate,
+        counters,
+        name,
+    })
 }
 
 fn build_capture<T>(
@@ -194,7 +209,8 @@ pub fn open_playback(selector: Option<&str>) -> Result<Playback, DeviceError> {
     let name = device_name(&device);
     let supported = device.default_output_config().map_err(backend)?;
     let config = stream_config(&supported);
-    let (producer, consumer) = rtrb::RingBuffer::new((config.sample_rate / RING_SECONDS_DIV) as usize * usize::from(config.channels));
+    let (producer, consumer) =
+        rtrb::RingBuffer::new((config.sample_rate / RING_SECONDS_DIV) as usize * usize::from(config.channels));
     let counters = Arc::new(DeviceCounters::default());
     let stream = match supported.sample_format() {
         SampleFormat::F32 => build_playback::<f32>(&device, config, consumer, counters.clone()),
@@ -204,7 +220,14 @@ pub fn open_playback(selector: Option<&str>) -> Result<Playback, DeviceError> {
         other => return Err(DeviceError::Format { kind: "output", format: other.to_string() }),
     }?;
     stream.play().map_err(backend)?;
-    Ok(Playback { _stream: stream, ring: producer, channels: usize::from(config.channels), rate: config.sample_rate, counters, name })
+    Ok(Playback {
+        _stream: stream,
+        ring: producer,
+        channels: usize::from(config.channels),
+        rate: config.sample_rate,
+        counters,
+        name,
+    })
 }
 
 fn build_playback<T>(

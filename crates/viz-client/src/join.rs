@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use viz_audio::AudioParams;
 use viz_proto::{
-    ByeReason, Connection, ControlMessage, Established, Event, HandshakeError, Hello, HostKeyPolicy, Initiator, Keypair,
-    OwnedMedia, Received, Sas, SessionConfig, MAX_DATAGRAM, PROTOCOL_VERSION,
+    ByeReason, Connection, ControlMessage, Established, Event, HandshakeError, Hello, HostKeyPolicy, Initiator,
+    Keypair, MAX_DATAGRAM, OwnedMedia, PROTOCOL_VERSION, Received, Sas, SessionConfig,
 };
 
 use crate::address::{JoinAddress, TransportChoice};
 use crate::engine::EngineHandle;
-use crate::status::{status_line, Console, LossHint, RateMeter};
+use crate::status::{Console, LossHint, RateMeter, status_line};
 use crate::store::KnownHosts;
 use crate::transport::{Kind, Transport};
 
@@ -128,7 +128,8 @@ async fn handshake(
     policy: HostKeyPolicy,
     deadline: Instant,
 ) -> Result<Option<Established>, JoinError> {
-    let mut initiator = Initiator::new(&cfg.keypair, policy, rand::random::<u32>().max(1), Instant::now(), cfg.session)?;
+    let mut initiator =
+        Initiator::new(&cfg.keypair, policy, rand::random::<u32>().max(1), Instant::now(), cfg.session)?;
     loop {
         let now = Instant::now();
         if let Some(d) = initiator.poll_transmit(now) {
@@ -158,7 +159,11 @@ async fn handshake(
 }
 
 /// Finds the host over the right transport and completes the handshake.
-async fn connect(cfg: &JoinConfig, policy: HostKeyPolicy, console: &Console) -> Result<(Transport, Established), JoinError> {
+async fn connect(
+    cfg: &JoinConfig,
+    policy: HostKeyPolicy,
+    console: &Console,
+) -> Result<(Transport, Established), JoinError> {
     let addr = &cfg.address;
     let mut tried = Vec::new();
     if matches!(addr.transport, TransportChoice::Auto | TransportChoice::Udp) {
@@ -221,7 +226,8 @@ pub async fn join(
     mut commands: mpsc::Receiver<UserCommand>,
     console: Console,
 ) -> Result<JoinSummary, JoinError> {
-    let mut known = KnownHosts::load(&cfg.known_hosts).map_err(|e| JoinError::KnownHosts { path: cfg.known_hosts.clone(), reason: e.to_string() })?;
+    let mut known = KnownHosts::load(&cfg.known_hosts)
+        .map_err(|e| JoinError::KnownHosts { path: cfg.known_hosts.clone(), reason: e.to_string() })?;
     let host_key_name = cfg.address.known_hosts_key();
     let policy = match (&cfg.address.fingerprint, known.lookup(&host_key_name)) {
         (Some(fp), _) => HostKeyPolicy::Pinned(fp.clone()),
@@ -279,7 +285,9 @@ pub async fn join(
         if call_started.is_none() && now >= greet_deadline && leaving.is_none() {
             return Err(JoinError::NoAnswer {
                 target: cfg.address.socket_target(),
-                tried: "the handshake completed but the host never greeted (not a Viz host, or an incompatible version)".into(),
+                tried:
+                    "the handshake completed but the host never greeted (not a Viz host, or an incompatible version)"
+                        .into(),
             });
         }
         let mut wake = conn.poll_timeout().unwrap_or(now + Duration::from_secs(1)).min(next_status).min(next_hint);
@@ -328,7 +336,9 @@ pub async fn join(
                     if call_started.is_none() {
                         call_started = Some(now);
                         engine.start();
-                        console.line(format!("In a call with {peer_name}. Type m + Enter to mute, q + Enter or Ctrl-C to leave."));
+                        console.line(format!(
+                            "In a call with {peer_name}. Type m + Enter to mute, q + Enter or Ctrl-C to leave."
+                        ));
                     }
                 }
                 Event::Control(ControlMessage::Mute { muted }) => {
@@ -338,7 +348,11 @@ pub async fn join(
                 Event::PeerLeft(reason) => {
                     if call_started.is_none() {
                         send_all(&mut conn, &mut transport, &mut buf).await.ok();
-                        return Err(if reason == ByeReason::Busy { JoinError::Busy } else { JoinError::Refused(reason) });
+                        return Err(if reason == ByeReason::Busy {
+                            JoinError::Busy
+                        } else {
+                            JoinError::Refused(reason)
+                        });
                     }
                     console.line(format!("{peer_name} {reason}"));
                     ended = Some(EndReason::PeerLeft(reason));
@@ -376,7 +390,13 @@ pub async fn join(
             let stats = conn.stats();
             let r = rates.rates(now, &stats);
             if call_started.is_some() {
-                console.line(status_line(&peer_name, &format!("{} {}", transport.kind, transport.peer), &stats, &engine.status(), r));
+                console.line(status_line(
+                    &peer_name,
+                    &format!("{} {}", transport.kind, transport.peer),
+                    &stats,
+                    &engine.status(),
+                    r,
+                ));
             }
         }
     }

@@ -12,7 +12,7 @@ pub mod device;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod store;
 pub mod join;
 pub mod status;
+pub mod store;
 pub mod transport;

@@ -41,10 +41,14 @@ impl RateMeter {
         let result = match &self.last {
             Some((then, prev)) => {
                 let secs = now.saturating_duration_since(*then).as_secs_f64().max(1e-3);
-                let bits = |bytes: u64, datagrams: u64| (bytes + datagrams * self.header as u64) as f64 * 8.0 / secs / 1000.0;
+                let bits =
+                    |bytes: u64, datagrams: u64| (bytes + datagrams * self.header as u64) as f64 * 8.0 / secs / 1000.0;
                 (
                     bits(stats.bytes_sent - prev.bytes_sent, stats.datagrams_sent - prev.datagrams_sent),
-                    bits(stats.bytes_received - prev.bytes_received, stats.datagrams_received - prev.datagrams_received),
+                    bits(
+                        stats.bytes_received - prev.bytes_received,
+                        stats.datagrams_received - prev.datagrams_received,
+                    ),
                 )
             }
             None => (0.0, 0.0),
@@ -121,7 +125,13 @@ mod tests {
         let (out, inn) = m.rates(t0 + Duration::from_secs(1), &s);
         assert!((out - (5000.0 + 50.0 * 28.0) * 8.0 / 1000.0).abs() < 1e-9);
         assert_eq!(inn, 0.0);
-        let line = status_line("bob", "UDP 1.2.3.4:8443", &s, &EngineStatus { muted: true, ..Default::default() }, (51.2, 3.0));
+        let line = status_line(
+            "bob",
+            "UDP 1.2.3.4:8443",
+            &s,
+            &EngineStatus { muted: true, ..Default::default() },
+            (51.2, 3.0),
+        );
         assert!(line.starts_with("bob via UDP"));
         assert!(line.contains("rtt -") && line.contains("out 51.2") && line.ends_with("muted"), "{line}");
     }

@@ -45,7 +45,8 @@ pub fn default_known_hosts_path() -> Result<PathBuf, StoreError> {
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), StoreError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     create_private_dir(dir)?;
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("viz"), std::process::id()));
+    let tmp =
+        dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("viz"), std::process::id()));
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -99,7 +100,8 @@ pub fn load_or_create_identity(path: &Path) -> Result<(Keypair, bool), StoreErro
             Ok((key, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = Keypair::generate().map_err(|e| StoreError::Invalid { path: path.to_owned(), reason: e.to_string() })?;
+            let key = Keypair::generate()
+                .map_err(|e| StoreError::Invalid { path: path.to_owned(), reason: e.to_string() })?;
             write_atomic(path, key.to_file_contents().as_bytes(), 0o600)?;
             Ok((key, true))
         }

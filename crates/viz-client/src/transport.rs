@@ -80,7 +80,8 @@ pub fn ws_overhead(addr: Option<&SocketAddr>) -> usize {
 impl Transport {
     /// A UDP socket connected to `addr` (so ICMP errors are reported to us).
     pub async fn udp(addr: SocketAddr) -> std::io::Result<Self> {
-        let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }.map_err(std::io::Error::other)?;
+        let bind: SocketAddr =
+            if addr.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }.map_err(std::io::Error::other)?;
         let socket = Arc::new(UdpSocket::bind(bind).await?);
         socket.connect(addr).await?;
         let (tx, rx) = mpsc::channel(RECV_QUEUE);
@@ -108,7 +109,15 @@ impl Transport {
                 }
             }
         });
-        Ok(Self { tx: Tx::Udp(socket), rx, kind: Kind::Udp, peer: addr.to_string(), header_overhead: udp_overhead(&addr), reader, closed })
+        Ok(Self {
+            tx: Tx::Udp(socket),
+            rx,
+            kind: Kind::Udp,
+            peer: addr.to_string(),
+            header_overhead: udp_overhead(&addr),
+            reader,
+            closed,
+        })
     }
 
     /// A WebSocket to `url`; `wss://` uses TLS with the web's root certificates.
@@ -129,7 +138,10 @@ impl Transport {
             while let Some(msg) = stream.next().await {
                 match msg {
                     Ok(Message::Binary(data)) => {
-                        if data.len() <= MAX_DATAGRAM && tx.try_send((Instant::now(), data.to_vec())).is_err() && tx.is_closed() {
+                        if data.len() <= MAX_DATAGRAM
+                            && tx.try_send((Instant::now(), data.to_vec())).is_err()
+                            && tx.is_closed()
+                        {
                             return;
                         }
                     }
@@ -189,8 +201,12 @@ pub fn install_tls_provider() {
 fn describe_ws_error(e: tokio_tungstenite::tungstenite::Error) -> String {
     use tokio_tungstenite::tungstenite::Error;
     match e {
-        Error::Http(resp) => format!("the server answered HTTP {} instead of a WebSocket (not a Viz host?)", resp.status()),
-        Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => "connection refused (nothing listening on TCP)".into(),
+        Error::Http(resp) => {
+            format!("the server answered HTTP {} instead of a WebSocket (not a Viz host?)", resp.status())
+        }
+        Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (nothing listening on TCP)".into()
+        }
         Error::Io(io) => io.to_string(),
         Error::Tls(t) => format!("TLS error: {t}"),
         Error::Url(u) => format!("bad URL: {u}"),

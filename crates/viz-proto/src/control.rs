@@ -82,8 +82,12 @@ impl std::fmt::Display for ByeReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlMessage {
     Hello(Hello),
-    Mute { muted: bool },
-    Bye { reason: ByeReason },
+    Mute {
+        muted: bool,
+    },
+    Bye {
+        reason: ByeReason,
+    },
     /// A message type this version does not know.
     Unknown(u8),
 }
@@ -113,7 +117,10 @@ impl ControlMessage {
                 out.extend_from_slice(name.as_bytes());
                 out.push(h.frame_ms);
                 out.extend_from_slice(&h.bitrate.to_be_bytes());
-                let flags = u8::from(h.fec) | u8::from(h.dtx) << 1 | u8::from(h.sends_audio) << 2 | u8::from(h.receives_audio) << 3;
+                let flags = u8::from(h.fec)
+                    | u8::from(h.dtx) << 1
+                    | u8::from(h.sends_audio) << 2
+                    | u8::from(h.receives_audio) << 3;
                 out.push(flags);
             }
             Self::Mute { muted } => out.extend_from_slice(&[MSG_MUTE, u8::from(*muted)]),

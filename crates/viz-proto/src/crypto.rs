@@ -98,7 +98,10 @@ pub struct Sender {
 
 impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sender").field("phase", &self.phase).field("next_counter", &self.next_counter).finish_non_exhaustive()
+        f.debug_struct("Sender")
+            .field("phase", &self.phase)
+            .field("next_counter", &self.next_counter)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +116,13 @@ impl Sender {
 
     /// Encrypts `out[13..13 + payload_len]` in place and writes header and tag around it.
     /// Returns the datagram length.
-    pub fn seal(&mut self, now: Instant, receiver: u32, out: &mut [u8], payload_len: usize) -> Result<usize, SendError> {
+    pub fn seal(
+        &mut self,
+        now: Instant,
+        receiver: u32,
+        out: &mut [u8],
+        payload_len: usize,
+    ) -> Result<usize, SendError> {
         let total = TRANSPORT_HEADER_LEN + payload_len + TAG_LEN;
         if total > wire::MAX_DATAGRAM {
             return Err(SendError::TooLarge(payload_len));
@@ -124,7 +133,9 @@ impl Sender {
         if self.next_counter >= REJECT_AFTER_MESSAGES {
             return Err(SendError::Exhausted);
         }
-        if self.since_rekey >= self.policy.messages || now.saturating_duration_since(self.rekeyed_at) >= self.policy.after {
+        if self.since_rekey >= self.policy.messages
+            || now.saturating_duration_since(self.rekeyed_at) >= self.policy.after
+        {
             self.key = self.key.rekeyed();
             self.phase ^= 1;
             self.since_rekey = 0;
@@ -156,7 +167,10 @@ pub struct Receiver {
 
 impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Receiver").field("phase", &self.phase).field("highest", &self.window.highest()).finish_non_exhaustive()
+        f.debug_struct("Receiver")
+            .field("phase", &self.phase)
+            .field("highest", &self.window.highest())
+            .finish_non_exhaustive()
     }
 }
 
@@ -289,7 +303,8 @@ mod tests {
         let policy = RekeyPolicy { after: Duration::from_secs(10), messages: 5 };
         let mut s = Sender::new(Zeroizing::new([9; 32]), t0, policy);
         let mut r = Receiver::new(Zeroizing::new([9; 32]));
-        let mut datagrams: Vec<Vec<u8>> = (0..23).map(|i| seal(&mut s, t0 + Duration::from_millis(i), &[i as u8])).collect();
+        let mut datagrams: Vec<Vec<u8>> =
+            (0..23).map(|i| seal(&mut s, t0 + Duration::from_millis(i), &[i as u8])).collect();
         assert_eq!(s.rekeys(), 4);
         // Time-based: one more after 10 s.
         datagrams.push(seal(&mut s, t0 + Duration::from_secs(11), &[99]));

@@ -39,6 +39,8 @@ struct Slot<P> {
 }
 
 /// What an incoming datagram did.
+// Returned by value once per datagram: boxing the media view would allocate per packet.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Input<'b> {
     /// Send `reply[..n]` back on the path it came from (a handshake response).
@@ -137,7 +139,14 @@ impl<P: Copy + PartialEq + std::fmt::Debug> Endpoint<P> {
 
     /// Handles one datagram from `path`. `plain` must hold [`crate::wire::MAX_DATAGRAM`]
     /// bytes (decrypted payloads), `reply` too (handshake responses).
-    pub fn handle_datagram<'b>(&mut self, now: Instant, path: P, data: &[u8], plain: &'b mut [u8], reply: &mut [u8]) -> Input<'b> {
+    pub fn handle_datagram<'b>(
+        &mut self,
+        now: Instant,
+        path: P,
+        data: &[u8],
+        plain: &'b mut [u8],
+        reply: &mut [u8],
+    ) -> Input<'b> {
         let datagram = match Datagram::parse(data) {
             Ok(d) => d,
             Err(reason) => return self.drop(reason),
@@ -166,7 +175,14 @@ impl<P: Copy + PartialEq + std::fmt::Debug> Endpoint<P> {
         }
     }
 
-    fn on_init(&mut self, now: Instant, sender: u32, noise: &[u8], received_len: usize, reply: &mut [u8]) -> Input<'static> {
+    fn on_init(
+        &mut self,
+        now: Instant,
+        sender: u32,
+        noise: &[u8],
+        received_len: usize,
+        reply: &mut [u8],
+    ) -> Input<'static> {
         let Some(ephemeral) = noise.get(..32).and_then(|e| <[u8; 32]>::try_from(e).ok()) else {
             return self.drop(DropReason::Malformed);
         };
@@ -187,7 +203,13 @@ impl<P: Copy + PartialEq + std::fmt::Debug> Endpoint<P> {
         self.pending_by_init.insert((sender, ephemeral), local);
         self.pending.insert(
             local,
-            Pending { state: response.state, initiator_index: sender, ephemeral, response: response.datagram, created: now },
+            Pending {
+                state: response.state,
+                initiator_index: sender,
+                ephemeral,
+                response: response.datagram,
+                created: now,
+            },
         );
         out
     }
@@ -216,7 +238,8 @@ impl<P: Copy + PartialEq + std::fmt::Debug> Endpoint<P> {
         match handshake::complete(&mut pending.state, noise) {
             Ok((keys, remote, sas)) => {
                 self.pending_by_init.remove(&(pending.initiator_index, pending.ephemeral));
-                let connection = Connection::new(Role::Responder, receiver, sender, keys, remote, sas, now, self.config, None);
+                let connection =
+                    Connection::new(Role::Responder, receiver, sender, keys, remote, sas, now, self.config, None);
                 self.sessions.insert(receiver, Slot { connection, path });
                 Input::Accepted(receiver)
             }

@@ -79,7 +79,10 @@ pub struct Initiator {
 
 impl std::fmt::Debug for Initiator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Initiator").field("local_index", &self.local_index).field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("Initiator")
+            .field("local_index", &self.local_index)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,7 +97,13 @@ pub struct Established {
 
 impl Initiator {
     /// `local_index` should be random; it identifies the session in the host's replies.
-    pub fn new(keypair: &Keypair, policy: HostKeyPolicy, local_index: u32, now: Instant, config: SessionConfig) -> Result<Self, HandshakeError> {
+    pub fn new(
+        keypair: &Keypair,
+        policy: HostKeyPolicy,
+        local_index: u32,
+        now: Instant,
+        config: SessionConfig,
+    ) -> Result<Self, HandshakeError> {
         let mut state = builder(keypair).and_then(|b| b.build_initiator()).map_err(noise_err)?;
         let mut msg = [0u8; 128];
         let n = state.write_message(&[PROTOCOL_VERSION], &mut msg).map_err(noise_err)?;
@@ -162,10 +171,16 @@ impl Initiator {
         let presented = PublicKey(presented);
         let first_use = match &self.policy {
             HostKeyPolicy::Pinned(fp) if *fp != presented.fingerprint() => {
-                return Err(HandshakeError::HostKeyMismatch { expected: fp.clone(), presented: presented.fingerprint() });
+                return Err(HandshakeError::HostKeyMismatch {
+                    expected: fp.clone(),
+                    presented: presented.fingerprint(),
+                });
             }
             HostKeyPolicy::Known(key) if *key != presented => {
-                return Err(HandshakeError::HostKeyMismatch { expected: key.fingerprint(), presented: presented.fingerprint() });
+                return Err(HandshakeError::HostKeyMismatch {
+                    expected: key.fingerprint(),
+                    presented: presented.fingerprint(),
+                });
             }
             HostKeyPolicy::FirstUse => true,
             _ => false,
@@ -175,8 +190,19 @@ impl Initiator {
         let mut fin = vec![0u8; MAX_DATAGRAM];
         let len = wire::write_resp_or_final(&mut fin, wire::TYPE_FINAL, self.local_index, sender, &msg[..m]);
         fin.truncate(len);
-        let (keys, host_key, sas) = finish(&mut state, Role::Initiator).ok_or_else(|| HandshakeError::Noise("no session keys".into()))?;
-        let connection = Connection::new(Role::Initiator, self.local_index, sender, keys, host_key, sas, now, self.config, Some(fin));
+        let (keys, host_key, sas) =
+            finish(&mut state, Role::Initiator).ok_or_else(|| HandshakeError::Noise("no session keys".into()))?;
+        let connection = Connection::new(
+            Role::Initiator,
+            self.local_index,
+            sender,
+            keys,
+            host_key,
+            sas,
+            now,
+            self.config,
+            Some(fin),
+        );
         Ok(Some(Established { connection, host_key, first_use }))
     }
 }
@@ -187,7 +213,12 @@ pub(crate) struct Response {
     pub datagram: Vec<u8>,
 }
 
-pub(crate) fn respond(keypair: &Keypair, noise: &[u8], initiator_index: u32, local_index: u32) -> Result<Response, DropReason> {
+pub(crate) fn respond(
+    keypair: &Keypair,
+    noise: &[u8],
+    initiator_index: u32,
+    local_index: u32,
+) -> Result<Response, DropReason> {
     let mut state = builder(keypair).and_then(|b| b.build_responder()).map_err(|_| DropReason::Handshake)?;
     let mut payload = [0u8; MAX_DATAGRAM];
     let n = state.read_message(noise, &mut payload).map_err(|_| DropReason::Handshake)?;

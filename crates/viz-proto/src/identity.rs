@@ -119,7 +119,8 @@ impl Keypair {
             return Err(IdentityError::Header);
         }
         let hex = lines.next().ok_or(IdentityError::Key)?;
-        let bytes = Zeroizing::new(data_encoding::HEXLOWER_PERMISSIVE.decode(hex.as_bytes()).map_err(|_| IdentityError::Key)?);
+        let bytes =
+            Zeroizing::new(data_encoding::HEXLOWER_PERMISSIVE.decode(hex.as_bytes()).map_err(|_| IdentityError::Key)?);
         let private: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| IdentityError::Key)?;
         Ok(Self::from_private(private))
     }
@@ -133,7 +134,8 @@ impl Fingerprint {
     /// Parses what a person typed or pasted: case, dashes and spaces do not matter.
     pub fn parse(s: &str) -> Option<Self> {
         let norm: String = s.chars().filter(|c| !matches!(c, '-' | ' ' | ':')).collect::<String>().to_ascii_lowercase();
-        let valid = norm.len() == FINGERPRINT_CHARS && norm.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
+        let valid = norm.len() == FINGERPRINT_CHARS
+            && norm.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
         valid.then_some(Self(norm))
     }
 
@@ -193,7 +195,10 @@ mod tests {
         assert!(matches!(Keypair::from_file_contents("hello"), Err(IdentityError::Header)));
         assert!(matches!(Keypair::from_file_contents("viz-identity-v1\nzz"), Err(IdentityError::Key)));
         assert!(matches!(Keypair::from_file_contents("viz-identity-v1\n"), Err(IdentityError::Key)));
-        assert!(matches!(Keypair::from_file_contents(&format!("viz-identity-v1\n{}", "ab".repeat(31))), Err(IdentityError::Key)));
+        assert!(matches!(
+            Keypair::from_file_contents(&format!("viz-identity-v1\n{}", "ab".repeat(31))),
+            Err(IdentityError::Key)
+        ));
     }
 
     #[test]

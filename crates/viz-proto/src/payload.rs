@@ -61,7 +61,10 @@ fn size_len(n: usize) -> usize {
 impl<'a> MediaFrame<'a> {
     /// `frames` must hold 1..=16 non-empty frames of at most 1275 bytes.
     pub fn new(stream: u8, seq: u16, timestamp: u32, marker: bool, frames: &[&'a [u8]]) -> Option<Self> {
-        if frames.is_empty() || frames.len() > MAX_FRAMES || frames.iter().any(|f| f.is_empty() || f.len() > MAX_FRAME_LEN) {
+        if frames.is_empty()
+            || frames.len() > MAX_FRAMES
+            || frames.iter().any(|f| f.is_empty() || f.len() > MAX_FRAME_LEN)
+        {
             return None;
         }
         let mut arr: [&'a [u8]; MAX_FRAMES] = [&[]; MAX_FRAMES];
@@ -264,6 +267,8 @@ impl Report {
 }
 
 /// A decrypted payload.
+// Returned by value once per datagram: boxing the media view would allocate per packet.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload<'a> {
     Media(MediaFrame<'a>),

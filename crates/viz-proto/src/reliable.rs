@@ -41,7 +41,14 @@ pub struct ReliableSender {
 
 impl Default for ReliableSender {
     fn default() -> Self {
-        Self { next_id: 1, in_flight: VecDeque::new(), queued: VecDeque::new(), srtt: None, rttvar: Duration::ZERO, retransmissions: 0 }
+        Self {
+            next_id: 1,
+            in_flight: VecDeque::new(),
+            queued: VecDeque::new(),
+            srtt: None,
+            rttvar: Duration::ZERO,
+            retransmissions: 0,
+        }
     }
 }
 
@@ -138,7 +145,7 @@ impl ReliableSender {
                 self.rttvar = r / 2;
             }
             Some(srtt) => {
-                let diff = if srtt > r { srtt - r } else { r - srtt };
+                let diff = srtt.abs_diff(r);
                 self.rttvar = self.rttvar * 3 / 4 + diff / 4;
                 self.srtt = Some(srtt * 7 / 8 + r / 8);
             }

@@ -68,6 +68,8 @@ pub enum Event {
 }
 
 /// What an accepted datagram carried, as far as the caller needs to know.
+// Returned by value once per datagram: boxing the media view would allocate per packet.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received<'a> {
     Media(MediaFrame<'a>),
@@ -105,9 +107,13 @@ pub struct ConnectionStats {
 enum State {
     Open,
     /// We said goodbye and wait for the acknowledgement.
-    Closing { deadline: Instant },
+    Closing {
+        deadline: Instant,
+    },
     /// The peer said goodbye; we only acknowledge its retransmissions.
-    Draining { until: Instant },
+    Draining {
+        until: Instant,
+    },
     Closed,
 }
 
@@ -318,7 +324,12 @@ impl Connection {
 
     /// Processes one datagram addressed to this session. `plain` receives the
     /// decrypted payload (give it [`wire::MAX_DATAGRAM`] bytes); media borrows from it.
-    pub fn handle_datagram<'b>(&mut self, now: Instant, data: &[u8], plain: &'b mut [u8]) -> Result<Received<'b>, DropReason> {
+    pub fn handle_datagram<'b>(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        plain: &'b mut [u8],
+    ) -> Result<Received<'b>, DropReason> {
         self.latest_now = now;
         let result = self.handle_inner(now, data, plain);
         if let Err(reason) = result {

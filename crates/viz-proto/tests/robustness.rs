@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use viz_proto::loopback;
-use viz_proto::{HostKeyPolicy, Initiator, Input, Keypair, MediaFrame, SessionConfig, MAX_DATAGRAM};
+use viz_proto::{HostKeyPolicy, Initiator, Input, Keypair, MAX_DATAGRAM, MediaFrame, SessionConfig};
 
 /// One genuine datagram of every kind the protocol has.
 fn samples() -> Vec<Vec<u8>> {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use viz_netsim::{Impairment, Link};
 use viz_proto::crypto::RekeyPolicy;
 use viz_proto::{
-    ByeReason, Connection, ControlMessage, DropReason, Endpoint, Event, HandshakeError, Hello, HostKeyPolicy, Initiator,
-    Input, Keypair, MediaFrame, Received, SessionConfig, MAX_DATAGRAM,
+    ByeReason, Connection, ControlMessage, DropReason, Endpoint, Event, HandshakeError, Hello, HostKeyPolicy,
+    Initiator, Input, Keypair, MAX_DATAGRAM, MediaFrame, Received, SessionConfig,
 };
 
 /// Paths the host can see the joiner on: 0 normally, 1 after a NAT rebinding.
@@ -160,10 +160,10 @@ impl World {
                     self.initiator = None;
                 }
             }
-        } else if let Some(conn) = &mut self.joiner {
-            if let Ok(Received::Media(m)) = conn.handle_datagram(self.now, d, &mut self.plain) {
-                self.joiner_media.insert(m.seq);
-            }
+        } else if let Some(conn) = &mut self.joiner
+            && let Ok(Received::Media(m)) = conn.handle_datagram(self.now, d, &mut self.plain)
+        {
+            self.joiner_media.insert(m.seq);
         }
     }
 
@@ -272,7 +272,8 @@ fn handshake_completes_across_loss_rates_and_both_sides_agree() {
             let mut w = World::new(lossy(loss, 30), seed * 10 + i as u64, first_use, config());
             let deadline = w.secs(20.0);
             w.run_until(deadline, false);
-            let joiner = w.joiner.as_ref().unwrap_or_else(|| panic!("loss {loss} seed {seed}: handshake did not finish"));
+            let joiner =
+                w.joiner.as_ref().unwrap_or_else(|| panic!("loss {loss} seed {seed}: handshake did not finish"));
             let host = w.host_conn();
             assert_eq!(joiner.sas(), host.sas(), "SAS differ");
             assert_eq!(host.remote_static(), w.joiner_key.public());
@@ -297,13 +298,15 @@ fn control_messages_arrive_once_and_in_order_under_heavy_impairment() {
         sends_audio: true,
         receives_audio: true,
     });
-    let sent: Vec<ControlMessage> = std::iter::once(hello).chain((0..20).map(|i| ControlMessage::Mute { muted: i % 2 == 0 })).collect();
+    let sent: Vec<ControlMessage> =
+        std::iter::once(hello).chain((0..20).map(|i| ControlMessage::Mute { muted: i % 2 == 0 })).collect();
     for m in &sent {
         w.joiner.as_mut().unwrap().send_control(m.clone());
     }
     let t = w.secs(30.0);
     w.run_until(t, false);
-    let got: Vec<ControlMessage> = w.host_events.iter().filter_map(|e| if let Event::Control(c) = e { Some(c.clone()) } else { None }).collect();
+    let got: Vec<ControlMessage> =
+        w.host_events.iter().filter_map(|e| if let Event::Control(c) = e { Some(c.clone()) } else { None }).collect();
     assert_eq!(got, sent);
     assert!(w.joiner.as_ref().unwrap().stats().control_retransmissions > 0);
 }
@@ -329,7 +332,12 @@ fn media_flows_both_ways_each_packet_at_most_once() {
 
 #[test]
 fn reports_measure_rtt_loss_and_jitter() {
-    let imp = Impairment { loss: 0.1, delay: Duration::from_millis(30), jitter: Duration::from_millis(10), ..Default::default() };
+    let imp = Impairment {
+        loss: 0.1,
+        delay: Duration::from_millis(30),
+        jitter: Duration::from_millis(10),
+        ..Default::default()
+    };
     let mut w = World::new(imp, 6, first_use, config());
     let t = w.secs(3.0);
     w.run_until(t, false);

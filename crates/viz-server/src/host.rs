@@ -14,10 +14,10 @@ use tokio::sync::{mpsc, oneshot};
 use viz_audio::AudioParams;
 use viz_client::engine::EngineHandle;
 use viz_client::join::UserCommand;
-use viz_client::status::{status_line, Console, LossHint, RateMeter};
+use viz_client::status::{Console, LossHint, RateMeter, status_line};
 use viz_proto::{
-    ByeReason, ControlMessage, Endpoint, Event, Hello, Input, Keypair, OwnedMedia, SessionConfig, MAX_DATAGRAM,
-    PROTOCOL_VERSION,
+    ByeReason, ControlMessage, Endpoint, Event, Hello, Input, Keypair, MAX_DATAGRAM, OwnedMedia, PROTOCOL_VERSION,
+    SessionConfig,
 };
 
 use crate::listener::{BindError, Listener, Path, WsEvent};
@@ -89,9 +89,7 @@ pub async fn run(
         if listener.websocket_enabled() { "UDP, and WebSocket over TCP" } else { "UDP" }
     ));
     console.line(format!("Friends join with:  viz join viz://{shown}#{fingerprint}"));
-    console.line(format!(
-        "Through a tunnel:   viz join <tunnel address>#{fingerprint}   (wss://... for HTTP tunnels)"
-    ));
+    console.line(format!("Through a tunnel:   viz join <tunnel address>#{fingerprint}   (wss://... for HTTP tunnels)"));
     if let Some(r) = ready {
         let _ = r.send(local);
     }
@@ -102,7 +100,8 @@ pub async fn run(
     let mut first_start: Option<Instant> = None;
     let mut shutting_down: Option<Instant> = None;
     let mut muted = false;
-    let (mut plain, mut reply, mut buf) = (vec![0u8; MAX_DATAGRAM], vec![0u8; MAX_DATAGRAM], vec![0u8; MAX_DATAGRAM + 1]);
+    let (mut plain, mut reply, mut buf) =
+        (vec![0u8; MAX_DATAGRAM], vec![0u8; MAX_DATAGRAM], vec![0u8; MAX_DATAGRAM + 1]);
     let mut out = vec![0u8; MAX_DATAGRAM];
     let mut next_status = Instant::now() + cfg.status_interval;
     let mut next_hint = Instant::now() + Duration::from_secs(1);
@@ -179,11 +178,15 @@ pub async fn run(
             match endpoint.handle_datagram(at, path, &data, &mut plain, &mut reply) {
                 Input::Reply(n) => listener.send(path, &reply[..n]).await,
                 Input::Accepted(id) => {
-                    let busy = shutting_down.is_some() || call.as_ref().is_some_and(|c| endpoint.session(c.id).is_some_and(|s| s.is_open()));
+                    let busy = shutting_down.is_some()
+                        || call.as_ref().is_some_and(|c| endpoint.session(c.id).is_some_and(|s| s.is_open()));
                     let peer = listener.peer_addr(path).map_or_else(|| path.to_string(), |a| canonical(a).to_string());
                     if let Some(s) = endpoint.session_mut(id) {
                         if busy {
-                            s.close(at, if shutting_down.is_some() { ByeReason::ShuttingDown } else { ByeReason::Busy });
+                            s.close(
+                                at,
+                                if shutting_down.is_some() { ByeReason::ShuttingDown } else { ByeReason::Busy },
+                            );
                             summary.refused_busy += 1;
                             console.line(format!("Refused a second caller from {peer}: already in a call"));
                         } else {
@@ -241,7 +244,10 @@ pub async fn run(
                         summary.last_call_stats = endpoint.session(id).map(|s| s.stats());
                         let c = call.take().expect("in_call");
                         summary.call_time += now - c.started;
-                        console.line(format!("{} {reason}. Waiting for someone to join...", c.name.unwrap_or_else(|| "The caller".into())));
+                        console.line(format!(
+                            "{} {reason}. Waiting for someone to join...",
+                            c.name.unwrap_or_else(|| "The caller".into())
+                        ));
                     }
                     (Event::TimedOut, true) => {
                         summary.last_call_stats = endpoint.session(id).map(|s| s.stats());

@@ -75,8 +75,10 @@ impl Listener {
         match Self::bind_exact(addr, websocket).await {
             Err(BindError::Udp { source, .. })
                 if addr.ip() == std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-                    && (matches!(source.kind(), std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported)
-                        || source_is_no_ipv6(&source)) =>
+                    && (matches!(
+                        source.kind(),
+                        std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported
+                    ) || source_is_no_ipv6(&source)) =>
             {
                 tracing::debug!("no IPv6 here ({source}); listening on IPv4 only");
                 Self::bind_exact(SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port()), websocket).await

@@ -157,7 +157,9 @@ pub struct AudioArgs {
 
 fn parse_frame_ms(s: &str) -> Result<u32, String> {
     let ms: u32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
-    FrameDuration::from_millis(ms).map(|_| ms).ok_or_else(|| format!("{ms} ms is not an Opus frame size Viz supports (10, 20, 40, 60)"))
+    FrameDuration::from_millis(ms)
+        .map(|_| ms)
+        .ok_or_else(|| format!("{ms} ms is not an Opus frame size Viz supports (10, 20, 40, 60)"))
 }
 
 impl AudioArgs {
@@ -174,7 +176,10 @@ impl AudioArgs {
     }
 
     pub fn jitter(&self) -> JitterConfig {
-        JitterConfig { max_delay: std::time::Duration::from_millis(self.max_delay_ms.clamp(40, 2000)), ..Default::default() }
+        JitterConfig {
+            max_delay: std::time::Duration::from_millis(self.max_delay_ms.clamp(40, 2000)),
+            ..Default::default()
+        }
     }
 }
 
@@ -288,7 +293,9 @@ mod tests {
 
     #[test]
     fn parses_common_invocations() {
-        let cli = Cli::try_parse_from(rewrite_legacy(v("viz -s 9000 --no-fec --frame-ms 10 --input tone:300 --output null"))).unwrap();
+        let cli =
+            Cli::try_parse_from(rewrite_legacy(v("viz -s 9000 --no-fec --frame-ms 10 --input tone:300 --output null")))
+                .unwrap();
         let Command::Host(h) = cli.command else { panic!() };
         assert_eq!(h.port, 9000);
         let p = h.common.audio.params().unwrap();

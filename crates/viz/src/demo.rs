@@ -152,9 +152,16 @@ pub fn run(args: DemoArgs) -> Result<()> {
     };
     let host_wav = args.out_dir.join("joiner-heard-by-host.wav");
     let joiner_wav = args.out_dir.join("host-heard-by-joiner.wav");
-    let host_engine = engine_config(&args, InputSpec::Samples { label: "host speech".into(), samples: host_says.clone() }, &host_wav)?;
-    let joiner_engine =
-        engine_config(&args, InputSpec::Samples { label: "joiner speech".into(), samples: joiner_says.clone() }, &joiner_wav)?;
+    let host_engine = engine_config(
+        &args,
+        InputSpec::Samples { label: "host speech".into(), samples: host_says.clone() },
+        &host_wav,
+    )?;
+    let joiner_engine = engine_config(
+        &args,
+        InputSpec::Samples { label: "joiner speech".into(), samples: joiner_says.clone() },
+        &joiner_wav,
+    )?;
 
     let host_key = Keypair::generate()?;
     let joiner_key = Keypair::generate()?;
@@ -203,23 +210,25 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
     // Joiner thread.
     let known_hosts = args.out_dir.join("known_hosts");
-    let mut join_cfg = JoinConfig::new(JoinAddress::parse(&format!("udp://{proxy_addr}#{fingerprint}"))?, joiner_key, known_hosts);
+    let mut join_cfg =
+        JoinConfig::new(JoinAddress::parse(&format!("udp://{proxy_addr}#{fingerprint}"))?, joiner_key, known_hosts);
     join_cfg.name = "joiner".into();
     join_cfg.params = params;
     join_cfg.duration = Some(Duration::from_secs_f64(seconds));
     join_cfg.status_interval = Duration::from_secs(3600);
     let wall_start = Instant::now();
-    let joiner_thread = std::thread::Builder::new().name("demo-joiner".into()).spawn(move || -> Result<SideResult> {
-        let rt = runtime()?;
-        let (tx, outgoing) = mpsc::channel(256);
-        let engine = EngineHandle::spawn(joiner_engine, tx).map_err(anyhow::Error::msg)?;
-        let (_keep, commands) = mpsc::channel(1);
-        let summary = rt.block_on(join::join(join_cfg, &engine, outgoing, commands, console));
-        let net_cpu = viz_client::cpu::thread_cpu_time();
-        let engine = engine.stop();
-        let summary = summary?;
-        Ok(SideResult { engine, net_cpu, stats: Some(summary.stats) })
-    })?;
+    let joiner_thread =
+        std::thread::Builder::new().name("demo-joiner".into()).spawn(move || -> Result<SideResult> {
+            let rt = runtime()?;
+            let (tx, outgoing) = mpsc::channel(256);
+            let engine = EngineHandle::spawn(joiner_engine, tx).map_err(anyhow::Error::msg)?;
+            let (_keep, commands) = mpsc::channel(1);
+            let summary = rt.block_on(join::join(join_cfg, &engine, outgoing, commands, console));
+            let net_cpu = viz_client::cpu::thread_cpu_time();
+            let engine = engine.stop();
+            let summary = summary?;
+            Ok(SideResult { engine, net_cpu, stats: Some(summary.stats) })
+        })?;
 
     let joiner = joiner_thread.join().map_err(|_| anyhow::anyhow!("the joiner thread panicked"))?;
     let _ = host_cmd_tx.blocking_send(UserCommand::Leave);
@@ -232,8 +241,28 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
     let frame_secs = f64::from(params.frame.millis()) / 1000.0;
     let directions = vec![
-        direction("host -> joiner", &host_says, &joiner_wav, &host, &joiner, proxy.down.dropped, seconds, frame_secs, args.audio.batch)?,
-        direction("joiner -> host", &joiner_says, &host_wav, &joiner, &host, proxy.up.dropped, seconds, frame_secs, args.audio.batch)?,
+        direction(
+            "host -> joiner",
+            &host_says,
+            &joiner_wav,
+            &host,
+            &joiner,
+            proxy.down.dropped,
+            seconds,
+            frame_secs,
+            args.audio.batch,
+        )?,
+        direction(
+            "joiner -> host",
+            &joiner_says,
+            &host_wav,
+            &joiner,
+            &host,
+            proxy.up.dropped,
+            seconds,
+            frame_secs,
+            args.audio.batch,
+        )?,
     ];
     // CPU per second of audio the side handled (its engine may run on a little after
     // the call, encoding for nobody; that time counts on both sides of the fraction).
@@ -288,7 +317,8 @@ fn direction(
         let spoken = &said[..said.len().min((seconds * 48_000.0) as usize)];
         // Two-second windows: the delay of an adaptive buffer changes during a call.
         let windows = analysis::windowed_delays(spoken, &heard, 96_000, min_lag, max_lag, 0.02);
-        let mut ms: Vec<f64> = windows.iter().map(|w| (offset + w.estimate.lag_samples as f64 / 48_000.0) * 1000.0).collect();
+        let mut ms: Vec<f64> =
+            windows.iter().map(|w| (offset + w.estimate.lag_samples as f64 / 48_000.0) * 1000.0).collect();
         let mut corr: Vec<f64> = windows.iter().map(|w| f64::from(w.estimate.correlation)).collect();
         ms.sort_by(f64::total_cmp);
         corr.sort_by(f64::total_cmp);
@@ -345,10 +375,16 @@ fn print_report(r: &DemoReport) {
         r.loss_pct, r.jitter_ms, r.delay_ms, r.seed
     );
     println!();
-    let opt = |v: Option<f64>, prec: usize| v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.prec$}"));
-    let rows: Vec<(&str, Box<dyn Fn(&DirectionReport) -> String>)> = vec![
+    fn opt(v: Option<f64>, prec: usize) -> String {
+        v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.prec$}"))
+    }
+    type Row = (&'static str, Box<dyn Fn(&DirectionReport) -> String>);
+    let rows: Vec<Row> = vec![
         ("mouth-to-ear latency (ms)", Box::new(|d| opt(d.latency_ms, 1))),
-        ("  range over 2 s windows", Box::new(|d| format!("{}..{}", opt(d.latency_min_ms, 0), opt(d.latency_max_ms, 0)))),
+        (
+            "  range over 2 s windows",
+            Box::new(|d| format!("{}..{}", opt(d.latency_min_ms, 0), opt(d.latency_max_ms, 0))),
+        ),
         ("waveform correlation", Box::new(|d| opt(d.correlation, 3))),
         ("packets sent", Box::new(|d| d.packets_sent.to_string())),
         ("packets lost by the network", Box::new(|d| d.packets_lost_network.to_string())),

@@ -21,7 +21,8 @@ fn load_identity(common: &CommonArgs, console: Console) -> Result<Keypair> {
         Some(p) => p.clone(),
         None => store::default_identity_path()?,
     };
-    let (key, created) = store::load_or_create_identity(&path).with_context(|| format!("identity {}", path.display()))?;
+    let (key, created) =
+        store::load_or_create_identity(&path).with_context(|| format!("identity {}", path.display()))?;
     if created {
         console.line(format!("Created your identity key in {} (fingerprint {})", path.display(), key.fingerprint()));
     }
@@ -43,7 +44,12 @@ fn engine_config(common: &CommonArgs) -> Result<EngineConfig> {
 fn duration(common: &CommonArgs) -> Result<Option<Duration>> {
     common
         .duration
-        .map(|s| Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero()).context("--duration must be a positive number of seconds"))
+        .map(|s| {
+            Duration::try_from_secs_f64(s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .context("--duration must be a positive number of seconds")
+        })
         .transpose()
 }
 
@@ -62,12 +68,19 @@ fn report_engine(engine: EngineHandle, console: Console) -> Result<()> {
     let report = engine.stop();
     let st = &report.status.jitter;
     tracing::info!(
-        received = st.packets_received, lost = st.packets_lost, concealed = st.frames_concealed,
-        fec = st.frames_fec, late = st.frames_late, cpu_ms = report.cpu_time.as_millis() as u64,
+        received = st.packets_received,
+        lost = st.packets_lost,
+        concealed = st.frames_concealed,
+        fec = st.frames_fec,
+        late = st.frames_late,
+        cpu_ms = report.cpu_time.as_millis() as u64,
         "audio engine stopped"
     );
     if report.late_ticks > 50 {
-        console.line(format!("Note: the audio engine was late {} times; the machine may be overloaded", report.late_ticks));
+        console.line(format!(
+            "Note: the audio engine was late {} times; the machine may be overloaded",
+            report.late_ticks
+        ));
     }
     match report.error {
         Some(e) => Err(anyhow::anyhow!("audio: {e}")),
@@ -96,7 +109,11 @@ pub async fn host(args: HostArgs) -> Result<()> {
     let result = host::run(cfg, &engine, outgoing, commands, console, None).await;
     report_engine(engine, console)?;
     let summary = result?;
-    console.line(format!("Stopped hosting after {} call(s), {:.0} s in calls.", summary.calls, summary.call_time.as_secs_f64()));
+    console.line(format!(
+        "Stopped hosting after {} call(s), {:.0} s in calls.",
+        summary.calls,
+        summary.call_time.as_secs_f64()
+    ));
     Ok(())
 }
 
@@ -140,6 +157,8 @@ pub fn devices() -> Result<()> {
             println!("  {:>2}{} {}  [{}]", d.index, if d.is_default { "*" } else { " " }, d.name, d.config);
         }
     }
-    println!("(* = default. Use --input/--output with a name or number; files: --input x.wav, tone, silence; --output x.wav, null)");
+    println!(
+        "(* = default. Use --input/--output with a name or number; files: --input x.wav, tone, silence; --output x.wav, null)"
+    );
     Ok(())
 }

@@ -36,7 +36,10 @@ fn viz(config: &Path, args: &[&str]) -> Proc {
         .spawn()
         .expect("spawn viz");
     let (tx, lines) = mpsc::channel();
-    for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -67,7 +70,9 @@ impl Proc {
                         return line;
                     }
                 }
-                Err(_) => panic!("no line containing {needle:?} within {timeout:?}; output so far:\n{}", self.seen.join("\n")),
+                Err(_) => {
+                    panic!("no line containing {needle:?} within {timeout:?}; output so far:\n{}", self.seen.join("\n"))
+                }
             }
         }
     }
@@ -100,7 +105,8 @@ fn host(config: &Path, extra: &[&str]) -> (Proc, u16) {
     args.extend_from_slice(extra);
     let mut p = viz(config, &args);
     let line = p.expect_line("Hosting on port", Duration::from_secs(10));
-    let port = line.split_whitespace().nth(3).and_then(|w| w.parse().ok()).unwrap_or_else(|| panic!("no port in {line:?}"));
+    let port =
+        line.split_whitespace().nth(3).and_then(|w| w.parse().ok()).unwrap_or_else(|| panic!("no port in {line:?}"));
     (p, port)
 }
 
@@ -143,9 +149,15 @@ fn host_and_join_hear_each_other() {
     let (a_out, b_out) = (dir.path().join("a_heard.wav"), dir.path().join("b_heard.wav"));
     let a_said = write_speech(&a_in, 21, 8);
     let b_said = write_speech(&b_in, 22, 8);
-    let (mut h, port) = host(&dir.path().join("h"), &["--input", s(&a_in), "--output", s(&a_out), "--name", "alice", "--duration", "6"]);
+    let (mut h, port) = host(
+        &dir.path().join("h"),
+        &["--input", s(&a_in), "--output", s(&a_out), "--name", "alice", "--duration", "6"],
+    );
     let addr = format!("127.0.0.1:{port}");
-    let mut j = viz(&dir.path().join("j"), &["join", &addr, "--input", s(&b_in), "--output", s(&b_out), "--name", "bob", "--duration", "5"]);
+    let mut j = viz(
+        &dir.path().join("j"),
+        &["join", &addr, "--input", s(&b_in), "--output", s(&b_out), "--name", "bob", "--duration", "5"],
+    );
     j.expect_line("Connected over UDP", Duration::from_secs(10));
     let sas_j = j.expect_line("Security code:", Duration::from_secs(5));
     let sas_h = h.expect_line("bob joined", Duration::from_secs(5));
@@ -168,7 +180,10 @@ fn original_viz_forms_and_a_tone() {
     let mut h = viz(&dir.path().join("h"), &["-s", "0", "--input", "tone:1000", "--output", "null", "--duration", "5"]);
     let line = h.expect_line("Hosting on port", Duration::from_secs(10));
     let port: u16 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
-    let mut j = viz(&dir.path().join("j"), &["-c", &format!("127.0.0.1:{port}"), "--input", "silence", "--output", s(&heard), "--duration", "3"]);
+    let mut j = viz(
+        &dir.path().join("j"),
+        &["-c", &format!("127.0.0.1:{port}"), "--input", "silence", "--output", s(&heard), "--duration", "3"],
+    );
     let (status, out) = j.finish(Duration::from_secs(20));
     assert!(status.success(), "{out}");
     let audio = wav::read_mono_48k(&heard).unwrap();
@@ -204,7 +219,10 @@ fn falls_back_to_websocket_when_udp_is_dropped() {
     let (mut h, port) = host(&dir.path().join("h"), &["--input", "tone:700", "--output", "null", "--duration", "8"]);
     let (tunnel_port, _black_hole) = tcp_only_tunnel(port);
     let started = Instant::now();
-    let mut j = viz(&dir.path().join("j"), &["join", &format!("127.0.0.1:{tunnel_port}"), "--input", "tone:300", "--output", s(&heard), "--duration", "3"]);
+    let mut j = viz(
+        &dir.path().join("j"),
+        &["join", &format!("127.0.0.1:{tunnel_port}"), "--input", "tone:300", "--output", s(&heard), "--duration", "3"],
+    );
     j.expect_line("trying WebSocket", Duration::from_secs(6));
     j.expect_line("Connected over WebSocket", Duration::from_secs(6));
     assert!(started.elapsed() < Duration::from_secs(8));
@@ -227,7 +245,8 @@ fn changed_or_wrong_host_keys_are_refused() {
     assert!(status.success() && out.contains("remembered"), "{out}");
     drop(h1);
     // Same address, new identity: the joiner must refuse, showing both fingerprints.
-    let mut h2 = viz(&dir.path().join("h2"), &["host", "--port", &port.to_string(), "--input", "silence", "--output", "null"]);
+    let mut h2 =
+        viz(&dir.path().join("h2"), &["host", "--port", &port.to_string(), "--input", "silence", "--output", "null"]);
     let fp2 = h2.expect_line("Host fingerprint:", Duration::from_secs(10)).rsplit(' ').next().unwrap().to_owned();
     let mut j = viz(&joiner_cfg, &["join", &addr, "--input", "silence", "--output", "null", "--duration", "1"]);
     let (status, out) = j.finish(Duration::from_secs(15));
@@ -235,10 +254,16 @@ fn changed_or_wrong_host_keys_are_refused() {
     assert!(out.contains("does not match") && out.contains(&fp1) && out.contains(&fp2), "{out}");
     assert!(!out.contains("In a call"), "{out}");
     // A wrong pinned fingerprint is refused too; the right one is accepted.
-    let mut j = viz(&dir.path().join("k"), &["join", &format!("viz://{addr}#{fp1}"), "--input", "silence", "--output", "null", "--duration", "1"]);
+    let mut j = viz(
+        &dir.path().join("k"),
+        &["join", &format!("viz://{addr}#{fp1}"), "--input", "silence", "--output", "null", "--duration", "1"],
+    );
     let (status, out) = j.finish(Duration::from_secs(15));
     assert!(!status.success() && out.contains(&fp2), "{out}");
-    let mut j = viz(&dir.path().join("k"), &["join", &format!("viz://{addr}#{fp2}"), "--input", "silence", "--output", "null", "--duration", "1"]);
+    let mut j = viz(
+        &dir.path().join("k"),
+        &["join", &format!("viz://{addr}#{fp2}"), "--input", "silence", "--output", "null", "--duration", "1"],
+    );
     let (status, out) = j.finish(Duration::from_secs(15));
     assert!(status.success() && out.contains("matches the address"), "{out}");
 }
@@ -273,7 +298,8 @@ fn a_second_caller_is_told_the_host_is_busy_and_garbage_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let (mut h, port) = host(&dir.path().join("h"), &["--input", "tone", "--output", "null", "--duration", "8"]);
     let addr = format!("127.0.0.1:{port}");
-    let mut first = viz(&dir.path().join("a"), &["join", &addr, "--input", "silence", "--output", "null", "--duration", "5"]);
+    let mut first =
+        viz(&dir.path().join("a"), &["join", &addr, "--input", "silence", "--output", "null", "--duration", "5"]);
     first.expect_line("In a call", Duration::from_secs(10));
     // Garbage at the host's port gets no answer at all.
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -287,7 +313,8 @@ fn a_second_caller_is_told_the_host_is_busy_and_garbage_is_ignored() {
     }
     let mut buf = [0u8; 2000];
     assert!(probe.recv_from(&mut buf).is_err(), "the host answered garbage");
-    let mut second = viz(&dir.path().join("b"), &["join", &addr, "--input", "silence", "--output", "null", "--duration", "2"]);
+    let mut second =
+        viz(&dir.path().join("b"), &["join", &addr, "--input", "silence", "--output", "null", "--duration", "2"]);
     let (status, out) = second.finish(Duration::from_secs(15));
     assert!(!status.success() && out.contains("busy"), "{out}");
     let (status, out) = first.finish(Duration::from_secs(15));

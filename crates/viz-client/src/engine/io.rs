@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use viz_audio::SAMPLE_RATE;
 use viz_audio::resample::StreamResampler;
 use viz_audio::signals::ToneOscillator;
 use viz_audio::wav::WavRecorder;
-use viz_audio::SAMPLE_RATE;
 
 use crate::device;
 
@@ -27,7 +27,10 @@ pub enum InputSpec {
     Tone(f32),
     Silence,
     /// Samples prepared by the caller (`viz demo`), 48 kHz mono.
-    Samples { label: String, samples: Arc<[f32]> },
+    Samples {
+        label: String,
+        samples: Arc<[f32]>,
+    },
 }
 
 /// What `--output` names.
@@ -102,6 +105,8 @@ fn samples_since(start: Instant, now: Instant) -> u64 {
     (now.saturating_duration_since(start).as_nanos() * u128::from(SAMPLE_RATE) / 1_000_000_000) as u64
 }
 
+// One per engine, created once: the device variant being large costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Source {
     Clip { samples: Arc<[f32]>, looping: bool, start: Option<Instant>, delivered: u64 },
     Tone { osc: ToneOscillator, start: Option<Instant>, delivered: u64 },
@@ -119,7 +124,9 @@ impl Source {
                 }
                 Self::Clip { samples: samples.into(), looping, start: None, delivered: 0 }
             }
-            InputSpec::Samples { samples, .. } => Self::Clip { samples: samples.clone(), looping, start: None, delivered: 0 },
+            InputSpec::Samples { samples, .. } => {
+                Self::Clip { samples: samples.clone(), looping, start: None, delivered: 0 }
+            }
             InputSpec::Tone(f) => Self::Tone { osc: ToneOscillator::new(*f, 0.3), start: None, delivered: 0 },
             InputSpec::Silence => Self::Silence { start: None, delivered: 0 },
             InputSpec::Device(sel) => {
@@ -215,10 +222,25 @@ impl Source {
     }
 }
 
+// One per engine, created once: the device variant being large costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Sink {
-    Wav { rec: WavRecorder, start: Option<Instant>, written: u64 },
-    Null { start: Option<Instant>, written: u64 },
-    Device { dev: device::Playback, resampler: Option<StreamResampler>, target: Duration, converted: Vec<f32>, last_underruns: u64 },
+    Wav {
+        rec: WavRecorder,
+        start: Option<Instant>,
+        written: u64,
+    },
+    Null {
+        start: Option<Instant>,
+        written: u64,
+    },
+    Device {
+        dev: device::Playback,
+        resampler: Option<StreamResampler>,
+        target: Duration,
+        converted: Vec<f32>,
+        last_underruns: u64,
+    },
 }
 
 /// Device playback keeps this much audio queued ahead of the callback at first, and
@@ -239,7 +261,13 @@ impl Sink {
                     Some(StreamResampler::new(SAMPLE_RATE, dev.rate, 10).map_err(|e| e.to_string())?)
                 };
                 tracing::info!(device = %dev.name, rate = dev.rate, channels = dev.channels, "playback device open");
-                Self::Device { dev, resampler, target: DEVICE_QUEUE_START, converted: Vec::with_capacity(48_000), last_underruns: 0 }
+                Self::Device {
+                    dev,
+                    resampler,
+                    target: DEVICE_QUEUE_START,
+                    converted: Vec::with_capacity(48_000),
+                    last_underruns: 0,
+                }
             }
         })
     }

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use viz_audio::codec::MAX_PACKET_SAMPLES;
-use viz_audio::{analysis, AudioParams, JitterBuffer, JitterConfig, JitterStats, PacketRef, Playout};
+use viz_audio::{AudioParams, JitterBuffer, JitterConfig, JitterStats, PacketRef, Playout, analysis};
 use viz_proto::OwnedMedia;
 
 pub use io::{InputSpec, OutputSpec};
 use io::{Sink, Source};
-pub use sender::SenderStats;
 use sender::MediaSender;
+pub use sender::SenderStats;
 
 /// The engine's tick: capture and playback move in 5 ms steps.
 pub const TICK: Duration = Duration::from_millis(5);
@@ -183,7 +183,9 @@ impl EngineHandle {
         let _ = self.commands.send(Command::Stop);
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(report)) => report,
-            Some(Err(_)) => EngineReport { error: Some("the audio engine thread panicked".into()), ..Default::default() },
+            Some(Err(_)) => {
+                EngineReport { error: Some("the audio engine thread panicked".into()), ..Default::default() }
+            }
             None => EngineReport::default(),
         }
     }
@@ -226,8 +228,9 @@ impl Engine {
         let source = Source::open(&config.input, config.loop_input).map_err(|e| format!("input: {e}"))?;
         let sink = Sink::open(&config.output).map_err(|e| format!("output: {e}"))?;
         let stream: u8 = rand::random();
-        let mut sender = MediaSender::new(config.params, config.batch, stream, rand::random(), rand::random(), outgoing)
-            .map_err(|e| e.to_string())?;
+        let mut sender =
+            MediaSender::new(config.params, config.batch, stream, rand::random(), rand::random(), outgoing)
+                .map_err(|e| e.to_string())?;
         sender.set_muted(config.start_muted);
         let jitter = JitterBuffer::new(config.jitter).map_err(|e| e.to_string())?;
         Ok(Self {
@@ -324,7 +327,12 @@ impl Engine {
             }
             Command::Media(arrival, media) => {
                 if let Some(frame) = media.as_frame() {
-                    let packet = PacketRef { stream: frame.stream, seq: frame.seq, timestamp: frame.timestamp, frames: frame.frames() };
+                    let packet = PacketRef {
+                        stream: frame.stream,
+                        seq: frame.seq,
+                        timestamp: frame.timestamp,
+                        frames: frame.frames(),
+                    };
                     self.jitter.push(arrival, packet);
                 }
             }
@@ -372,7 +380,8 @@ impl Engine {
     fn publish(&mut self) {
         let counters = self.sink.as_ref().and_then(Sink::device_counters);
         let underruns = counters.map_or(0, |c| c.underruns.load(std::sync::atomic::Ordering::Relaxed));
-        let overflows = self.source.device_counters().map_or(0, |c| c.overflows.load(std::sync::atomic::Ordering::Relaxed));
+        let overflows =
+            self.source.device_counters().map_or(0, |c| c.overflows.load(std::sync::atomic::Ordering::Relaxed));
         let status = EngineStatus {
             started: self.started.is_some(),
             muted: self.muted,

@@ -63,7 +63,14 @@ pub struct MediaSender<S> {
 impl<S: PacketSink> MediaSender<S> {
     /// `stream`, `first_seq` and `first_timestamp` should be random per start, so a
     /// restarted sender is recognised as a new stream.
-    pub fn new(params: AudioParams, batch: usize, stream: u8, first_seq: u16, first_timestamp: u32, sink: S) -> Result<Self, CodecError> {
+    pub fn new(
+        params: AudioParams,
+        batch: usize,
+        stream: u8,
+        first_seq: u16,
+        first_timestamp: u32,
+        sink: S,
+    ) -> Result<Self, CodecError> {
         Ok(Self {
             encoder: Encoder::new(params)?,
             params,
@@ -175,7 +182,7 @@ impl<S: PacketSink> MediaSender<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use viz_audio::{signals, FrameDuration};
+    use viz_audio::{FrameDuration, signals};
 
     #[test]
     fn frames_become_packets_with_consecutive_timestamps() {
