@@ -11,19 +11,19 @@ use crate::resample;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WavError {
-    #[error("cannot open {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    #[error("cannot open {path}: {error}")]
+    Open { path: PathBuf, error: std::io::Error },
     #[error("{path} is not a readable WAV file: {reason}")]
     Format { path: PathBuf, reason: String },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
-    #[error("{path}: {source}")]
-    Resample { path: PathBuf, source: resample::ResampleError },
+    #[error("{path}: {error}")]
+    Resample { path: PathBuf, error: resample::ResampleError },
 }
 
 /// Reads a WAV file as 48 kHz mono samples in -1..=1 (channels are averaged).
 pub fn read_mono_48k(path: &Path) -> Result<Vec<f32>, WavError> {
-    let file = File::open(path).map_err(|source| WavError::Open { path: path.to_owned(), source })?;
+    let file = File::open(path).map_err(|error| WavError::Open { path: path.to_owned(), error })?;
     decode_mono_48k(std::io::BufReader::new(file), &path.display().to_string())
 }
 
@@ -62,7 +62,7 @@ pub fn decode_mono_48k<R: std::io::Read>(reader: R, name: &str) -> Result<Vec<f3
         // A float WAV may hold NaN or infinity; they would poison the encoder.
         .map(|s| if s.is_finite() { s } else { 0.0 })
         .collect();
-    resample::resample_clip(&mono, spec.sample_rate, SAMPLE_RATE).map_err(|source| WavError::Resample { path, source })
+    resample::resample_clip(&mono, spec.sample_rate, SAMPLE_RATE).map_err(|error| WavError::Resample { path, error })
 }
 
 /// Writes a whole clip as a 48 kHz mono 16-bit WAV file.

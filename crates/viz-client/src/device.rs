@@ -29,7 +29,9 @@ pub enum DeviceError {
 }
 
 fn backend(e: impl std::fmt::Display) -> DeviceError {
-    DeviceError::Backend(e.to_string())
+    DeviceError::Backend(format!(
+        "{e} (without audio hardware, use --input PATH.wav, tone or silence and --output PATH.wav or null)"
+    ))
 }
 
 /// A device as `viz devices` shows it.

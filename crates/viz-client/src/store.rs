@@ -16,14 +16,14 @@ use viz_proto::{Keypair, PublicKey};
 pub enum StoreError {
     #[error("cannot find a configuration directory; set VIZ_CONFIG_DIR")]
     NoConfigDir,
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_owned(), source }
+    move |error| StoreError::Io { path: path.to_owned(), error }
 }
 
 pub fn config_dir() -> Result<PathBuf, StoreError> {
@@ -105,7 +105,7 @@ pub fn load_or_create_identity(path: &Path) -> Result<(Keypair, bool), StoreErro
             write_atomic(path, key.to_file_contents().as_bytes(), 0o600)?;
             Ok((key, true))
         }
-        Err(e) => Err(StoreError::Io { path: path.to_owned(), source: e }),
+        Err(e) => Err(StoreError::Io { path: path.to_owned(), error: e }),
     }
 }
 
@@ -121,7 +121,7 @@ impl KnownHosts {
         let text = match fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(StoreError::Io { path: path.to_owned(), source: e }),
+            Err(e) => return Err(StoreError::Io { path: path.to_owned(), error: e }),
         };
         Ok(Self::parse(path, &text))
     }

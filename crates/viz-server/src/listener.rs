@@ -61,10 +61,10 @@ impl Drop for Listener {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BindError {
-    #[error("cannot listen on UDP {addr}: {source}")]
-    Udp { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot listen on TCP {addr} for WebSocket: {source} (use --no-websocket to host over UDP only)")]
-    Tcp { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on UDP {addr}: {error}")]
+    Udp { addr: SocketAddr, error: std::io::Error },
+    #[error("cannot listen on TCP {addr} for WebSocket: {error} (use --no-websocket to host over UDP only)")]
+    Tcp { addr: SocketAddr, error: std::io::Error },
 }
 
 impl Listener {
@@ -73,14 +73,14 @@ impl Listener {
     /// without IPv6 it falls back to `0.0.0.0`.
     pub async fn bind(addr: SocketAddr, websocket: bool) -> Result<Self, BindError> {
         match Self::bind_exact(addr, websocket).await {
-            Err(BindError::Udp { source, .. })
+            Err(BindError::Udp { error, .. })
                 if addr.ip() == std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
                     && (matches!(
-                        source.kind(),
+                        error.kind(),
                         std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported
-                    ) || source_is_no_ipv6(&source)) =>
+                    ) || is_no_ipv6(&error)) =>
             {
-                tracing::debug!("no IPv6 here ({source}); listening on IPv4 only");
+                tracing::debug!("no IPv6 here ({error}); listening on IPv4 only");
                 Self::bind_exact(SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port()), websocket).await
             }
             other => other,
@@ -90,19 +90,19 @@ impl Listener {
     async fn bind_exact(addr: SocketAddr, websocket: bool) -> Result<Self, BindError> {
         let mut last_err = None;
         for _ in 0..10 {
-            let udp = UdpSocket::bind(addr).await.map_err(|source| BindError::Udp { addr, source })?;
-            let local = udp.local_addr().map_err(|source| BindError::Udp { addr, source })?;
+            let udp = UdpSocket::bind(addr).await.map_err(|error| BindError::Udp { addr, error })?;
+            let local = udp.local_addr().map_err(|error| BindError::Udp { addr, error })?;
             if !websocket {
                 return Ok(Self::new(udp, local, None));
             }
             match TcpListener::bind(local).await {
                 Ok(tcp) => return Ok(Self::new(udp, local, Some(tcp))),
                 // The UDP port the system picked is taken on TCP: pick again.
-                Err(source) if addr.port() == 0 => last_err = Some(BindError::Tcp { addr: local, source }),
-                Err(source) => return Err(BindError::Tcp { addr: local, source }),
+                Err(error) if addr.port() == 0 => last_err = Some(BindError::Tcp { addr: local, error }),
+                Err(error) => return Err(BindError::Tcp { addr: local, error }),
             }
         }
-        Err(last_err.unwrap_or_else(|| BindError::Tcp { addr, source: std::io::Error::other("no free port") }))
+        Err(last_err.unwrap_or_else(|| BindError::Tcp { addr, error: std::io::Error::other("no free port") }))
     }
 
     fn new(udp: UdpSocket, local: SocketAddr, tcp: Option<TcpListener>) -> Self {
@@ -155,7 +155,7 @@ impl Listener {
 }
 
 /// EAFNOSUPPORT: the kernel has no IPv6.
-fn source_is_no_ipv6(e: &std::io::Error) -> bool {
+fn is_no_ipv6(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(97)
 }
 

@@ -210,8 +210,9 @@ pub struct DemoArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub duration: f64,
 
-    /// Speak this WAV file (both ways) instead of generated speech-like audio.
-    #[arg(short, long, value_name = "PATH.wav")]
+    /// What both sides say instead of generated speech-like audio: FILE.wav, silence
+    /// (to measure DTX) or tone[:HZ] (its delay is ambiguous to one period).
+    #[arg(short, long, value_name = "SOURCE")]
     pub input: Option<String>,
 
     /// Where to write what each side heard.

@@ -140,11 +140,21 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
     let seconds = args.duration;
     let speech_len = ((seconds + 3.0) * 48_000.0) as usize;
-    let (host_says, joiner_says): (Arc<[f32]>, Arc<[f32]>) = match &args.input {
-        Some(path) => {
-            let clip: Arc<[f32]> = viz_audio::wav::read_mono_48k(Path::new(path))?.into();
+    let (host_says, joiner_says): (Arc<[f32]>, Arc<[f32]>) = match args.input.as_deref().map(InputSpec::parse) {
+        Some(Err(e)) => anyhow::bail!("--input: {e}"),
+        Some(Ok(InputSpec::Wav(path))) => {
+            let clip: Arc<[f32]> = viz_audio::wav::read_mono_48k(&path).context("--input")?.into();
             (clip.clone(), clip)
         }
+        Some(Ok(InputSpec::Tone(hz))) => {
+            let tone: Arc<[f32]> = viz_audio::signals::tone(hz, 0.3, speech_len).into();
+            (tone.clone(), tone)
+        }
+        Some(Ok(InputSpec::Silence)) => {
+            let quiet: Arc<[f32]> = viz_audio::signals::silence(speech_len).into();
+            (quiet.clone(), quiet)
+        }
+        Some(Ok(_)) => anyhow::bail!("--input: the demo uses no audio devices; give FILE.wav, tone[:HZ] or silence"),
         None => (
             viz_audio::signals::speech_like(args.seed * 2 + 1, speech_len).into(),
             viz_audio::signals::speech_like(args.seed * 2 + 2, speech_len).into(),

@@ -191,7 +191,17 @@ impl Source {
                 *delivered = due;
             }
             Self::Device { dev, resampler, scratch, mono } => {
-                let n = dev.ring.slots();
+                let cap =
+                    (MAX_DEVICE_AUDIO_PER_TICK.as_secs_f64() * f64::from(dev.rate)) as usize * dev.channels.max(1);
+                let available = dev.ring.slots();
+                let n = available.min(cap);
+                if available > cap {
+                    // Skip what is beyond the cap rather than fall further behind.
+                    if let Ok(chunk) = dev.ring.read_chunk(available - cap) {
+                        chunk.commit_all();
+                    }
+                    dev.counters.overflows.fetch_add((available - cap) as u64, Ordering::Relaxed);
+                }
                 scratch.clear();
                 if let Ok(chunk) = dev.ring.read_chunk(n) {
                     let (a, b) = chunk.as_slices();
@@ -242,6 +252,11 @@ pub(crate) enum Sink {
         last_underruns: u64,
     },
 }
+
+/// Most device audio one 5 ms engine tick handles. A device that runs faster than real
+/// time (a broken clock, ALSA's unclocked null device) cannot make the engine do
+/// unbounded work; the excess capture is dropped and counted as overflow.
+const MAX_DEVICE_AUDIO_PER_TICK: Duration = Duration::from_millis(40);
 
 /// Device playback keeps this much audio queued ahead of the callback at first, and
 /// adds 5 ms (up to 100 ms) each time the device still runs dry.
@@ -294,7 +309,8 @@ impl Sink {
                 let queued_frames = (dev.ring.buffer().capacity() - dev.ring.slots()) / dev.channels.max(1);
                 let target_frames = (target.as_secs_f64() * f64::from(dev.rate)) as usize;
                 let missing = target_frames.saturating_sub(queued_frames);
-                (missing as u64 * u64::from(SAMPLE_RATE) / u64::from(dev.rate)) as usize
+                let wanted = (missing as u64 * u64::from(SAMPLE_RATE) / u64::from(dev.rate)) as usize;
+                wanted.min((MAX_DEVICE_AUDIO_PER_TICK.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize)
             }
         }
     }

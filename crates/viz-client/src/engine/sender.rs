@@ -11,6 +11,12 @@ use viz_audio::codec::{Encoded, Encoder, MAX_PACKET};
 use viz_audio::{AudioParams, CodecError};
 use viz_proto::OwnedMedia;
 
+/// A frame whose peak is below this (-80 dBFS) is digital silence (a muted or gated
+/// microphone, an idle file). With DTX on it is encoded, to keep the encoder's state,
+/// but not sent: libopus would otherwise still send a comfort-noise refresh every
+/// 400 ms, and for silence the receiver's concealment produces the same thing.
+const DIGITAL_SILENCE_PEAK: f32 = 1e-4;
+
 /// Opus bytes per packet before it is sent early (keeps datagrams under ~1200 bytes,
 /// safe for tunnels with small MTUs).
 pub const MAX_MEDIA_BYTES: usize = 1100;
@@ -136,7 +142,13 @@ impl<S: PacketSink> MediaSender<S> {
             self.marker = true;
             return;
         }
+        let silent = self.params.dtx && self.framer.iter().all(|s| s.abs() < DIGITAL_SILENCE_PEAK);
         match self.encoder.encode(&self.framer, &mut self.scratch[..]) {
+            Ok(Encoded::Packet(_)) if silent => {
+                self.stats.frames_dtx += 1;
+                self.flush();
+                self.marker = true;
+            }
             Ok(Encoded::Packet(len)) => {
                 self.stats.frames_encoded += 1;
                 self.stats.opus_bytes += len as u64;
@@ -227,6 +239,23 @@ mod tests {
         assert!(s.stats().frames_dtx > 50);
         // Sequence numbers have no holes even though timestamps jump.
         assert!(packets.windows(2).all(|w| w[1].seq == w[0].seq.wrapping_add(1)));
+    }
+
+    #[test]
+    fn digital_silence_sends_nothing_with_dtx_only() {
+        let silence = signals::silence(48_000 * 2);
+        let mut s = MediaSender::new(AudioParams::default(), 1, 1, 0, 0, Vec::new()).unwrap();
+        s.push(&silence);
+        assert!(s.sink_mut().is_empty(), "{} packets for digital silence", s.sink_mut().len());
+        let no_dtx = AudioParams { dtx: false, ..Default::default() };
+        let mut s = MediaSender::new(no_dtx, 1, 1, 0, 0, Vec::new()).unwrap();
+        s.push(&silence);
+        assert_eq!(s.sink_mut().len(), 100);
+        // Quiet but not silent (room noise at -60 dBFS) still goes through DTX's own
+        // decisions, comfort-noise refreshes included.
+        let mut s = MediaSender::new(AudioParams::default(), 1, 1, 0, 0, Vec::new()).unwrap();
+        s.push(&signals::tone(200.0, 0.001, 48_000 * 2));
+        assert!(!s.sink_mut().is_empty());
     }
 
     #[test]
