@@ -91,6 +91,10 @@ pub fn status_line(peer: &str, via: &str, stats: &ConnectionStats, engine: &Engi
         rates.0,
         rates.1,
     );
+    let dropped = stats.dropped.total();
+    if dropped > 0 {
+        line.push_str(&format!(" | dropped {dropped} bad datagrams"));
+    }
     if engine.muted {
         line.push_str(" | muted");
     }
@@ -134,5 +138,9 @@ mod tests {
         );
         assert!(line.starts_with("bob via UDP"));
         assert!(line.contains("rtt -") && line.contains("out 51.2") && line.ends_with("muted"), "{line}");
+        assert!(!line.contains("dropped"));
+        s.dropped.count(viz_proto::DropReason::Replayed);
+        let line = status_line("bob", "UDP", &s, &EngineStatus::default(), (0.0, 0.0));
+        assert!(line.ends_with("dropped 1 bad datagrams"), "{line}");
     }
 }

@@ -41,6 +41,9 @@ pub enum WsEvent {
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Outgoing datagrams queued per WebSocket before new ones are dropped.
 const WS_SEND_QUEUE: usize = 256;
+/// TCP connections (upgrading or open) at once; more are closed at accept, so a flood
+/// of idle connections cannot exhaust the host.
+const MAX_TCP_CONNECTIONS: usize = 512;
 
 pub struct Listener {
     pub udp: Arc<UdpSocket>,
@@ -154,6 +157,22 @@ impl Listener {
     }
 }
 
+/// Counts a live TCP connection for as long as it exists.
+struct ConnectionCount(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ConnectionCount {
+    fn new(live: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(live)
+    }
+}
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// EAFNOSUPPORT: the kernel has no IPv6.
 fn is_no_ipv6(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(97)
@@ -161,6 +180,7 @@ fn is_no_ipv6(e: &std::io::Error) -> bool {
 
 async fn accept_loop(tcp: TcpListener, events: mpsc::Sender<WsEvent>) {
     let mut next_id = 1u64;
+    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let (stream, peer) = match tcp.accept().await {
             Ok(x) => x,
@@ -170,11 +190,17 @@ async fn accept_loop(tcp: TcpListener, events: mpsc::Sender<WsEvent>) {
                 continue;
             }
         };
+        if live.load(std::sync::atomic::Ordering::Relaxed) >= MAX_TCP_CONNECTIONS {
+            tracing::warn!(%peer, "too many TCP connections; refusing");
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let id = next_id;
         next_id += 1;
         let events = events.clone();
+        let guard = ConnectionCount::new(live.clone());
         tokio::spawn(async move {
+            let _guard = guard;
             let ws = match tokio::time::timeout(UPGRADE_TIMEOUT, tokio_tungstenite::accept_async(stream)).await {
                 Ok(Ok(ws)) => ws,
                 Ok(Err(e)) => {

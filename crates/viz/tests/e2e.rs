@@ -321,3 +321,38 @@ fn a_second_caller_is_told_the_host_is_busy_and_garbage_is_ignored() {
     assert!(status.success(), "the first call suffered:\n{out}");
     h.expect_line("Refused a second caller", Duration::from_secs(1));
 }
+
+#[test]
+fn demo_reports_a_call_over_an_impaired_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut p = viz(
+        dir.path(),
+        &["demo", "--duration", "6", "--loss", "5", "--jitter-ms", "10", "--seed", "5", "--json", "--out-dir", s(&out)],
+    );
+    let (status, text) = p.finish(Duration::from_secs(60));
+    assert!(status.success(), "{text}");
+    let json_start = text.find('{').expect("no JSON in the output");
+    let report: serde_json::Value = serde_json::from_str(&text[json_start..]).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let directions = report["directions"].as_array().unwrap();
+    assert_eq!(directions.len(), 2);
+    for d in directions {
+        let n = |k: &str| d[k].as_f64().unwrap_or_else(|| panic!("{k} missing in {d}"));
+        // Both ways: speech arrived, recognisably (no timing assertions: the machine
+        // is shared; latency figures belong to benchmarks).
+        assert!(n("latency_ms") > 0.0, "{d}");
+        // Median waveform correlation of 2 s windows; at 5 % loss it runs 0.5-0.8,
+        // unrelated or garbled audio gives about 0.
+        assert!(n("correlation") > 0.4, "{d}");
+        assert!(n("packets_sent") > 50.0 && n("frames_decoded") > 50.0, "{d}");
+        // The impairment proxy dropped packets and the receiver repaired them.
+        assert!(n("packets_lost_network") > 0.0, "{d}");
+        assert!(n("frames_fec_recovered") + n("frames_concealed") > 0.0, "{d}");
+        assert!(n("kbps_average") > 0.0 && n("kbps_talking") > n("kbps_control"), "{d}");
+    }
+    for file in ["joiner-heard-by-host.wav", "host-heard-by-joiner.wav"] {
+        let audio = wav::read_mono_48k(&out.join(file)).unwrap();
+        assert!(audio.len() >= 48_000 * 5, "{file}: {} samples", audio.len());
+    }
+    assert!(report["cpu_host_pct"].as_f64().unwrap() > 0.0);
+}
