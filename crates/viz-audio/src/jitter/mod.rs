@@ -35,14 +35,14 @@ use std::time::{Duration, Instant};
 use crate::codec::{self, CodecError, Decoder, MAX_PACKET, MAX_PACKET_SAMPLES};
 use crate::params::SAMPLE_RATE;
 
+mod track;
+use track::{DelayWindow, SeqTracker, Unwrapper};
+
 /// Most Opus frames one media packet may carry (Viz's `--batch` limit).
 pub const MAX_FRAMES_PER_PACKET: usize = 16;
 
 /// Frames the buffer holds at most: 1.2 s of 20 ms frames, well beyond `max_delay`.
 const CAPACITY: usize = 64;
-
-/// Upper bound on the arrival-delay window.
-const MAX_WINDOW: usize = 512;
 
 /// Smallest unit libopus can conceal: 2.5 ms.
 const CONCEAL_QUANTUM: i64 = 120;
@@ -140,32 +140,6 @@ pub struct JitterStats {
     pub stream_restarts: u64,
 }
 
-/// Extends a wrapping counter to 64 bits, following it in both directions.
-#[derive(Debug, Clone, Copy, Default)]
-struct Unwrapper<const BITS: u32> {
-    last: Option<(u64, i64)>,
-}
-
-impl<const BITS: u32> Unwrapper<BITS> {
-    fn unwrap(&mut self, raw: u64) -> i64 {
-        let ext = match self.last {
-            None => raw as i64,
-            Some((last_raw, last_ext)) => {
-                let modulus = 1i64 << BITS;
-                let mut d = (raw as i64 - last_raw as i64).rem_euclid(modulus);
-                if d >= modulus / 2 {
-                    d -= modulus;
-                }
-                last_ext + d
-            }
-        };
-        if self.last.is_none_or(|(_, e)| ext > e) {
-            self.last = Some((raw, ext));
-        }
-        ext
-    }
-}
-
 #[derive(Clone)]
 struct Slot {
     ts: i64,
@@ -173,99 +147,6 @@ struct Slot {
     duration: i64,
     len: usize,
     data: [u8; MAX_PACKET],
-}
-
-/// Sequence accounting for loss statistics and DTX-versus-loss decisions.
-#[derive(Debug, Clone, Copy, Default)]
-struct SeqTracker {
-    base: Option<i64>,
-    highest: i64,
-    /// Bit i set: packet `highest - i` was received.
-    recent: u64,
-    received: u64,
-}
-
-impl SeqTracker {
-    /// Returns false for a duplicate packet.
-    fn record(&mut self, seq: i64) -> bool {
-        let Some(_) = self.base else {
-            self.base = Some(seq);
-            self.highest = seq;
-            self.recent = 1;
-            self.received = 1;
-            return true;
-        };
-        if seq > self.highest {
-            let shift = seq - self.highest;
-            self.recent = if shift >= 64 { 0 } else { self.recent << shift };
-            self.recent |= 1;
-            self.highest = seq;
-        } else {
-            let back = self.highest - seq;
-            if back >= 64 {
-                // Too old to tell: treat as duplicate rather than double counting.
-                return false;
-            }
-            if self.recent & (1 << back) != 0 {
-                return false;
-            }
-            self.recent |= 1 << back;
-        }
-        self.received += 1;
-        true
-    }
-
-    fn lost(&self) -> u64 {
-        match self.base {
-            None => 0,
-            Some(b) => ((self.highest - b + 1) as u64).saturating_sub(self.received),
-        }
-    }
-}
-
-/// Fixed-size window of recent arrival delays.
-struct DelayWindow {
-    values: [i64; MAX_WINDOW],
-    scratch: [i64; MAX_WINDOW],
-    len: usize,
-    next: usize,
-    capacity: usize,
-}
-
-impl DelayWindow {
-    fn new(capacity: usize) -> Self {
-        Self {
-            values: [0; MAX_WINDOW],
-            scratch: [0; MAX_WINDOW],
-            len: 0,
-            next: 0,
-            capacity: capacity.clamp(8, MAX_WINDOW),
-        }
-    }
-
-    fn push(&mut self, v: i64) {
-        self.values[self.next] = v;
-        self.next = (self.next + 1) % self.capacity;
-        self.len = (self.len + 1).min(self.capacity);
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
-        self.next = 0;
-    }
-
-    /// (minimum, quantile) of the window.
-    fn spread(&mut self, quantile: f32) -> Option<(i64, i64)> {
-        if self.len == 0 {
-            return None;
-        }
-        let s = &mut self.scratch[..self.len];
-        s.copy_from_slice(&self.values[..self.len]);
-        let min = *s.iter().min()?;
-        let k = ((self.len as f32 - 1.0) * quantile).round() as usize;
-        let (_, q, _) = s.select_nth_unstable(k.min(self.len - 1));
-        Some((min, *q))
-    }
 }
 
 pub struct JitterBuffer {
@@ -721,46 +602,4 @@ fn duration_to_samples(d: Duration) -> i64 {
 
 fn samples_to_duration(s: i64) -> Duration {
     Duration::from_nanos((s.max(0) as u64) * 1_000_000_000 / u64::from(SAMPLE_RATE))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unwrapper_follows_wraps_both_ways() {
-        let mut u = Unwrapper::<16>::default();
-        assert_eq!(u.unwrap(65_530), 65_530);
-        assert_eq!(u.unwrap(2), 65_538);
-        assert_eq!(u.unwrap(65_535), 65_535); // reordered from before the wrap
-        assert_eq!(u.unwrap(3), 65_539);
-        let mut u = Unwrapper::<32>::default();
-        assert_eq!(u.unwrap(u64::from(u32::MAX) - 959), i64::from(u32::MAX) - 959);
-        assert_eq!(u.unwrap(0), i64::from(u32::MAX) + 1);
-    }
-
-    #[test]
-    fn seq_tracker_counts_loss_and_duplicates() {
-        let mut t = SeqTracker::default();
-        for s in [10, 11, 13, 14, 12, 12, 16] {
-            t.record(s);
-        }
-        assert_eq!(t.received, 6);
-        assert_eq!(t.lost(), 1); // 15
-        assert!(!t.record(11));
-        assert!(!t.record(-100)); // far too old
-    }
-
-    #[test]
-    fn delay_window_quantile() {
-        let mut w = DelayWindow::new(100);
-        for i in 0..100 {
-            w.push(1000 + i);
-        }
-        assert_eq!(w.spread(0.98), Some((1000, 1097)));
-        for _ in 0..100 {
-            w.push(5);
-        }
-        assert_eq!(w.spread(0.98), Some((5, 5)));
-    }
 }
