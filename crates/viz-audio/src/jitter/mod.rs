@@ -178,8 +178,6 @@ pub struct JitterBuffer {
     loss_ema: f32,
     /// Audio inserted by holds at one instant: (instant in samples, samples inserted).
     held: Option<(i64, i64)>,
-    /// The instant of the current `pop` call, in samples since the epoch.
-    pop_instant: i64,
     /// Sequence number of the last packet that carried FEC data.
     last_fec_seq: Option<i64>,
 }
@@ -224,7 +222,6 @@ impl JitterBuffer {
             loss_ema: 0.0,
             last_fec_seq: None,
             held: None,
-            pop_instant: 0,
         })
     }
 
@@ -243,12 +240,6 @@ impl JitterBuffer {
         samples_to_duration(self.target_extra() + self.last_duration)
     }
 
-    /// Measured arrival jitter (quantile minus minimum of recent arrival delays).
-    pub fn jitter(&mut self) -> Duration {
-        let spread = self.delays.spread(self.config.quantile).map_or(0, |(min, q)| q - min);
-        samples_to_duration(spread)
-    }
-
     fn now_samples(&mut self, now: Instant) -> i64 {
         let epoch = *self.epoch.get_or_insert(now);
         let ns = now.saturating_duration_since(epoch).as_nanos() as i128;
@@ -265,11 +256,6 @@ impl JitterBuffer {
         let fec_seen = self.last_fec_seq.is_some_and(|s| self.seq.highest - s < FEC_MEMORY);
         let fec_wait = if fec_seen && self.loss_ema > FEC_LOSS_THRESHOLD { self.last_duration } else { 0 };
         (jitter + fec_wait + guard).clamp(0, max_extra)
-    }
-
-    /// Smoothed fraction of packets lost recently, as seen by this buffer.
-    pub fn recent_loss(&self) -> f32 {
-        self.loss_ema
     }
 
     fn restart(&mut self) {
@@ -421,7 +407,6 @@ impl JitterBuffer {
     pub fn pop(&mut self, now: Instant, out: &mut [f32]) -> Playout {
         debug_assert!(out.len() >= MAX_PACKET_SAMPLES);
         let now_s = self.now_samples(now);
-        self.pop_instant = now_s;
         if self.held.is_some_and(|(at, _)| at != now_s) {
             self.held = None;
         }
@@ -467,7 +452,7 @@ impl JitterBuffer {
 
         let due = self.front().filter(|f| f.ts == playout).map(|f| f.duration);
         let Some(duration) = due else {
-            return self.pop_missing(playout, err, out);
+            return self.pop_missing(now_s, playout, err, out);
         };
         let next_is_adjacent = self.used > 1 && self.slots[self.order[1] as usize].ts == playout + duration;
         if err > 2 * duration && next_is_adjacent && self.pops_since_drop >= DROP_SPACING {
@@ -522,7 +507,7 @@ impl JitterBuffer {
         Playout::Audio { samples: duration, kind: if ok { PlayKind::Decoded } else { PlayKind::Concealed } }
     }
 
-    fn pop_missing(&mut self, playout: i64, err: i64, out: &mut [f32]) -> Playout {
+    fn pop_missing(&mut self, now_s: i64, playout: i64, err: i64, out: &mut [f32]) -> Playout {
         let next = self.front().map(|f| (f.ts, f.seq, f.duration));
         // How much to conceal: one frame, or up to the next frame if that is sooner.
         let mut span = self.last_duration;
@@ -535,9 +520,10 @@ impl JitterBuffer {
             // Ahead of the target: the frame may still come. Conceal just enough (in
             // 2.5 ms steps) to reach the target, without advancing.
             let hold = ((-err + CONCEAL_QUANTUM - 1) / CONCEAL_QUANTUM * CONCEAL_QUANTUM).min(span);
-            let out_hold = &mut out[..hold as usize];
-            self.conceal(out_hold);
+            self.conceal(&mut out[..hold as usize]);
             self.stats.frames_inserted += 1;
+            let before = self.held.map_or(0, |(_, h)| h);
+            self.held = Some((now_s, before + hold));
             return Playout::Audio { samples: hold as usize, kind: PlayKind::Inserted };
         }
         let was_dtx = match (next, self.last_seq) {
