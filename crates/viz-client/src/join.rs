@@ -61,6 +61,20 @@ pub fn default_name() -> String {
     std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "viz".into())
 }
 
+/// The greeting each side sends first: who it is and what audio it sends.
+pub fn hello_message(name: &str, params: &AudioParams) -> ControlMessage {
+    ControlMessage::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        name: name.to_owned(),
+        frame_ms: params.frame.millis() as u8,
+        bitrate: params.bitrate,
+        fec: params.fec,
+        dtx: params.dtx,
+        sends_audio: true,
+        receives_audio: true,
+    })
+}
+
 /// What the person at the keyboard asks for during a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserCommand {
@@ -253,16 +267,7 @@ pub async fn join(
     }
     console.line(format!("Security code: {}  (the host shows the same code unless someone is in between)", conn.sas()));
 
-    conn.send_control(ControlMessage::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        name: cfg.name.clone(),
-        frame_ms: cfg.params.frame.millis() as u8,
-        bitrate: cfg.params.bitrate,
-        fec: cfg.params.fec,
-        dtx: cfg.params.dtx,
-        sends_audio: true,
-        receives_audio: true,
-    }));
+    conn.send_control(hello_message(&cfg.name, &cfg.params));
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut plain = vec![0u8; MAX_DATAGRAM];
     send_all(&mut conn, &mut transport, &mut buf).await?;

@@ -13,14 +13,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use viz_audio::AudioParams;
 use viz_client::engine::EngineHandle;
-use viz_client::join::UserCommand;
+use viz_client::join::{UserCommand, hello_message};
 use viz_client::status::{Console, LossHint, RateMeter, status_line};
 use viz_proto::{
-    ByeReason, ControlMessage, Endpoint, Event, Hello, Input, Keypair, MAX_DATAGRAM, OwnedMedia, PROTOCOL_VERSION,
+    ByeReason, ConnectionStats, ControlMessage, Endpoint, Event, Input, Keypair, MAX_DATAGRAM, OwnedMedia,
     SessionConfig,
 };
 
 use crate::listener::{BindError, Listener, Path, WsEvent};
+
+/// How long shutting down waits for goodbyes to be acknowledged.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Clone)]
 pub struct HostConfig {
@@ -42,7 +45,7 @@ pub struct HostSummary {
     pub call_time: Duration,
     pub datagrams_dropped: u64,
     /// Session counters of the last call, when it ended.
-    pub last_call_stats: Option<viz_proto::ConnectionStats>,
+    pub last_call_stats: Option<ConnectionStats>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,7 @@ pub enum HostError {
 /// The joiner currently in the call.
 struct Call {
     id: u32,
+    /// Known once their Hello arrived; until then the call has not started.
     name: Option<String>,
     rates: RateMeter,
     started: Instant,
@@ -68,6 +72,11 @@ pub fn guess_local_ip() -> Option<std::net::IpAddr> {
     s.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified())
 }
 
+/// `::ffff:1.2.3.4` (an IPv4 peer on a dual-stack socket) shown as `1.2.3.4`.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
 /// Runs the host until Ctrl-C (a `Leave` command) or `duration`. `ready` receives the
 /// bound address once listening.
 pub async fn run(
@@ -78,263 +87,327 @@ pub async fn run(
     console: Console,
     ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> Result<HostSummary, HostError> {
-    let mut listener = Listener::bind(cfg.bind, cfg.websocket).await?;
-    let local = listener.local;
-    let fingerprint = cfg.keypair.fingerprint();
-    let shown_ip = if local.ip().is_unspecified() { guess_local_ip().unwrap_or(local.ip()) } else { local.ip() };
-    let shown = SocketAddr::new(shown_ip, local.port());
-    console.line(format!(
-        "Hosting on port {} ({}). Host fingerprint: {fingerprint}",
-        local.port(),
-        if listener.websocket_enabled() { "UDP, and WebSocket over TCP" } else { "UDP" }
-    ));
-    console.line(format!("Friends join with:  viz join viz://{shown}#{fingerprint}"));
-    console.line(format!("Through a tunnel:   viz join <tunnel address>#{fingerprint}   (wss://... for HTTP tunnels)"));
+    let listener = Listener::bind(cfg.bind, cfg.websocket).await?;
+    let mut host = Host::new(cfg, engine, listener, console);
+    host.announce();
     if let Some(r) = ready {
-        let _ = r.send(local);
+        let _ = r.send(host.listener.local);
     }
-
-    let mut endpoint: Endpoint<Path> = Endpoint::new(cfg.keypair.clone(), cfg.session, rand::random());
-    let mut call: Option<Call> = None;
-    let mut summary = HostSummary::default();
-    let mut first_start: Option<Instant> = None;
-    let mut shutting_down: Option<Instant> = None;
-    let mut muted = false;
-    let (mut plain, mut reply, mut buf) =
-        (vec![0u8; MAX_DATAGRAM], vec![0u8; MAX_DATAGRAM], vec![0u8; MAX_DATAGRAM + 1]);
-    let mut out = vec![0u8; MAX_DATAGRAM];
-    let mut next_status = Instant::now() + cfg.status_interval;
-    let mut next_hint = Instant::now() + Duration::from_secs(1);
-    let mut loss_hint = LossHint::default();
-    let hello = ControlMessage::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        name: cfg.name.clone(),
-        frame_ms: cfg.params.frame.millis() as u8,
-        bitrate: cfg.params.bitrate,
-        fec: cfg.params.fec,
-        dtx: cfg.params.dtx,
-        sends_audio: true,
-        receives_audio: true,
-    });
-
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     loop {
-        let now = Instant::now();
-        let mut wake = endpoint.poll_timeout().unwrap_or(now + Duration::from_secs(1)).min(next_status).min(next_hint);
-        if let (Some(s), Some(d)) = (first_start, cfg.duration) {
-            wake = wake.min(s + d);
-        }
-        if let Some(t) = shutting_down {
-            wake = wake.min(t + Duration::from_millis(1500));
-        }
-        let mut incoming: Option<(Path, Instant, Vec<u8>)> = None;
+        let wake = host.next_wake(Instant::now());
         tokio::select! {
-            r = listener.udp.recv_from(&mut buf) => match r {
-                Ok((n, from)) => incoming = Some((Path::Udp(from), Instant::now(), buf[..n].to_vec())),
+            r = host.listener.udp.recv_from(&mut buf) => match r {
+                Ok((n, from)) => host.on_datagram(Path::Udp(from), Instant::now(), &buf[..n]).await,
                 Err(e) => tracing::debug!("udp receive error: {e}"),
             },
-            Some(ev) = listener.ws_events.recv() => {
-                listener.track(&ev);
+            Some(ev) = host.listener.ws_events.recv() => {
+                host.listener.track(&ev);
                 if let WsEvent::Datagram { id, at, data } = ev {
-                    incoming = Some((Path::Ws(id), at, data));
+                    host.on_datagram(Path::Ws(id), at, &data).await;
                 }
             },
-            Some(media) = outgoing.recv() => {
-                if let Some(c) = &call
-                    && let Some(path) = endpoint.path(c.id)
-                    && let Some(session) = endpoint.session_mut(c.id)
-                    && session.is_open()
-                    && let Some(frame) = media.as_frame()
-                {
-                    match session.send_media(Instant::now(), &frame, &mut out) {
-                        Ok(n) => listener.send(path, &out[..n]).await,
-                        Err(e) => tracing::debug!("media not sent: {e}"),
-                    }
-                }
-            },
-            Some(cmd) = commands.recv() => match cmd {
-                UserCommand::ToggleMute => {
-                    muted = !muted;
-                    engine.set_muted(muted);
-                    if let Some(s) = call.as_ref().and_then(|c| endpoint.session_mut(c.id)) {
-                        s.send_control(ControlMessage::Mute { muted });
-                    }
-                    console.line(if muted { "Microphone muted (m to unmute)" } else { "Microphone on" });
-                }
-                UserCommand::Leave => {
-                    if shutting_down.is_none() {
-                        shutting_down = Some(Instant::now());
-                        for id in endpoint.session_ids() {
-                            if let Some(s) = endpoint.session_mut(id) {
-                                s.close(Instant::now(), ByeReason::ShuttingDown);
-                            }
-                        }
-                    }
-                }
-            },
+            Some(media) = outgoing.recv() => host.send_media(&media).await,
+            Some(cmd) = commands.recv() => host.on_command(cmd),
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
-
-        if let Some((path, at, data)) = incoming {
-            match endpoint.handle_datagram(at, path, &data, &mut plain, &mut reply) {
-                Input::Reply(n) => listener.send(path, &reply[..n]).await,
-                Input::Accepted(id) => {
-                    let busy = shutting_down.is_some()
-                        || call.as_ref().is_some_and(|c| endpoint.session(c.id).is_some_and(|s| s.is_open()));
-                    let peer = listener.peer_addr(path).map_or_else(|| path.to_string(), |a| canonical(a).to_string());
-                    if let Some(s) = endpoint.session_mut(id) {
-                        if busy {
-                            s.close(
-                                at,
-                                if shutting_down.is_some() { ByeReason::ShuttingDown } else { ByeReason::Busy },
-                            );
-                            summary.refused_busy += 1;
-                            console.line(format!("Refused a second caller from {peer}: already in a call"));
-                        } else {
-                            s.send_control(hello.clone());
-                            tracing::info!(%peer, key = %s.remote_static().fingerprint(), "joiner authenticated");
-                            let mut rates = RateMeter::new(header_overhead(path, &listener));
-                            rates.rates(at, &s.stats());
-                            call = Some(Call { id, name: None, rates, started: at });
-                        }
-                    }
-                }
-                Input::Media(id, m) => {
-                    if call.as_ref().is_some_and(|c| c.id == id) {
-                        engine.deliver(at, OwnedMedia::from_frame(&m));
-                    }
-                }
-                Input::Handled(_) => {}
-                Input::Dropped(reason) => tracing::debug!(%path, reason = reason.as_str(), "datagram dropped"),
-            }
-        }
-
         let now = Instant::now();
-        endpoint.handle_timeout(now);
-        for id in endpoint.session_ids() {
-            let Some(session) = endpoint.session_mut(id) else { continue };
-            let in_call = call.as_ref().is_some_and(|c| c.id == id);
-            let mut events = Vec::new();
-            while let Some(e) = session.poll_event() {
-                events.push(e);
-            }
-            let sas = session.sas();
-            let key = session.remote_static().fingerprint();
-            for event in events {
-                match (event, in_call) {
-                    (Event::Control(ControlMessage::Hello(h)), true) => {
-                        let c = call.as_mut().expect("in_call");
-                        let name = if h.name.is_empty() { "guest".to_owned() } else { h.name };
-                        if c.name.is_none() {
-                            summary.calls += 1;
-                            c.started = now;
-                            console.line(format!("{name} joined (their key {key}). Security code: {sas}  (they see the same code unless someone is in between)"));
-                            console.line("Type m + Enter to mute, q + Enter or Ctrl-C to stop hosting.");
-                            if first_start.is_none() {
-                                first_start = Some(now);
-                                engine.start();
-                            }
-                        }
-                        c.name = Some(name);
-                    }
-                    (Event::Control(ControlMessage::Mute { muted }), true) => {
-                        let name = call.as_ref().and_then(|c| c.name.clone()).unwrap_or_default();
-                        console.line(format!("{name} {}", if muted { "muted their microphone" } else { "unmuted" }));
-                    }
-                    (Event::PeerLeft(reason), true) => {
-                        summary.last_call_stats = endpoint.session(id).map(|s| s.stats());
-                        let c = call.take().expect("in_call");
-                        summary.call_time += now - c.started;
-                        console.line(format!(
-                            "{} {reason}. Waiting for someone to join...",
-                            c.name.unwrap_or_else(|| "The caller".into())
-                        ));
-                    }
-                    (Event::TimedOut, true) => {
-                        summary.last_call_stats = endpoint.session(id).map(|s| s.stats());
-                        let c = call.take().expect("in_call");
-                        summary.call_time += now - c.started;
-                        console.line(format!(
-                            "Lost {}: nothing heard for {} s. Waiting for someone to join...",
-                            c.name.unwrap_or_else(|| "the caller".into()),
-                            cfg.session.idle_timeout.as_secs()
-                        ));
-                    }
-                    _ => {}
-                }
-            }
-            let Some(path) = endpoint.path(id) else { continue };
-            let Some(session) = endpoint.session_mut(id) else { continue };
-            let mut datagrams = Vec::new();
-            while let Some(n) = session.poll_transmit(now, &mut out) {
-                datagrams.push(out[..n].to_vec());
-            }
-            for d in datagrams {
-                listener.send(path, &d).await;
-            }
-            if session.is_closed() {
-                summary.datagrams_dropped += session.stats().dropped.total();
-                if call.as_ref().is_some_and(|c| c.id == id) {
-                    summary.last_call_stats = Some(session.stats());
-                    call = None;
-                }
-                endpoint.remove(id);
-            }
+        host.endpoint.handle_timeout(now);
+        host.service_sessions(now).await;
+        if host.finished(now) {
+            return Ok(host.summary());
         }
-
-        if let Some(t) = shutting_down
-            && (endpoint.session_ids().is_empty() || now >= t + Duration::from_millis(1500))
-        {
-            if let Some(c) = call.take() {
-                summary.call_time += now - c.started;
-                summary.last_call_stats = endpoint.session(c.id).map(|s| s.stats());
-            }
-            summary.datagrams_dropped += endpoint.drops().total();
-            return Ok(summary);
-        }
-        if let (Some(s), Some(d)) = (first_start, cfg.duration)
-            && now >= s + d
-            && shutting_down.is_none()
-        {
-            shutting_down = Some(now);
-            for id in endpoint.session_ids() {
-                if let Some(s) = endpoint.session_mut(id) {
-                    s.close(now, ByeReason::ShuttingDown);
-                }
-            }
-        }
-        if now >= next_hint {
-            next_hint = now + Duration::from_secs(1);
-            if let Some(s) = call.as_ref().and_then(|c| endpoint.session(c.id)) {
-                engine.set_loss_hint(loss_hint.update(s.stats().remote_loss));
-            }
-        }
-        if now >= next_status {
-            next_status = now + cfg.status_interval;
-            if let Some(c) = &mut call
-                && let Some(name) = c.name.clone()
-                && let Some(s) = endpoint.session(c.id)
-            {
-                let stats = s.stats();
-                let rates = c.rates.rates(now, &stats);
-                let via = endpoint.path(c.id).map_or_else(String::new, |p| match listener.peer_addr(p) {
-                    Some(a) if matches!(p, Path::Udp(_)) => format!("UDP {}", canonical(a)),
-                    Some(a) => format!("WebSocket {}", canonical(a)),
-                    None => p.to_string(),
-                });
-                console.line(status_line(&name, &via, &stats, &engine.status(), rates));
-            }
-        }
+        host.on_timers(now);
     }
 }
 
-/// `::ffff:1.2.3.4` (an IPv4 peer on a dual-stack socket) shown as `1.2.3.4`.
-fn canonical(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(a.ip().to_canonical(), a.port())
+struct Host<'a> {
+    cfg: HostConfig,
+    engine: &'a EngineHandle,
+    listener: Listener,
+    endpoint: Endpoint<Path>,
+    console: Console,
+    call: Option<Call>,
+    summary: HostSummary,
+    /// When the first call started (the engine starts then; `--duration` counts from it).
+    first_start: Option<Instant>,
+    shutting_down: Option<Instant>,
+    muted: bool,
+    loss_hint: LossHint,
+    next_status: Instant,
+    next_hint: Instant,
+    hello: ControlMessage,
+    plain: Vec<u8>,
+    reply: Vec<u8>,
+    out: Vec<u8>,
 }
 
-fn header_overhead(path: Path, listener: &Listener) -> usize {
-    match path {
-        Path::Udp(a) => viz_client::transport::udp_overhead(&canonical(a)),
-        Path::Ws(_) => viz_client::transport::ws_overhead(listener.peer_addr(path).as_ref()),
+impl<'a> Host<'a> {
+    fn new(cfg: HostConfig, engine: &'a EngineHandle, listener: Listener, console: Console) -> Self {
+        let now = Instant::now();
+        Self {
+            endpoint: Endpoint::new(cfg.keypair.clone(), cfg.session, rand::random()),
+            hello: hello_message(&cfg.name, &cfg.params),
+            next_status: now + cfg.status_interval,
+            next_hint: now + Duration::from_secs(1),
+            cfg,
+            engine,
+            listener,
+            console,
+            call: None,
+            summary: HostSummary::default(),
+            first_start: None,
+            shutting_down: None,
+            muted: false,
+            loss_hint: LossHint::default(),
+            plain: vec![0u8; MAX_DATAGRAM],
+            reply: vec![0u8; MAX_DATAGRAM],
+            out: vec![0u8; MAX_DATAGRAM],
+        }
+    }
+
+    fn announce(&self) {
+        let local = self.listener.local;
+        let fingerprint = self.cfg.keypair.fingerprint();
+        let shown_ip = if local.ip().is_unspecified() { guess_local_ip().unwrap_or(local.ip()) } else { local.ip() };
+        let shown = SocketAddr::new(shown_ip, local.port());
+        let transports = if self.listener.websocket_enabled() { "UDP, and WebSocket over TCP" } else { "UDP" };
+        self.console.line(format!("Hosting on port {} ({transports}). Host fingerprint: {fingerprint}", local.port()));
+        self.console.line(format!("Friends join with:  viz join viz://{shown}#{fingerprint}"));
+        self.console.line(format!(
+            "Through a tunnel:   viz join <tunnel address>#{fingerprint}   (wss://... for HTTP tunnels)"
+        ));
+    }
+
+    fn next_wake(&self, now: Instant) -> Instant {
+        let mut wake = self
+            .endpoint
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_secs(1))
+            .min(self.next_status)
+            .min(self.next_hint);
+        if let (Some(s), Some(d)) = (self.first_start, self.cfg.duration) {
+            wake = wake.min(s + d);
+        }
+        if let Some(t) = self.shutting_down {
+            wake = wake.min(t + SHUTDOWN_GRACE);
+        }
+        wake
+    }
+
+    fn in_call(&self, id: u32) -> bool {
+        self.call.as_ref().is_some_and(|c| c.id == id)
+    }
+
+    fn peer_text(&self, path: Path) -> String {
+        match self.listener.peer_addr(path) {
+            Some(a) if matches!(path, Path::Udp(_)) => format!("UDP {}", canonical(a)),
+            Some(a) => format!("WebSocket {}", canonical(a)),
+            None => path.to_string(),
+        }
+    }
+
+    async fn on_datagram(&mut self, path: Path, at: Instant, data: &[u8]) {
+        match self.endpoint.handle_datagram(at, path, data, &mut self.plain, &mut self.reply) {
+            Input::Reply(n) => self.listener.send(path, &self.reply[..n]).await,
+            Input::Accepted(id) => self.on_accepted(id, path, at),
+            Input::Media(id, m) => {
+                if self.call.as_ref().is_some_and(|c| c.id == id) {
+                    self.engine.deliver(at, OwnedMedia::from_frame(&m));
+                }
+            }
+            Input::Handled(_) => {}
+            Input::Dropped(reason) => tracing::debug!(%path, reason = reason.as_str(), "datagram dropped"),
+        }
+    }
+
+    /// A joiner finished the handshake: take them into the call, or tell them no.
+    fn on_accepted(&mut self, id: u32, path: Path, at: Instant) {
+        let busy = self.shutting_down.is_some()
+            || self.call.as_ref().is_some_and(|c| self.endpoint.session(c.id).is_some_and(|s| s.is_open()));
+        let peer = self.peer_text(path);
+        let overhead = match path {
+            Path::Udp(a) => viz_client::transport::udp_overhead(&canonical(a)),
+            Path::Ws(_) => viz_client::transport::ws_overhead(self.listener.peer_addr(path).as_ref()),
+        };
+        let Some(session) = self.endpoint.session_mut(id) else { return };
+        if busy {
+            let reason = if self.shutting_down.is_some() { ByeReason::ShuttingDown } else { ByeReason::Busy };
+            session.close(at, reason);
+            self.summary.refused_busy += 1;
+            self.console.line(format!("Refused a second caller from {peer}: already in a call"));
+            return;
+        }
+        session.send_control(self.hello.clone());
+        tracing::info!(%peer, key = %session.remote_static().fingerprint(), "joiner authenticated");
+        let mut rates = RateMeter::new(overhead);
+        rates.rates(at, &session.stats());
+        self.call = Some(Call { id, name: None, rates, started: at });
+    }
+
+    async fn send_media(&mut self, media: &OwnedMedia) {
+        let Some(id) = self.call.as_ref().map(|c| c.id) else { return };
+        let (Some(path), Some(frame)) = (self.endpoint.path(id), media.as_frame()) else { return };
+        let Some(session) = self.endpoint.session_mut(id).filter(|s| s.is_open()) else { return };
+        match session.send_media(Instant::now(), &frame, &mut self.out) {
+            Ok(n) => self.listener.send(path, &self.out[..n]).await,
+            Err(e) => tracing::debug!("media not sent: {e}"),
+        }
+    }
+
+    fn on_command(&mut self, cmd: UserCommand) {
+        match cmd {
+            UserCommand::ToggleMute => {
+                self.muted = !self.muted;
+                self.engine.set_muted(self.muted);
+                let muted = self.muted;
+                if let Some(s) = self.call.as_ref().map(|c| c.id).and_then(|id| self.endpoint.session_mut(id)) {
+                    s.send_control(ControlMessage::Mute { muted });
+                }
+                self.console.line(if muted { "Microphone muted (m to unmute)" } else { "Microphone on" });
+            }
+            UserCommand::Leave => self.begin_shutdown(Instant::now()),
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Instant) {
+        if self.shutting_down.is_some() {
+            return;
+        }
+        self.shutting_down = Some(now);
+        for id in self.endpoint.session_ids() {
+            if let Some(s) = self.endpoint.session_mut(id) {
+                s.close(now, ByeReason::ShuttingDown);
+            }
+        }
+    }
+
+    /// Handles every session's events, sends what each has to send, and forgets the
+    /// sessions that are over.
+    async fn service_sessions(&mut self, now: Instant) {
+        for id in self.endpoint.session_ids() {
+            let mut events = Vec::new();
+            if let Some(session) = self.endpoint.session_mut(id) {
+                while let Some(e) = session.poll_event() {
+                    events.push(e);
+                }
+            }
+            for event in events {
+                self.on_session_event(id, event, now);
+            }
+            let (Some(path), Some(session)) = (self.endpoint.path(id), self.endpoint.session_mut(id)) else { continue };
+            let mut datagrams = Vec::new();
+            while let Some(n) = session.poll_transmit(now, &mut self.out) {
+                datagrams.push(self.out[..n].to_vec());
+            }
+            let closed = session.is_closed();
+            let stats = session.stats();
+            for d in datagrams {
+                self.listener.send(path, &d).await;
+            }
+            if closed {
+                self.summary.datagrams_dropped += stats.dropped.total();
+                if self.in_call(id) {
+                    self.end_call(now, stats);
+                }
+                self.endpoint.remove(id);
+            }
+        }
+    }
+
+    fn on_session_event(&mut self, id: u32, event: Event, now: Instant) {
+        if !self.in_call(id) {
+            return; // a refused caller's session: nothing to tell anyone
+        }
+        let Some(session) = self.endpoint.session(id) else { return };
+        let (sas, key, stats) = (session.sas(), session.remote_static().fingerprint(), session.stats());
+        match event {
+            Event::Control(ControlMessage::Hello(h)) => {
+                let name = if h.name.is_empty() { "guest".to_owned() } else { h.name };
+                let call = self.call.as_mut().expect("in_call checked above");
+                if call.name.is_none() {
+                    self.summary.calls += 1;
+                    call.started = now;
+                    self.console.line(format!(
+                        "{name} joined (their key {key}). Security code: {sas}  (they see the same code unless someone is in between)"
+                    ));
+                    self.console.line("Type m + Enter to mute, q + Enter or Ctrl-C to stop hosting.");
+                    if self.first_start.is_none() {
+                        self.first_start = Some(now);
+                        self.engine.start();
+                    }
+                }
+                call.name = Some(name);
+            }
+            Event::Control(ControlMessage::Mute { muted }) => {
+                let name = self.call.as_ref().and_then(|c| c.name.clone()).unwrap_or_default();
+                self.console.line(format!("{name} {}", if muted { "muted their microphone" } else { "unmuted" }));
+            }
+            Event::Control(_) | Event::Closed => {}
+            Event::PeerLeft(reason) => {
+                let name = self.end_call(now, stats);
+                self.console.line(format!("{name} {reason}. Waiting for someone to join..."));
+            }
+            Event::TimedOut => {
+                let name = self.end_call(now, stats);
+                self.console.line(format!(
+                    "Lost {name}: nothing heard for {} s. Waiting for someone to join...",
+                    self.cfg.session.idle_timeout.as_secs()
+                ));
+            }
+        }
+    }
+
+    /// Ends the current call; returns the caller's name for messages.
+    fn end_call(&mut self, now: Instant, stats: ConnectionStats) -> String {
+        let Some(call) = self.call.take() else { return String::new() };
+        if call.name.is_some() {
+            self.summary.call_time += now - call.started;
+        }
+        self.summary.last_call_stats = Some(stats);
+        call.name.unwrap_or_else(|| "The caller".into())
+    }
+
+    /// Shutdown is complete when every goodbye was acknowledged or the grace is over.
+    fn finished(&mut self, now: Instant) -> bool {
+        let Some(t) = self.shutting_down else { return false };
+        if !self.endpoint.session_ids().is_empty() && now < t + SHUTDOWN_GRACE {
+            return false;
+        }
+        if let Some(stats) = self.call.as_ref().and_then(|c| self.endpoint.session(c.id)).map(|s| s.stats()) {
+            self.end_call(now, stats);
+        }
+        self.summary.datagrams_dropped += self.endpoint.drops().total();
+        true
+    }
+
+    fn summary(&self) -> HostSummary {
+        self.summary.clone()
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        if let (Some(s), Some(d)) = (self.first_start, self.cfg.duration)
+            && now >= s + d
+        {
+            self.begin_shutdown(now);
+        }
+        let session = self.call.as_ref().and_then(|c| self.endpoint.session(c.id));
+        if now >= self.next_hint {
+            self.next_hint = now + Duration::from_secs(1);
+            if let Some(s) = session {
+                self.engine.set_loss_hint(self.loss_hint.update(s.stats().remote_loss));
+            }
+        }
+        if now >= self.next_status {
+            self.next_status = now + self.cfg.status_interval;
+            let via = self.call.as_ref().and_then(|c| self.endpoint.path(c.id)).map(|p| self.peer_text(p));
+            let stats = self.call.as_ref().and_then(|c| self.endpoint.session(c.id)).map(|s| s.stats());
+            if let (Some(call), Some(via), Some(stats)) = (self.call.as_mut(), via, stats)
+                && let Some(name) = &call.name
+            {
+                let rates = call.rates.rates(now, &stats);
+                self.console.line(status_line(name, &via, &stats, &self.engine.status(), rates));
+            }
+        }
     }
 }
