@@ -141,17 +141,19 @@ pub struct AudioArgs {
     /// In-band forward error correction (default on).
     #[arg(long, overrides_with = "no_fec")]
     pub fec: bool,
+    /// Turn in-band FEC off.
     #[arg(long, overrides_with = "fec")]
     pub no_fec: bool,
 
     /// Discontinuous transmission: send (almost) nothing during silence (default on).
     #[arg(long, overrides_with = "no_dtx")]
     pub dtx: bool,
+    /// Turn DTX off: send every frame, silent or not.
     #[arg(long, overrides_with = "dtx")]
     pub no_dtx: bool,
 
-    /// Largest playout delay the jitter buffer may use, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 300)]
+    /// Largest playout delay the jitter buffer may use, in milliseconds (40..=2000).
+    #[arg(long, value_name = "MS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(40..=2000))]
     pub max_delay_ms: u64,
 }
 
@@ -176,10 +178,7 @@ impl AudioArgs {
     }
 
     pub fn jitter(&self) -> JitterConfig {
-        JitterConfig {
-            max_delay: std::time::Duration::from_millis(self.max_delay_ms.clamp(40, 2000)),
-            ..Default::default()
-        }
+        JitterConfig { max_delay: std::time::Duration::from_millis(self.max_delay_ms), ..Default::default() }
     }
 }
 
@@ -304,6 +303,7 @@ mod tests {
         assert_eq!(p.frame, FrameDuration::Ms10);
         assert!(Cli::try_parse_from(v("viz join h --frame-ms 25")).is_err());
         assert!(Cli::try_parse_from(v("viz join h --batch 0")).is_err());
+        assert!(Cli::try_parse_from(v("viz join h --max-delay-ms 10")).is_err());
         assert!(Cli::try_parse_from(v("viz host --bitrate 100")).is_ok());
         let cli = Cli::try_parse_from(v("viz join h --bitrate 100")).unwrap();
         let Command::Join(j) = cli.command else { panic!() };
