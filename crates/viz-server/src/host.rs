@@ -324,7 +324,7 @@ impl<'a> Host<'a> {
         match event {
             Event::Control(ControlMessage::Hello(h)) => {
                 let name = if h.name.is_empty() { "guest".to_owned() } else { h.name };
-                let call = self.call.as_mut().expect("in_call checked above");
+                let Some(call) = self.call.as_mut() else { return };
                 if call.name.is_none() {
                     self.summary.calls += 1;
                     call.started = now;
