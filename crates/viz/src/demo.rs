@@ -29,6 +29,9 @@ use crate::proxy::{Proxy, ProxyStats};
 /// Bytes of IPv4 (20) and UDP (8) headers under every datagram.
 const IPV4_UDP: u64 = 28;
 
+/// Windows correlating less than this are left out of the latency figures.
+const MIN_WINDOW_CORRELATION: f32 = 0.5;
+
 #[derive(Debug, Serialize)]
 pub struct DirectionReport {
     /// Who speaks to whom.
@@ -40,6 +43,8 @@ pub struct DirectionReport {
     pub latency_windows: usize,
     /// Median waveform correlation of those windows (codec and concealment fidelity).
     pub correlation: Option<f64>,
+    /// Every 2-second window of speech: where it starts, its delay and correlation.
+    pub windows: Vec<WindowReport>,
     pub packets_sent: u64,
     pub packets_lost_network: u64,
     pub packets_received: u64,
@@ -78,6 +83,13 @@ pub struct DemoReport {
     pub recordings: Vec<String>,
 }
 
+#[derive(Debug, Serialize)]
+pub struct WindowReport {
+    pub start_s: f64,
+    pub latency_ms: f64,
+    pub correlation: f32,
+}
+
 #[derive(Debug, Default)]
 struct LatencyStats {
     median_ms: Option<f64>,
@@ -85,6 +97,7 @@ struct LatencyStats {
     max_ms: Option<f64>,
     correlation: Option<f64>,
     windows: usize,
+    detail: Vec<WindowReport>,
 }
 
 fn median(sorted: &[f64]) -> Option<f64> {
@@ -327,12 +340,26 @@ fn direction(
         let spoken = &said[..said.len().min((seconds * 48_000.0) as usize)];
         // Two-second windows: the delay of an adaptive buffer changes during a call.
         let windows = analysis::windowed_delays(spoken, &heard, 96_000, min_lag, max_lag, 0.02);
-        let mut ms: Vec<f64> =
-            windows.iter().map(|w| (offset + w.estimate.lag_samples as f64 / 48_000.0) * 1000.0).collect();
+        // A window whose waveform barely matches (concealment, a vowel whose pitch period
+        // makes several lags look alike) says little about the delay: it does not vote.
+        let mut ms: Vec<f64> = windows
+            .iter()
+            .filter(|w| w.estimate.correlation >= MIN_WINDOW_CORRELATION)
+            .map(|w| (offset + w.estimate.lag_samples as f64 / 48_000.0) * 1000.0)
+            .collect();
         let mut corr: Vec<f64> = windows.iter().map(|w| f64::from(w.estimate.correlation)).collect();
         ms.sort_by(f64::total_cmp);
         corr.sort_by(f64::total_cmp);
+        let detail = windows
+            .iter()
+            .map(|w| WindowReport {
+                start_s: w.start as f64 / 48_000.0,
+                latency_ms: (offset + w.estimate.lag_samples as f64 / 48_000.0) * 1000.0,
+                correlation: w.estimate.correlation,
+            })
+            .collect();
         latency = LatencyStats {
+            detail,
             median_ms: median(&ms),
             min_ms: ms.first().copied(),
             max_ms: ms.last().copied(),
@@ -355,6 +382,7 @@ fn direction(
         latency_max_ms: latency.max_ms,
         latency_windows: latency.windows,
         correlation: latency.correlation,
+        windows: latency.detail,
         packets_sent: stats.media_sent,
         packets_lost_network: dropped_by_network,
         packets_received: jb.packets_received,

@@ -258,6 +258,11 @@ pub(crate) enum Sink {
 /// unbounded work; the excess capture is dropped and counted as overflow.
 const MAX_DEVICE_AUDIO_PER_TICK: Duration = Duration::from_millis(40);
 
+/// File and null outputs model a device with this much buffer: each engine tick hands
+/// over the audio that will be played until the next tick, so every sample is decoded
+/// before its playback time, never after (which would flatter measured latency).
+pub const FILE_OUTPUT_LEAD: Duration = Duration::from_millis(5);
+
 /// Device playback keeps this much audio queued ahead of the callback at first, and
 /// adds 5 ms (up to 100 ms) each time the device still runs dry.
 const DEVICE_QUEUE_START: Duration = Duration::from_millis(20);
@@ -298,7 +303,7 @@ impl Sink {
     pub fn wanted(&mut self, now: Instant) -> usize {
         match self {
             Self::Wav { start, written, .. } | Self::Null { start, written } => {
-                start.map_or(0, |s| samples_since(s, now).saturating_sub(*written) as usize)
+                start.map_or(0, |s| samples_since(s, now + FILE_OUTPUT_LEAD).saturating_sub(*written) as usize)
             }
             Self::Device { dev, target, last_underruns, .. } => {
                 let underruns = dev.counters.underruns.load(Ordering::Relaxed);
@@ -434,12 +439,13 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(sink.wanted(t0 + Duration::from_secs(1)), 0);
         sink.start(t0);
+        // At 100 ms the sink wants what plays until the next tick: 105 ms in all.
         let want = sink.wanted(t0 + Duration::from_millis(100));
-        assert_eq!(want, 4800);
+        assert_eq!(want, 5040);
         sink.write(&vec![0.25; want]).unwrap();
         assert_eq!(sink.wanted(t0 + Duration::from_millis(100)), 0);
         sink.finish().unwrap();
-        assert_eq!(viz_audio::wav::read_mono_48k(&path).unwrap().len(), 4800);
+        assert_eq!(viz_audio::wav::read_mono_48k(&path).unwrap().len(), 5040);
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub use sender::SenderStats;
 /// The engine's tick: capture and playback move in 5 ms steps.
 pub const TICK: Duration = Duration::from_millis(5);
 
+// File outputs hand over one tick of audio ahead, as a device would.
+const _: () = assert!(io::FILE_OUTPUT_LEAD.as_nanos() == TICK.as_nanos());
+
 /// Commands queued for the engine at most; beyond it received packets are dropped
 /// (counted), which only happens if the engine thread is starved for a long time.
 const COMMAND_QUEUE: usize = 1024;
