@@ -232,6 +232,10 @@ impl Source {
     }
 }
 
+/// Where played audio goes. File and null outputs model a device whose buffer is one
+/// engine tick (`lead`): each tick hands over the audio played until the next one, so
+/// every sample is decoded before its playback time, never after (which would flatter
+/// measured latency).
 // One per engine, created once: the device variant being large costs nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Sink {
@@ -239,10 +243,12 @@ pub(crate) enum Sink {
         rec: WavRecorder,
         start: Option<Instant>,
         written: u64,
+        lead: Duration,
     },
     Null {
         start: Option<Instant>,
         written: u64,
+        lead: Duration,
     },
     Device {
         dev: device::Playback,
@@ -253,15 +259,10 @@ pub(crate) enum Sink {
     },
 }
 
-/// Most device audio one 5 ms engine tick handles. A device that runs faster than real
+/// Most device audio one engine tick handles. A device that runs faster than real
 /// time (a broken clock, ALSA's unclocked null device) cannot make the engine do
 /// unbounded work; the excess capture is dropped and counted as overflow.
 const MAX_DEVICE_AUDIO_PER_TICK: Duration = Duration::from_millis(40);
-
-/// File and null outputs model a device with this much buffer: each engine tick hands
-/// over the audio that will be played until the next tick, so every sample is decoded
-/// before its playback time, never after (which would flatter measured latency).
-pub const FILE_OUTPUT_LEAD: Duration = Duration::from_millis(5);
 
 /// Device playback keeps this much audio queued ahead of the callback at first, and
 /// adds 5 ms (up to 100 ms) each time the device still runs dry.
@@ -269,10 +270,11 @@ const DEVICE_QUEUE_START: Duration = Duration::from_millis(20);
 const DEVICE_QUEUE_MAX: Duration = Duration::from_millis(100);
 
 impl Sink {
-    pub fn open(spec: &OutputSpec) -> Result<Self, String> {
+    /// `lead` is the engine's tick: how far ahead file and null outputs are filled.
+    pub fn open(spec: &OutputSpec, lead: Duration) -> Result<Self, String> {
         Ok(match spec {
-            OutputSpec::Wav(path) => Self::Wav { rec: create_recorder(path)?, start: None, written: 0 },
-            OutputSpec::Null => Self::Null { start: None, written: 0 },
+            OutputSpec::Wav(path) => Self::Wav { rec: create_recorder(path)?, start: None, written: 0, lead },
+            OutputSpec::Null => Self::Null { start: None, written: 0, lead },
             OutputSpec::Device(sel) => {
                 let dev = device::open_playback(sel.as_deref()).map_err(|e| e.to_string())?;
                 let resampler = if dev.rate == SAMPLE_RATE {
@@ -302,8 +304,8 @@ impl Sink {
     /// How many 48 kHz samples the output needs now.
     pub fn wanted(&mut self, now: Instant) -> usize {
         match self {
-            Self::Wav { start, written, .. } | Self::Null { start, written } => {
-                start.map_or(0, |s| samples_since(s, now + FILE_OUTPUT_LEAD).saturating_sub(*written) as usize)
+            Self::Wav { start, written, lead, .. } | Self::Null { start, written, lead } => {
+                start.map_or(0, |s| samples_since(s, now + *lead).saturating_sub(*written) as usize)
             }
             Self::Device { dev, target, last_underruns, .. } => {
                 let underruns = dev.counters.underruns.load(Ordering::Relaxed);
@@ -435,7 +437,7 @@ mod tests {
     fn wav_sink_records_at_real_time_from_start() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("o.wav");
-        let mut sink = Sink::open(&OutputSpec::Wav(path.clone())).unwrap();
+        let mut sink = Sink::open(&OutputSpec::Wav(path.clone()), Duration::from_millis(5)).unwrap();
         let t0 = Instant::now();
         assert_eq!(sink.wanted(t0 + Duration::from_secs(1)), 0);
         sink.start(t0);
@@ -452,7 +454,8 @@ mod tests {
     fn missing_wav_input_and_unwritable_output_fail_early() {
         let err = Source::open(&InputSpec::Wav("/nonexistent/in.wav".into()), false).err().unwrap();
         assert!(err.contains("cannot open"), "{err}");
-        let err = Sink::open(&OutputSpec::Wav("/nonexistent/dir/out.wav".into())).err().unwrap();
+        let err =
+            Sink::open(&OutputSpec::Wav("/nonexistent/dir/out.wav".into()), Duration::from_millis(5)).err().unwrap();
         assert!(err.contains("cannot write"), "{err}");
     }
 }

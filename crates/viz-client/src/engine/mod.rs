@@ -1,11 +1,13 @@
 //! The audio engine: one thread that turns captured audio into media packets and
 //! received packets into played audio.
 //!
-//! Every 5 ms, on an absolute deadline (`next += 5 ms`, never `sleep(5 ms)`), it takes
-//! the commands and received packets queued since the last tick, takes what the source
-//! captured, frames/encodes/packetizes it ([`sender`]), and tops up the output from the
-//! jitter buffer. It never blocks on anything but its deadline. The network side talks to it only through
-//! channels: [`EngineHandle`] in, a `tokio::sync::mpsc` of [`OwnedMedia`] out.
+//! Every tick ([`tick_for`]: 5 ms, or 2.5 ms with 10 ms frames), on an absolute
+//! deadline (`next += tick`, never `sleep(tick)`), it takes the commands and received
+//! packets queued since the last tick, takes what the source captured,
+//! frames/encodes/packetizes it ([`sender`]), and tops up the output from the jitter
+//! buffer. It never blocks on anything but its deadline. The network side talks to it
+//! only through channels: [`EngineHandle`] in, a `tokio::sync::mpsc` of [`OwnedMedia`]
+//! out.
 
 pub mod io;
 pub mod sender;
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use viz_audio::codec::MAX_PACKET_SAMPLES;
-use viz_audio::{AudioParams, JitterBuffer, JitterConfig, JitterStats, PacketRef, Playout, analysis};
+use viz_audio::{AudioParams, FrameDuration, JitterBuffer, JitterConfig, JitterStats, PacketRef, Playout, analysis};
 use viz_proto::OwnedMedia;
 
 pub use io::{InputSpec, OutputSpec};
@@ -24,11 +26,15 @@ use io::{Sink, Source};
 use sender::MediaSender;
 pub use sender::SenderStats;
 
-/// The engine's tick: capture and playback move in 5 ms steps.
-pub const TICK: Duration = Duration::from_millis(5);
+/// The engine's longest tick: capture and playback move in 5 ms steps at most.
+pub const MAX_TICK: Duration = Duration::from_millis(5);
 
-// File outputs hand over one tick of audio ahead, as a device would.
-const _: () = assert!(io::FILE_OUTPUT_LEAD.as_nanos() == TICK.as_nanos());
+/// A quarter of a frame, at most [`MAX_TICK`]: 2.5 ms for 10 ms frames, where 5 ms of
+/// tick granularity would be a large part of the delay, and 5 ms otherwise, to keep
+/// wake-ups (and so CPU) low on old machines.
+pub fn tick_for(frame: FrameDuration) -> Duration {
+    (frame.duration() / 4).min(MAX_TICK)
+}
 
 /// Commands queued for the engine at most; beyond it received packets are dropped
 /// (counted), which only happens if the engine thread is starved for a long time.
@@ -203,6 +209,7 @@ impl Drop for EngineHandle {
 }
 
 struct Engine {
+    tick: Duration,
     source: Source,
     sink: Option<Sink>,
     sender: MediaSender<tokio::sync::mpsc::Sender<OwnedMedia>>,
@@ -228,8 +235,9 @@ impl Engine {
         commands: Receiver<Command>,
         status_tx: tokio::sync::watch::Sender<EngineStatus>,
     ) -> Result<Self, String> {
+        let tick = tick_for(config.params.frame);
         let source = Source::open(&config.input, config.loop_input).map_err(|e| format!("input: {e}"))?;
-        let sink = Sink::open(&config.output).map_err(|e| format!("output: {e}"))?;
+        let sink = Sink::open(&config.output, tick).map_err(|e| format!("output: {e}"))?;
         let stream: u8 = rand::random();
         let mut sender =
             MediaSender::new(config.params, config.batch, stream, rand::random(), rand::random(), outgoing)
@@ -237,6 +245,7 @@ impl Engine {
         sender.set_muted(config.start_muted);
         let jitter = JitterBuffer::new(config.jitter).map_err(|e| e.to_string())?;
         Ok(Self {
+            tick,
             source,
             sink: Some(sink),
             sender,
@@ -257,7 +266,8 @@ impl Engine {
     }
 
     fn run(mut self) -> EngineReport {
-        let mut next_tick = Instant::now() + TICK;
+        let tick = self.tick;
+        let mut next_tick = Instant::now() + tick;
         let mut next_status = Instant::now();
         let mut error = None;
         'run: loop {
@@ -281,12 +291,12 @@ impl Engine {
                 error = Some(e);
                 break;
             }
-            next_tick += TICK;
+            next_tick += tick;
             if now > next_tick {
                 self.late_ticks += 1;
-                if now > next_tick + 20 * TICK {
+                if now > next_tick + 20 * tick {
                     // Stalled (suspend, debugger): resynchronise instead of racing.
-                    next_tick = now + TICK;
+                    next_tick = now + tick;
                 }
             }
             if now >= next_status {
@@ -399,5 +409,18 @@ impl Engine {
             dropped_commands: 0,
         };
         self.status_tx.send_replace(status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_is_a_quarter_frame_at_most_five_ms() {
+        assert_eq!(tick_for(FrameDuration::Ms10), Duration::from_micros(2500));
+        for f in [FrameDuration::Ms20, FrameDuration::Ms40, FrameDuration::Ms60] {
+            assert_eq!(tick_for(f), MAX_TICK);
+        }
     }
 }
