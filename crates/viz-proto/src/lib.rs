@@ -28,6 +28,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod handshake;
 pub mod identity;
+#[doc(hidden)]
 pub mod loopback;
 pub mod payload;
 pub mod reliable;

@@ -1,6 +1,8 @@
-//! A handshake completed in memory, without a network: a host [`Endpoint`] with one
-//! joiner's session, and the joiner's [`Connection`]. For tests, fuzz targets and
-//! benchmarks that need an established session to feed.
+//! Test support: a handshake completed in memory, without a network: a host
+//! [`Endpoint`] with one joiner's session, and the joiner's [`Connection`]. For tests,
+//! fuzz targets and benchmarks that need an established session to feed. It uses fixed
+//! keys and never sees outside input, so its `expect`s state invariants of the
+//! protocol, not error handling.
 
 use std::time::Instant;
 

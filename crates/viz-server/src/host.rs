@@ -296,15 +296,11 @@ impl<'a> Host<'a> {
                 self.on_session_event(id, event, now);
             }
             let (Some(path), Some(session)) = (self.endpoint.path(id), self.endpoint.session_mut(id)) else { continue };
-            let mut datagrams = Vec::new();
             while let Some(n) = session.poll_transmit(now, &mut self.out) {
-                datagrams.push(self.out[..n].to_vec());
+                self.listener.send(path, &self.out[..n]).await;
             }
             let closed = session.is_closed();
             let stats = session.stats();
-            for d in datagrams {
-                self.listener.send(path, &d).await;
-            }
             if closed {
                 self.summary.datagrams_dropped += stats.dropped.total();
                 if self.in_call(id) {

@@ -332,7 +332,7 @@ fn direction(
 ) -> Result<DirectionReport> {
     let heard = viz_audio::wav::read_mono_48k(heard_wav)?;
     let mut latency = LatencyStats::default();
-    if let (Some(spoke), Some(heard_from)) = (speaker.engine.capture_started, listener.engine.playback_started) {
+    if let (Some(spoke), Some(heard_from)) = (speaker.engine.started, listener.engine.started) {
         // Seconds from the speaker's first sample to the listener's first recorded one.
         let offset = heard_from.duration_since(spoke).as_secs_f64() - spoke.duration_since(heard_from).as_secs_f64();
         let min_lag = (-offset * 48_000.0).floor() as i64;

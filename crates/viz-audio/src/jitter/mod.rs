@@ -237,7 +237,8 @@ impl JitterBuffer {
     /// The delay the buffer currently aims for: arrival of the fastest frames to the end
     /// of their playout (one frame plus the measured jitter and guard).
     pub fn target_delay(&mut self) -> Duration {
-        samples_to_duration(self.target_extra() + self.last_duration)
+        let spread = self.delays.spread(self.config.quantile);
+        samples_to_duration(self.target_extra(spread) + self.last_duration)
     }
 
     fn now_samples(&mut self, now: Instant) -> i64 {
@@ -246,10 +247,12 @@ impl JitterBuffer {
         (ns * i128::from(SAMPLE_RATE) / 1_000_000_000) as i64
     }
 
-    fn target_extra(&mut self) -> i64 {
+    /// The delay beyond the fastest path that playout aims for, from the delay window's
+    /// `(minimum, quantile)`.
+    fn target_extra(&self, spread: Option<(i64, i64)>) -> i64 {
         let guard = duration_to_samples(self.config.guard);
         let max_extra = (duration_to_samples(self.config.max_delay) - self.last_duration).max(0);
-        let jitter = self.delays.spread(self.config.quantile).map_or(0, |(min, q)| q - min);
+        let jitter = spread.map_or(0, |(min, q)| q - min);
         // FEC for a lost frame travels in the next frame, which is just as jittered, so
         // it can only be used if the buffer waits one more frame on top of the jitter.
         // Pay that frame only while packets are actually lost and the sender sends FEC.
@@ -410,9 +413,10 @@ impl JitterBuffer {
         if self.held.is_some_and(|(at, _)| at != now_s) {
             self.held = None;
         }
-        let extra = self.target_extra();
-        let min_delay = self.delays.spread(self.config.quantile).map_or(0, |(min, _)| min);
-        let desired_offset = min_delay + extra;
+        // One pass over the delay window per pop (it is sorted to find the quantile).
+        let spread = self.delays.spread(self.config.quantile);
+        let min_delay = spread.map_or(0, |(min, _)| min);
+        let desired_offset = min_delay + self.target_extra(spread);
 
         let playout = match self.playout {
             Some(p) => p,

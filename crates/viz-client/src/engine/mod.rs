@@ -93,10 +93,9 @@ pub struct EngineStatus {
 #[derive(Debug, Clone, Default)]
 pub struct EngineReport {
     pub status: EngineStatus,
-    /// When capture started ("mouth" time zero for files and generated inputs).
-    pub capture_started: Option<Instant>,
-    /// When playback started ("ear" time zero for file and null outputs).
-    pub playback_started: Option<Instant>,
+    /// When the call started: capture and playback both begin here, so for file and
+    /// generated inputs and outputs it is "mouth" and "ear" time zero alike.
+    pub started: Option<Instant>,
     /// Samples written to a file or null output.
     pub output_samples: u64,
     /// CPU time the engine thread used.
@@ -316,8 +315,7 @@ impl Engine {
         }
         EngineReport {
             status,
-            capture_started: self.started,
-            playback_started: self.started,
+            started: self.started,
             output_samples,
             cpu_time: crate::cpu::thread_cpu_time(),
             running: self.started.map_or(Duration::ZERO, |s| s.elapsed()),
