@@ -16,6 +16,7 @@ pub mod codec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod jitter;
+pub mod mixer;
 pub mod params;
 pub mod resample;
 pub mod signals;

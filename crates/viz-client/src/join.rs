@@ -72,6 +72,8 @@ pub fn hello_message(name: &str, params: &AudioParams) -> ControlMessage {
         dtx: params.dtx,
         sends_audio: true,
         receives_audio: true,
+        echo_test: false,
+        room: false,
     })
 }
 

@@ -236,10 +236,10 @@ impl<P: Copy + PartialEq + std::fmt::Debug> Endpoint<P> {
             return self.drop(DropReason::Handshake);
         }
         match handshake::complete(&mut pending.state, noise) {
-            Ok((keys, remote, sas)) => {
+            Ok((keys, remote, binding)) => {
                 self.pending_by_init.remove(&(pending.initiator_index, pending.ephemeral));
                 let connection =
-                    Connection::new(Role::Responder, receiver, sender, keys, remote, sas, now, self.config, None);
+                    Connection::new(Role::Responder, receiver, sender, keys, remote, binding, now, self.config, None);
                 self.sessions.insert(receiver, Slot { connection, path });
                 Input::Accepted(receiver)
             }

@@ -53,17 +53,33 @@ fn noise_err(e: snow::Error) -> HandshakeError {
     HandshakeError::Noise(e.to_string())
 }
 
+/// What a finished handshake proves about this one session: the short authentication
+/// string people compare, and the Noise handshake hash that later proofs (the room
+/// password) bind to, so that they cannot be replayed into another session.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub sas: Sas,
+    pub hash: [u8; 32],
+}
+
+impl std::fmt::Debug for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binding").field("sas", &self.sas).finish_non_exhaustive()
+    }
+}
+
 /// Session keys and facts from a finished handshake.
-pub(crate) fn finish(state: &mut HandshakeState, role: Role) -> Option<(SessionKeys, PublicKey, Sas)> {
+pub(crate) fn finish(state: &mut HandshakeState, role: Role) -> Option<(SessionKeys, PublicKey, Binding)> {
     let remote: [u8; 32] = state.get_remote_static()?.try_into().ok()?;
-    let sas = Sas::from_handshake_hash(state.get_handshake_hash());
+    let hash: [u8; 32] = state.get_handshake_hash().try_into().ok()?;
+    let binding = Binding { sas: Sas::from_handshake_hash(&hash), hash };
     let (i2r, r2i) = state.dangerously_get_raw_split();
     let (i2r, r2i) = (Zeroizing::new(i2r), Zeroizing::new(r2i));
     let keys = match role {
         Role::Initiator => SessionKeys { send: i2r, receive: r2i },
         Role::Responder => SessionKeys { send: r2i, receive: i2r },
     };
-    Some((keys, PublicKey(remote), sas))
+    Some((keys, PublicKey(remote), binding))
 }
 
 /// The joiner's side of the handshake.
@@ -190,7 +206,7 @@ impl Initiator {
         let mut fin = vec![0u8; MAX_DATAGRAM];
         let len = wire::write_resp_or_final(&mut fin, wire::TYPE_FINAL, self.local_index, sender, &msg[..m]);
         fin.truncate(len);
-        let (keys, host_key, sas) =
+        let (keys, host_key, binding) =
             finish(&mut state, Role::Initiator).ok_or_else(|| HandshakeError::Noise("no session keys".into()))?;
         let connection = Connection::new(
             Role::Initiator,
@@ -198,7 +214,7 @@ impl Initiator {
             sender,
             keys,
             host_key,
-            sas,
+            binding,
             now,
             self.config,
             Some(fin),
@@ -234,7 +250,7 @@ pub(crate) fn respond(
 }
 
 /// Reads HandshakeFinal; returns the session facts on success.
-pub(crate) fn complete(state: &mut HandshakeState, noise: &[u8]) -> Result<(SessionKeys, PublicKey, Sas), DropReason> {
+pub(crate) fn complete(state: &mut HandshakeState, noise: &[u8]) -> Result<(SessionKeys, PublicKey, Binding), DropReason> {
     let mut payload = [0u8; MAX_DATAGRAM];
     let n = state.read_message(noise, &mut payload).map_err(|_| DropReason::Handshake)?;
     if payload[..n].first() != Some(&PROTOCOL_VERSION) {

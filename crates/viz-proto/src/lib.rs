@@ -32,11 +32,12 @@ pub mod identity;
 pub mod loopback;
 pub mod payload;
 pub mod reliable;
+pub mod password;
 pub mod replay;
 pub mod session;
 pub mod wire;
 
-pub use control::{ByeReason, ControlMessage, Hello};
+pub use control::{AdminOp, AdminRequest, ByeReason, ControlMessage, Hello, RosterEntry};
 pub use endpoint::{Endpoint, Input};
 pub use error::{DropCounters, DropReason, HandshakeError, SendError};
 pub use handshake::{Established, HostKeyPolicy, Initiator, PROTOCOL_VERSION};

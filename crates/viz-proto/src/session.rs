@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use crate::control::{ByeReason, ControlMessage};
 use crate::crypto::{Receiver, RekeyPolicy, Sender};
 use crate::error::{DropCounters, DropReason, SendError};
-use crate::handshake::FINAL_RETRY;
+use crate::handshake::{Binding, FINAL_RETRY};
 use crate::identity::{PublicKey, Sas};
 use crate::payload::{self, MediaFrame, Payload, Report};
 use crate::reliable::{ReliableReceiver, ReliableSender};
@@ -167,7 +167,7 @@ pub struct Connection {
     state: State,
     stats: ConnectionStats,
     remote_static: PublicKey,
-    sas: Sas,
+    binding: Binding,
     /// Loss measurement since the last report: highest counter then, datagrams since.
     interval_base: Option<u64>,
     interval_received: u64,
@@ -195,7 +195,7 @@ impl Connection {
         remote_index: u32,
         keys: SessionKeys,
         remote_static: PublicKey,
-        sas: Sas,
+        binding: Binding,
         now: Instant,
         config: SessionConfig,
         pending_final: Option<Vec<u8>>,
@@ -221,7 +221,7 @@ impl Connection {
             state: State::Open,
             stats: ConnectionStats::default(),
             remote_static,
-            sas,
+            binding,
             interval_base: None,
             interval_received: 0,
             jitter: JitterEstimator::default(),
@@ -245,7 +245,12 @@ impl Connection {
 
     /// The short authentication string both sides display.
     pub fn sas(&self) -> Sas {
-        self.sas
+        self.binding.sas
+    }
+
+    /// The Noise handshake hash of this session, for channel-bound proofs.
+    pub fn handshake_hash(&self) -> [u8; 32] {
+        self.binding.hash
     }
 
     pub fn is_open(&self) -> bool {

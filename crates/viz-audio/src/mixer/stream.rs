@@ -1,0 +1,139 @@
+//! One continuous outgoing stream per listener, whatever feeds it.
+//!
+//! A listener hears, over time, forwarded packets of one speaker, then a mix, then
+//! another speaker. Each source has its own sequence numbers and timestamps; passing
+//! them through would make the listener's jitter buffer see a new stream (or a jump
+//! of minutes) at every switch and restart. Instead each listener's packets are
+//! renumbered the way an SFU rewrites RTP: within one source the offsets are fixed
+//! (so the source's own loss, reordering and silences show through unchanged), and at
+//! a switch the new source continues where the last packet ended, plus the wall time
+//! that passed, with the marker bit set like the start of a talk spurt.
+
+use std::time::Instant;
+
+use super::{MixKey, ParticipantId};
+
+/// Which stream a listener's packet comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKey {
+    Forward(ParticipantId),
+    Mix(MixKey),
+}
+
+/// Header of one outgoing packet for one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub listener: ParticipantId,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+}
+
+/// Smallest timestamp step at a switch: 2.5 ms, the Opus concealment quantum.
+const GAP_QUANTUM: u32 = 120;
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OutStream {
+    current: Option<StreamKey>,
+    seq_offset: u16,
+    ts_offset: u32,
+    next_seq: u16,
+    next_ts: u32,
+    last_sent: Option<Instant>,
+}
+
+impl OutStream {
+    /// Starts the stream at a random-looking point, as RTP recommends (RFC 3550 §5.1).
+    pub(crate) fn new(seed: u32) -> Self {
+        Self { next_seq: seed as u16, next_ts: seed.rotate_left(13), ..Self::default() }
+    }
+
+    /// The next packet of the listener's current source is a new stream (its sender
+    /// restarted): renumber it like a switch.
+    pub(crate) fn reset_source(&mut self, key: StreamKey) {
+        if self.current == Some(key) {
+            self.current = None;
+        }
+    }
+
+    /// Header for a packet of `key` with the source's `seq` and `timestamp`, lasting
+    /// `duration` samples.
+    pub(crate) fn map(
+        &mut self,
+        listener: ParticipantId,
+        key: StreamKey,
+        now: Instant,
+        seq: u16,
+        timestamp: u32,
+        duration: u32,
+        marker: bool,
+    ) -> Delivery {
+        let mut marker = marker;
+        if self.current != Some(key) {
+            let elapsed = self.last_sent.map_or(0, |t| {
+                let samples = now.saturating_duration_since(t).as_micros() as u64 * 48 / 1000;
+                (samples.min(u64::from(u32::MAX / 2)) as u32) / GAP_QUANTUM * GAP_QUANTUM
+            });
+            let start = self.next_ts.wrapping_add(elapsed);
+            self.ts_offset = start.wrapping_sub(timestamp);
+            self.seq_offset = self.next_seq.wrapping_sub(seq);
+            self.current = Some(key);
+            marker = true;
+        }
+        let out_seq = seq.wrapping_add(self.seq_offset);
+        let out_ts = timestamp.wrapping_add(self.ts_offset);
+        // A late (reordered) packet must not pull the continuation point backwards.
+        if (out_seq.wrapping_sub(self.next_seq) as i16) >= 0 {
+            self.next_seq = out_seq.wrapping_add(1);
+        }
+        let end = out_ts.wrapping_add(duration);
+        if (end.wrapping_sub(self.next_ts) as i32) > 0 {
+            self.next_ts = end;
+        }
+        self.last_sent = Some(now);
+        Delivery { listener, seq: out_seq, timestamp: out_ts, marker }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn switching_sources_keeps_sequence_and_time_continuous() {
+        let t0 = Instant::now();
+        let mut s = OutStream::new(12345);
+        let a = StreamKey::Forward(1);
+        let b = StreamKey::Mix(MixKey::Everyone);
+        let d0 = s.map(9, a, t0, 500, 1_000_000, 960, false);
+        assert!(d0.marker, "a new stream starts with the marker");
+        let d1 = s.map(9, a, t0 + Duration::from_millis(20), 501, 1_000_960, 960, false);
+        assert_eq!((d1.seq, d1.timestamp, d1.marker), (d0.seq.wrapping_add(1), d0.timestamp.wrapping_add(960), false));
+        // Loss in the source shows through: seq 503 after 501.
+        let d3 = s.map(9, a, t0 + Duration::from_millis(60), 503, 1_002_880, 960, false);
+        assert_eq!(d3.seq, d0.seq.wrapping_add(3));
+        // Switch to a mix with unrelated numbering 40 ms after the last packet.
+        let m = s.map(9, b, t0 + Duration::from_millis(100), 7, 42, 960, false);
+        assert!(m.marker);
+        assert_eq!(m.seq, d3.seq.wrapping_add(1));
+        assert_eq!(m.timestamp, d3.timestamp.wrapping_add(960 + 40 * 48));
+        let m2 = s.map(9, b, t0 + Duration::from_millis(120), 8, 1002, 960, false);
+        assert_eq!((m2.seq, m2.timestamp), (m.seq.wrapping_add(1), m.timestamp.wrapping_add(960)));
+    }
+
+    #[test]
+    fn late_packets_do_not_move_the_continuation_point_and_wrap_is_seamless() {
+        let t0 = Instant::now();
+        let mut s = OutStream::new(u32::MAX - 100);
+        let a = StreamKey::Forward(1);
+        let first = s.map(1, a, t0, 65535, u32::MAX - 500, 960, false);
+        let second = s.map(1, a, t0, 1, 1420, 960, false); // two later, across the wrap
+        let late = s.map(1, a, t0, 0, 460, 960, false);
+        assert_eq!(second.seq, first.seq.wrapping_add(2));
+        assert_eq!(late.seq, first.seq.wrapping_add(1));
+        let b = s.map(1, StreamKey::Forward(2), t0, 9, 9, 960, false);
+        assert_eq!(b.seq, second.seq.wrapping_add(1), "continues after the newest, not the late one");
+        assert_eq!(b.timestamp, second.timestamp.wrapping_add(960));
+    }
+}
