@@ -109,6 +109,39 @@ pub fn speech_like(seed: u64, samples: usize) -> Vec<f32> {
     out
 }
 
+/// `samples` of a deterministic music-like loop for the room's test source: a
+/// four-chord progression (I–V–vi–IV in C) played as plucked arpeggios with a bass
+/// line, 120 beats a minute. Broadband and never silent, unlike a tone, so it
+/// exercises the codec the way music does; and it loops cleanly every 8 s.
+pub fn music_like(samples: usize) -> Vec<f32> {
+    const CHORDS: [[f32; 3]; 4] = [
+        [261.63, 329.63, 392.00], // C
+        [196.00, 246.94, 293.66], // G
+        [220.00, 261.63, 329.63], // Am
+        [174.61, 220.00, 261.63], // F
+    ];
+    let beat = FS as usize / 2; // 120 bpm
+    let note = beat / 2; // eighth notes
+    let mut out = vec![0.0f32; samples];
+    for (i, s) in out.iter_mut().enumerate() {
+        let bar = (i / (4 * beat)) % CHORDS.len();
+        let chord = CHORDS[bar];
+        let n = i / note;
+        let t_note = (i % note) as f32 / FS;
+        let pitch = chord[n % 3] * if n % 8 >= 4 { 2.0 } else { 1.0 };
+        // Plucked: fast attack, exponential decay, three harmonics.
+        let env = (1.0 - (-t_note * 400.0).exp()) * (-t_note * 6.0).exp();
+        let t = i as f32 / FS;
+        let pluck: f32 =
+            [1.0f32, 0.5, 0.25].iter().enumerate().map(|(h, a)| a * (2.0 * PI * pitch * (h + 1) as f32 * t).sin()).sum();
+        let t_beat = (i % beat) as f32 / FS;
+        let bass = 0.6 * (-t_beat * 3.0).exp() * (2.0 * PI * chord[0] / 2.0 * t).sin();
+        *s = 0.35 * env * pluck + 0.35 * bass;
+    }
+    normalize_peak(&mut out, 0.5);
+    out
+}
+
 fn push_silence(out: &mut Vec<f32>, len: usize) {
     out.extend(std::iter::repeat_n(0.0, len));
 }
@@ -176,6 +209,18 @@ fn normalize_peak(samples: &mut [f32], peak: f32) {
 mod tests {
     use super::*;
     use crate::analysis;
+
+    #[test]
+    fn music_is_never_silent_and_spans_the_band() {
+        let m = music_like(8 * 48_000);
+        let peak = m.iter().fold(0f32, |a, s| a.max(s.abs()));
+        assert!((peak - 0.5).abs() < 1e-3);
+        for w in m.chunks(4800) {
+            assert!(analysis::rms(w) > 0.02, "a 100 ms window is nearly silent");
+        }
+        assert!(analysis::band_energy_fraction(&m, 48_000, 98.0, 40.0) > 0.02, "bass");
+        assert!(analysis::band_energy_fraction(&m, 48_000, 1050.0, 300.0) > 0.02, "harmonics");
+    }
 
     #[test]
     fn tone_has_its_frequency_and_amplitude() {

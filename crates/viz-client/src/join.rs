@@ -15,9 +15,12 @@ use viz_proto::{
     ByeReason, Connection, ControlMessage, Established, Event, HandshakeError, Hello, HostKeyPolicy, Initiator,
     Keypair, MAX_DATAGRAM, OwnedMedia, PROTOCOL_VERSION, Received, Sas, SessionConfig,
 };
+use viz_proto::password::JoinerPassword;
+use zeroize::Zeroizing;
 
 use crate::address::{JoinAddress, TransportChoice};
 use crate::engine::EngineHandle;
+use crate::roster::Roster;
 use crate::status::{Console, LossHint, RateMeter, status_line};
 use crate::store::KnownHosts;
 use crate::transport::{Kind, Transport};
@@ -37,6 +40,14 @@ pub struct JoinConfig {
     /// End the call cleanly this long after it starts.
     pub duration: Option<Duration>,
     pub status_interval: Duration,
+    /// Room password, proven with CPace (never sent).
+    pub password: Option<Zeroizing<String>>,
+    pub sends: bool,
+    pub receives: bool,
+    /// Ask the server for its echo service instead of the room.
+    pub echo_test: bool,
+    /// Reconnect after the call started, if the connection breaks.
+    pub reconnect: bool,
 }
 
 impl JoinConfig {
@@ -52,6 +63,11 @@ impl JoinConfig {
             ws_wait: Duration::from_secs(2),
             duration: None,
             status_interval: Duration::from_secs(5),
+            password: None,
+            sends: true,
+            receives: true,
+            echo_test: false,
+            reconnect: true,
         }
     }
 }
@@ -114,6 +130,10 @@ pub enum JoinError {
     Handshake(#[from] HandshakeError),
     #[error("the host is busy: it is already in a call with someone else")]
     Busy,
+    #[error("this room needs a password: give it with --password-file FILE or VIZ_PASSWORD")]
+    PasswordRequired,
+    #[error("wrong password: the room refused it (or someone in between does not know it)")]
+    WrongPassword,
     #[error("the host {0} before the call started")]
     Refused(ByeReason),
     #[error("connection lost: nothing heard from the host for {0} s")]
@@ -233,8 +253,31 @@ async fn send_all(conn: &mut Connection, transport: &mut Transport, buf: &mut [u
     Ok(())
 }
 
-/// Joins a call. The engine must already be spawned (so input errors came first);
-/// `outgoing` is the engine's packet stream. Returns when the call ends.
+/// What one connection ended with.
+enum Outcome {
+    /// The call is over for good.
+    Ended(JoinSummary),
+    /// The connection broke after the call had started: worth reconnecting.
+    Lost(String),
+}
+
+/// What survives a reconnect.
+struct CallState {
+    engine_started: bool,
+    muted: bool,
+    call_time: Duration,
+    roster: Roster,
+}
+
+/// Delay before reconnect attempt `n` (from 0): 250 ms doubling, at most 2 s.
+pub fn reconnect_backoff(n: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << n.min(3))).min(Duration::from_secs(2))
+}
+
+/// Joins a call or room. The engine must already be spawned (so input errors came
+/// first); `outgoing` is the engine's packet stream. Returns when the call ends. Once
+/// the call has started, a broken connection (server restart, network drop) is retried
+/// with backoff up to 2 s, keeping the identity, until it comes back or the user quits.
 pub async fn join(
     cfg: JoinConfig,
     engine: &EngineHandle,
@@ -242,6 +285,65 @@ pub async fn join(
     mut commands: mpsc::Receiver<UserCommand>,
     console: Console,
 ) -> Result<JoinSummary, JoinError> {
+    let mut state = CallState { engine_started: false, muted: false, call_time: Duration::ZERO, roster: Roster::default() };
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    let mut lost_reason: Option<String> = None;
+    loop {
+        let result = connect_and_run(&cfg, engine, &mut outgoing, &mut commands, &console, &mut state).await;
+        let reason = match result {
+            Ok(Outcome::Ended(mut summary)) => {
+                summary.call_time = state.call_time;
+                return Ok(summary);
+            }
+            Ok(Outcome::Lost(reason)) => reason,
+            Err(e) if state.engine_started && cfg.reconnect && e.is_transient() => e.to_string(),
+            Err(e) => return Err(e),
+        };
+        if lost_reason.is_none() {
+            attempt = 0;
+            console.line(format!("Connection lost: {reason}. Reconnecting..."));
+        }
+        lost_reason = Some(reason);
+        let wait = reconnect_backoff(attempt);
+        attempt += 1;
+        if attempt > 1 {
+            console.line(format!("Still reconnecting (attempt {attempt}, next in {:.2} s)...", wait.as_secs_f32()));
+        }
+        let until = Instant::now() + wait;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.into()) => break,
+                Some(_) = outgoing.recv() => {} // nothing to send it to while disconnected
+                Some(cmd) = commands.recv() => if cmd == UserCommand::Leave {
+                    return Err(JoinError::Lost(cfg.session.idle_timeout.as_secs()));
+                }
+            }
+        }
+        if let Some(d) = cfg.duration
+            && started.elapsed() >= d
+        {
+            return Err(JoinError::Lost(cfg.session.idle_timeout.as_secs()));
+        }
+    }
+}
+
+impl JoinError {
+    /// Failures a reconnect may cure (as opposed to refusals and wrong keys).
+    fn is_transient(&self) -> bool {
+        matches!(self, Self::NoAnswer { .. } | Self::Lost(_) | Self::TransportClosed(_) | Self::Io(_) | Self::Resolve { .. })
+    }
+}
+
+async fn connect_and_run(
+    cfg: &JoinConfig,
+    engine: &EngineHandle,
+    outgoing: &mut mpsc::Receiver<OwnedMedia>,
+    commands: &mut mpsc::Receiver<UserCommand>,
+    console: &Console,
+    state: &mut CallState,
+) -> Result<Outcome, JoinError> {
+    let reconnecting = state.engine_started;
     let mut known = KnownHosts::load(&cfg.known_hosts)
         .map_err(|e| JoinError::KnownHosts { path: cfg.known_hosts.clone(), reason: e.to_string() })?;
     let host_key_name = cfg.address.known_hosts_key();
@@ -250,26 +352,45 @@ pub async fn join(
         (None, Some(key)) => HostKeyPolicy::Known(key),
         (None, None) => HostKeyPolicy::FirstUse,
     };
-    let (mut transport, est) = connect(&cfg, policy.clone(), &console).await?;
+    let (mut transport, est) = connect(cfg, policy.clone(), console).await?;
     let mut conn = est.connection;
     let fp = est.host_key.fingerprint();
-    console.line(format!("Connected over {} to {}", transport.kind, transport.peer));
-    match policy {
-        HostKeyPolicy::FirstUse => console.line(format!(
-            "Host fingerprint {fp} (first connection: remembered in {}; check it with the host)",
-            known.path().display()
-        )),
-        HostKeyPolicy::Pinned(_) => console.line(format!("Host fingerprint {fp} matches the address")),
-        HostKeyPolicy::Known(_) => console.line(format!("Host fingerprint {fp} (known host)")),
+    if !reconnecting {
+        console.line(format!("Connected over {} to {}", transport.kind, transport.peer));
+        match policy {
+            HostKeyPolicy::FirstUse => console.line(format!(
+                "Host fingerprint {fp} (first connection: remembered in {}; check it with the host)",
+                known.path().display()
+            )),
+            HostKeyPolicy::Pinned(_) => console.line(format!("Host fingerprint {fp} matches the address")),
+            HostKeyPolicy::Known(_) => console.line(format!("Host fingerprint {fp} (known host)")),
+        }
     }
     if !matches!(policy, HostKeyPolicy::Known(_)) {
         known
             .remember(&host_key_name, est.host_key)
             .map_err(|e| JoinError::KnownHosts { path: cfg.known_hosts.clone(), reason: e.to_string() })?;
     }
-    console.line(format!("Security code: {}  (the host shows the same code unless someone is in between)", conn.sas()));
+    if !reconnecting {
+        console.line(format!(
+            "Security code: {}  (the host shows the same code unless someone is in between)",
+            conn.sas()
+        ));
+    }
 
-    conn.send_control(hello_message(&cfg.name, &cfg.params));
+    // With a password, the proof goes first; the Hello follows in order, and the
+    // server holds it until the proof checks out.
+    let mut password = None;
+    if let Some(pw) = &cfg.password {
+        let (exchange, start) = JoinerPassword::start(pw, conn.handshake_hash())
+            .map_err(|e| JoinError::Handshake(HandshakeError::Noise(e.to_string())))?;
+        conn.send_control(ControlMessage::PasswordStart(start));
+        password = Some(exchange);
+    }
+    conn.send_control(hello_message_for(cfg));
+    if state.muted {
+        conn.send_control(ControlMessage::Mute { muted: true });
+    }
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut plain = vec![0u8; MAX_DATAGRAM];
     send_all(&mut conn, &mut transport, &mut buf).await?;
@@ -278,14 +399,25 @@ pub async fn join(
     let greet_deadline = connected_at + Duration::from_secs(5);
     let mut call_started: Option<Instant> = None;
     let mut peer_name = String::from("host");
+    let mut in_room = false;
     let mut leaving: Option<EndReason> = None;
     let mut ended: Option<EndReason> = None;
-    let mut muted = false;
     let mut rates = RateMeter::new(transport.header_overhead);
     let mut next_status = Instant::now() + cfg.status_interval;
     let mut next_hint = Instant::now() + Duration::from_secs(1);
     let mut loss_hint = LossHint::default();
+    let mut roster_settle_at: Option<Instant> = None;
+    state.roster.clear();
     rates.rates(Instant::now(), &conn.stats());
+
+    let finish = |conn: &viz_proto::Connection, transport: &Transport, peer_name: String, reason| JoinSummary {
+        transport: transport.kind,
+        peer_name,
+        sas: conn.sas(),
+        call_time: Duration::ZERO,
+        stats: conn.stats(),
+        ended: reason,
+    };
 
     loop {
         let now = Instant::now();
@@ -298,20 +430,27 @@ pub async fn join(
             });
         }
         let mut wake = conn.poll_timeout().unwrap_or(now + Duration::from_secs(1)).min(next_status).min(next_hint);
-        if let (Some(start), Some(d)) = (call_started, cfg.duration) {
-            wake = wake.min(start + d);
+        if let Some(d) = cfg.duration {
+            wake = wake.min(connected_at + d.saturating_sub(state.call_time));
+        }
+        if let Some(t) = roster_settle_at {
+            wake = wake.min(t);
         }
         tokio::select! {
             got = transport.rx.recv() => match got {
                 Some((at, data)) => {
-                    if let Ok(Received::Media(m)) = conn.handle_datagram(at, &data, &mut plain) {
+                    if let Ok(Received::Media(m)) = conn.handle_datagram(at, &data, &mut plain)
+                        && call_started.is_some()
+                        && cfg.receives
+                    {
                         engine.deliver(at, OwnedMedia::from_frame(&m));
                     }
                 }
+                None if call_started.is_some() => return Ok(Outcome::Lost(format!("the {} connection closed", transport.kind))),
                 None => return Err(JoinError::TransportClosed(transport.kind)),
             },
             Some(media) = outgoing.recv() => {
-                if conn.is_open() && let Some(frame) = media.as_frame() {
+                if conn.is_open() && call_started.is_some() && cfg.sends && let Some(frame) = media.as_frame() {
                     match conn.send_media(Instant::now(), &frame, &mut buf) {
                         Ok(n) => transport.send(&buf[..n]).await?,
                         Err(e) => tracing::debug!("media not sent: {e}"),
@@ -320,10 +459,10 @@ pub async fn join(
             },
             Some(cmd) = commands.recv() => match cmd {
                 UserCommand::ToggleMute => {
-                    muted = !muted;
-                    engine.set_muted(muted);
-                    conn.send_control(ControlMessage::Mute { muted });
-                    console.line(if muted { "Microphone muted (m to unmute)" } else { "Microphone on" });
+                    state.muted = !state.muted;
+                    engine.set_muted(state.muted);
+                    conn.send_control(ControlMessage::Mute { muted: state.muted });
+                    console.line(if state.muted { "Microphone muted (m to unmute)" } else { "Microphone on" });
                 }
                 UserCommand::Leave => {
                     if leaving.is_none() {
@@ -336,52 +475,109 @@ pub async fn join(
         }
         let now = Instant::now();
         conn.handle_timeout(now);
+        if roster_settle_at.is_some_and(|t| now >= t) {
+            roster_settle_at = None;
+            if let Some(line) = state.roster.settle() {
+                console.line(line);
+            }
+        }
         while let Some(event) = conn.poll_event() {
             match event {
-                Event::Control(ControlMessage::Hello(h)) => {
-                    peer_name = if h.name.is_empty() { "host".into() } else { h.name };
-                    if call_started.is_none() {
-                        call_started = Some(now);
-                        engine.start();
-                        console.line(format!(
-                            "In a call with {peer_name}. Type m + Enter to mute, q + Enter or Ctrl-C to leave."
-                        ));
+                Event::Control(ControlMessage::PasswordReply { reply, proof }) => {
+                    let Some(exchange) = password.take() else { continue };
+                    match exchange.finish(&reply, &proof) {
+                        Ok(mine) => conn.send_control(ControlMessage::PasswordProof(mine)),
+                        Err(_) => {
+                            conn.close(now, ByeReason::WrongPassword);
+                            send_all(&mut conn, &mut transport, &mut buf).await.ok();
+                            return Err(JoinError::WrongPassword);
+                        }
                     }
                 }
-                Event::Control(ControlMessage::Mute { muted }) => {
+                Event::Control(ControlMessage::Hello(h)) => {
+                    peer_name = if h.name.is_empty() { "host".into() } else { h.name };
+                    in_room = h.room;
+                    if password.is_some() && in_room {
+                        console.line("Note: this room has no password; yours was not needed");
+                        password = None;
+                    }
+                    if call_started.is_none() {
+                        call_started = Some(now);
+                        if !state.engine_started {
+                            state.engine_started = true;
+                            engine.start();
+                        }
+                        let keys = "Type m + Enter to mute, q + Enter or Ctrl-C to leave.";
+                        let what = match (in_room, cfg.echo_test, reconnecting) {
+                            (_, true, _) => format!("Echo test on {peer_name}: you hear yourself back. {keys}"),
+                            (true, _, false) => format!("Joined room '{peer_name}'. {keys}"),
+                            (true, _, true) => format!("Reconnected to room '{peer_name}'."),
+                            (false, _, false) => format!("In a call with {peer_name}. {keys}"),
+                            (false, _, true) => format!("Reconnected to {peer_name}."),
+                        };
+                        console.line(what);
+                        if in_room && !cfg.echo_test {
+                            // The roster follows the greeting; introduce the room once it is in.
+                            roster_settle_at = Some(now + Duration::from_millis(300));
+                        }
+                    }
+                }
+                Event::Control(msg @ (ControlMessage::Roster(_) | ControlMessage::Left { .. } | ControlMessage::Talking(_))) => {
+                    if let Some(line) = state.roster.apply(&msg) {
+                        console.line(line);
+                    }
+                }
+                Event::Control(ControlMessage::Mute { muted }) if !in_room => {
                     console.line(format!("{peer_name} {}", if muted { "muted their microphone" } else { "unmuted" }));
                 }
                 Event::Control(_) => {}
                 Event::PeerLeft(reason) => {
                     if call_started.is_none() {
                         send_all(&mut conn, &mut transport, &mut buf).await.ok();
-                        return Err(if reason == ByeReason::Busy {
-                            JoinError::Busy
-                        } else {
-                            JoinError::Refused(reason)
+                        return Err(match reason {
+                            ByeReason::Busy => JoinError::Busy,
+                            ByeReason::PasswordRequired => JoinError::PasswordRequired,
+                            ByeReason::WrongPassword => JoinError::WrongPassword,
+                            r => JoinError::Refused(r),
                         });
                     }
-                    console.line(format!("{peer_name} {reason}"));
+                    send_all(&mut conn, &mut transport, &mut buf).await.ok();
+                    if let Some(start) = call_started {
+                        state.call_time += now - start;
+                    }
+                    if reason == ByeReason::ShuttingDown && in_room && cfg.reconnect {
+                        return Ok(Outcome::Lost(format!("{peer_name} shut down")));
+                    }
+                    console.line(match reason {
+                        ByeReason::Kicked => "You were removed from the room by an admin".to_owned(),
+                        ByeReason::Replaced => "This identity joined again from elsewhere; this connection is over".to_owned(),
+                        r => format!("{peer_name} {r}"),
+                    });
                     ended = Some(EndReason::PeerLeft(reason));
                 }
-                Event::TimedOut => return Err(JoinError::Lost(cfg.session.idle_timeout.as_secs())),
+                Event::TimedOut => {
+                    if let Some(start) = call_started {
+                        state.call_time += now - start;
+                        return Ok(Outcome::Lost(format!(
+                            "nothing heard from the server for {} s",
+                            cfg.session.idle_timeout.as_secs()
+                        )));
+                    }
+                    return Err(JoinError::Lost(cfg.session.idle_timeout.as_secs()));
+                }
                 Event::Closed => ended = leaving,
             }
         }
         send_all(&mut conn, &mut transport, &mut buf).await?;
         if let Some(reason) = ended {
+            if let (Some(start), false) = (call_started, matches!(reason, EndReason::PeerLeft(_))) {
+                state.call_time += now - start;
+            }
             transport.close().await;
-            return Ok(JoinSummary {
-                transport: transport.kind,
-                peer_name,
-                sas: conn.sas(),
-                call_time: call_started.map_or(Duration::ZERO, |s| now - s),
-                stats: conn.stats(),
-                ended: reason,
-            });
+            return Ok(Outcome::Ended(finish(&conn, &transport, peer_name, reason)));
         }
         if let (Some(start), Some(d)) = (call_started, cfg.duration)
-            && now >= start + d
+            && state.call_time + (now - start) >= d
             && leaving.is_none()
         {
             leaving = Some(EndReason::DurationReached);
@@ -397,14 +593,42 @@ pub async fn join(
             let stats = conn.stats();
             let r = rates.rates(now, &stats);
             if call_started.is_some() {
-                console.line(status_line(
-                    &peer_name,
+                let who = if in_room && !cfg.echo_test {
+                    format!("Room '{peer_name}': {}\n  ", state.roster.summary())
+                } else {
+                    String::new()
+                };
+                let line = status_line(
+                    if in_room { "server" } else { &peer_name },
                     &format!("{} {}", transport.kind, transport.peer),
                     &stats,
                     &engine.status(),
                     r,
-                ));
+                );
+                console.line(format!("{who}{line}"));
             }
         }
+    }
+}
+
+/// The Hello this joiner sends, with its role and echo-test wish.
+fn hello_message_for(cfg: &JoinConfig) -> ControlMessage {
+    let ControlMessage::Hello(mut h) = hello_message(&cfg.name, &cfg.params) else {
+        unreachable!("hello_message builds a Hello")
+    };
+    h.sends_audio = cfg.sends;
+    h.receives_audio = cfg.receives;
+    h.echo_test = cfg.echo_test;
+    ControlMessage::Hello(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_two_seconds() {
+        let waits: Vec<u64> = (0..6).map(|n| reconnect_backoff(n).as_millis() as u64).collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 2000, 2000]);
     }
 }

@@ -13,6 +13,7 @@ pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod join;
+pub mod roster;
 pub mod status;
 pub mod store;
 pub mod transport;

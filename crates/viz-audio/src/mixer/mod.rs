@@ -247,6 +247,10 @@ impl Mixer {
         }
     }
 
+    pub fn ids(&self) -> impl Iterator<Item = ParticipantId> + '_ {
+        self.participants.keys().copied()
+    }
+
     pub fn len(&self) -> usize {
         self.participants.len()
     }

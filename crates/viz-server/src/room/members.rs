@@ -1,0 +1,411 @@
+//! Participants on the network side: admission (password), the roster, admin
+//! operations and leaving. The same operations will back the web page and REST API.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use viz_audio::mixer::{ParticipantId, Role};
+use viz_proto::control::{MAX_GAIN_PERCENT, MAX_ROSTER_ENTRIES};
+use viz_proto::password::ServerPassword;
+use viz_proto::{AdminOp, AdminRequest, ByeReason, ControlMessage, Hello, PROTOCOL_VERSION, PublicKey, RosterEntry};
+
+use super::Room;
+use super::mixing::{TEST_SOURCE_ID, ToMixer};
+
+/// Where a session is in joining the room.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// Authenticated by Noise; nothing said yet.
+    Fresh,
+    /// Password exchange running; the joiner's Hello may already be waiting.
+    Password { exchange: ServerPassword, hello: Option<Hello> },
+    /// Password proven (or none needed), Hello not yet received.
+    Proven,
+    /// In the room.
+    Admitted,
+    /// An admin's control-only session (no audio, not in the roster).
+    Admin,
+}
+
+pub(crate) struct Member {
+    pub session: u32,
+    pub pid: ParticipantId,
+    pub key: PublicKey,
+    pub ip: Option<IpAddr>,
+    pub via: String,
+    pub admission: Admission,
+    /// Name the client asked for (an admin-set name overrides it).
+    pub client_name: String,
+    pub name: String,
+    pub role: Role,
+    pub self_muted: bool,
+}
+
+impl Member {
+    pub(crate) fn new(session: u32, pid: ParticipantId, key: PublicKey, ip: Option<IpAddr>, via: String) -> Self {
+        Self {
+            session,
+            pid,
+            key,
+            ip,
+            via,
+            admission: Admission::Fresh,
+            client_name: String::new(),
+            name: String::new(),
+            role: Role::SPEAKER,
+            self_muted: false,
+        }
+    }
+
+    pub(crate) fn is_admitted(&self) -> bool {
+        matches!(self.admission, Admission::Admitted)
+    }
+
+    /// Admitted participants (not echo tests) and admins see the roster.
+    pub(crate) fn gets_roster(&self) -> bool {
+        (self.is_admitted() && !self.role.echo) || matches!(self.admission, Admission::Admin)
+    }
+}
+
+fn display_name(raw: &str) -> String {
+    if raw.is_empty() { "guest".to_owned() } else { raw.to_owned() }
+}
+
+impl Room {
+    pub(crate) fn on_control(&mut self, id: u32, msg: ControlMessage, now: Instant) {
+        match msg {
+            ControlMessage::PasswordStart(start) => self.on_password_start(id, &start, now),
+            ControlMessage::PasswordProof(proof) => self.on_password_proof(id, &proof, now),
+            ControlMessage::Hello(h) => self.on_hello(id, h, now),
+            ControlMessage::Mute { muted } => {
+                let Some(m) = self.members.get_mut(&id) else { return };
+                m.self_muted = muted;
+                if m.is_admitted() {
+                    let entry = self.roster_entry(id);
+                    self.broadcast_roster(entry);
+                }
+            }
+            ControlMessage::Admin(req) => self.on_admin(id, req, now),
+            // Bye is turned into PeerLeft by the session; the rest is server → client.
+            _ => {}
+        }
+    }
+
+    fn on_password_start(&mut self, id: u32, start: &[u8; 48], now: Instant) {
+        let Some(password) = self.cfg.password.clone() else { return }; // no password: Hello admits
+        let Some(session) = self.endpoint.session_mut(id) else { return };
+        let hash = session.handshake_hash();
+        let Some(m) = self.members.get_mut(&id) else { return };
+        if !matches!(m.admission, Admission::Fresh) {
+            return;
+        }
+        match ServerPassword::respond(&password, hash, start) {
+            Ok((exchange, reply, proof)) => {
+                session.send_control(ControlMessage::PasswordReply { reply, proof });
+                m.admission = Admission::Password { exchange, hello: None };
+            }
+            Err(e) => {
+                tracing::info!(via = %m.via, "password exchange failed: {e}");
+                let ip = m.ip;
+                session.close(now, ByeReason::WrongPassword);
+                if let Some(ip) = ip {
+                    self.limiter.failed(ip, now);
+                }
+            }
+        }
+    }
+
+    fn on_password_proof(&mut self, id: u32, proof: &[u8; 32], now: Instant) {
+        let Some(m) = self.members.get_mut(&id) else { return };
+        let Admission::Password { exchange, hello } = std::mem::replace(&mut m.admission, Admission::Proven) else {
+            return;
+        };
+        if exchange.verify(proof).is_err() {
+            tracing::info!(via = %m.via, key = %m.key.fingerprint(), "wrong room password");
+            m.admission = Admission::Fresh;
+            let ip = m.ip;
+            if let Some(ip) = ip {
+                self.limiter.failed(ip, now);
+            }
+            self.summary.refused += 1;
+            if let Some(s) = self.endpoint.session_mut(id) {
+                s.close(now, ByeReason::WrongPassword);
+            }
+            return;
+        }
+        if let Some(h) = hello {
+            self.admit(id, h, now);
+        }
+    }
+
+    fn on_hello(&mut self, id: u32, h: Hello, now: Instant) {
+        let needs_password = self.cfg.password.is_some();
+        let Some(m) = self.members.get_mut(&id) else { return };
+        match &mut m.admission {
+            Admission::Fresh if needs_password => {
+                tracing::info!(via = %m.via, "joiner offered no password");
+                self.summary.refused += 1;
+                if let Some(s) = self.endpoint.session_mut(id) {
+                    s.close(now, ByeReason::PasswordRequired);
+                }
+            }
+            Admission::Password { hello, .. } => *hello = Some(h),
+            Admission::Fresh | Admission::Proven => self.admit(id, h, now),
+            Admission::Admitted | Admission::Admin => {}
+        }
+    }
+
+    /// Takes a joiner into the room: replaces an older session of the same identity,
+    /// applies stored settings, tells everyone.
+    fn admit(&mut self, id: u32, h: Hello, now: Instant) {
+        let Some(m) = self.members.get(&id) else { return };
+        let (pid, key) = (m.pid, m.key);
+        // The same identity still connected (its network dropped, it restarted): that
+        // old session is over, and this one takes its place without a second entry.
+        let mut resumed = false;
+        if let Some(&old) = self.by_pid.get(&pid)
+            && old != id
+        {
+            resumed = true;
+            self.members.remove(&old);
+            if let Some(s) = self.endpoint.session_mut(old) {
+                s.close(now, ByeReason::Replaced);
+                self.dirty.push(old);
+            }
+        }
+        let stored = self.settings.get(&key);
+        let role = Role { sends: h.sends_audio, receives: h.receives_audio, echo: h.echo_test };
+        let Some(m) = self.members.get_mut(&id) else { return };
+        m.admission = super::members::Admission::Admitted;
+        m.client_name = display_name(&h.name);
+        m.name = stored.name.clone().unwrap_or_else(|| m.client_name.clone());
+        m.role = role;
+        let (name, via) = (m.name.clone(), m.via.clone());
+        self.by_pid.insert(pid, id);
+        self.summary.joins += 1;
+        self.mixer.send(ToMixer::Add {
+            id: pid,
+            role,
+            gain: f32::from(stored.gain_percent) / 100.0,
+            muted: stored.muted,
+        });
+        let greeting = ControlMessage::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            name: self.cfg.room_name.clone(),
+            frame_ms: self.cfg.params.frame.millis() as u8,
+            bitrate: self.cfg.params.bitrate,
+            fec: self.cfg.params.fec,
+            dtx: self.cfg.params.dtx,
+            sends_audio: true,
+            receives_audio: true,
+            echo_test: role.echo,
+            room: true,
+        });
+        if let Some(s) = self.endpoint.session_mut(id) {
+            s.send_control(greeting);
+        }
+        self.dirty.push(id);
+        if role.echo {
+            tracing::info!(%via, "echo test started");
+            return;
+        }
+        let kind = match (role.sends, role.receives) {
+            (true, true) => "",
+            (true, false) => " (send-only)",
+            (false, true) => " (listen-only)",
+            (false, false) => " (no audio)",
+        };
+        tracing::info!(%via, key = %key.fingerprint(), "{name} {}{kind}", if resumed { "reconnected" } else { "joined" });
+        self.send_full_roster(id);
+        let entry = self.roster_entry(id);
+        self.broadcast_roster(entry);
+        let count = self.by_pid.len();
+        self.summary.peak_participants = self.summary.peak_participants.max(count);
+    }
+
+    /// A roster line for session `id` (with `you` unset; the receiver's copy sets it).
+    fn roster_entry(&self, id: u32) -> Option<RosterEntry> {
+        let m = self.members.get(&id)?;
+        let stored = self.settings.get(&m.key);
+        Some(RosterEntry {
+            id: m.pid,
+            name: m.name.clone(),
+            key: m.key.fingerprint().compact().to_owned(),
+            gain_percent: stored.gain_percent,
+            you: false,
+            self_muted: m.self_muted,
+            admin_muted: stored.muted,
+            sends: m.role.sends,
+            receives: m.role.receives,
+            test_source: false,
+        })
+    }
+
+    fn test_source_entry(&self) -> Option<RosterEntry> {
+        self.cfg.test_source.then(|| RosterEntry {
+            id: TEST_SOURCE_ID,
+            name: "Test source (music)".into(),
+            key: String::new(),
+            gain_percent: 100,
+            you: false,
+            self_muted: false,
+            admin_muted: false,
+            sends: true,
+            receives: false,
+            test_source: true,
+        })
+    }
+
+    /// Tells everyone in the room about one changed or new entry.
+    fn broadcast_roster(&mut self, entry: Option<RosterEntry>) {
+        let Some(entry) = entry else { return };
+        let ids: Vec<u32> = self.members.values().filter(|m| m.gets_roster()).map(|m| m.session).collect();
+        for sid in ids {
+            let mine = self.members.get(&sid).is_some_and(|m| m.pid == entry.id);
+            let e = RosterEntry { you: mine, ..entry.clone() };
+            if let Some(s) = self.endpoint.session_mut(sid) {
+                s.send_control(ControlMessage::Roster(vec![e]));
+                self.dirty.push(sid);
+            }
+        }
+    }
+
+    /// The whole roster, in messages of up to [`MAX_ROSTER_ENTRIES`].
+    fn send_full_roster(&mut self, to: u32) {
+        let my_pid = self.members.get(&to).map(|m| m.pid);
+        let mut entries: Vec<RosterEntry> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.is_admitted() && !m.role.echo)
+            .filter_map(|(&sid, _)| self.roster_entry(sid))
+            .chain(self.test_source_entry())
+            .map(|e| RosterEntry { you: Some(e.id) == my_pid, ..e })
+            .collect();
+        entries.sort_by_key(|e| e.id);
+        let talking = ControlMessage::Talking(self.talking.clone());
+        let Some(s) = self.endpoint.session_mut(to) else { return };
+        for chunk in entries.chunks(MAX_ROSTER_ENTRIES) {
+            s.send_control(ControlMessage::Roster(chunk.to_vec()));
+        }
+        s.send_control(talking);
+        self.dirty.push(to);
+    }
+
+    /// A member left or was dropped: take them out of the mix and the roster.
+    pub(crate) fn forget(&mut self, m: Member, reason: ByeReason) {
+        if self.by_pid.get(&m.pid) != Some(&m.session) {
+            return; // never admitted, or already replaced by a newer session
+        }
+        self.by_pid.remove(&m.pid);
+        self.mixer.send(ToMixer::Remove { id: m.pid });
+        if m.role.echo {
+            return;
+        }
+        tracing::info!(name = %m.name, "left ({reason})");
+        self.broadcast(&ControlMessage::Left { id: m.pid, reason });
+    }
+
+    fn on_admin(&mut self, id: u32, req: AdminRequest, now: Instant) {
+        let Some(m) = self.members.get(&id) else { return };
+        let (ip, via) = (m.ip, m.via.clone());
+        if ip.is_some_and(|ip| self.limiter.is_blocked(ip, now)) {
+            self.admin_reply(id, req.request, false, "too many failed attempts from this address; try later".into());
+            return;
+        }
+        // Compare in constant time: the token is a secret.
+        let expected = self.cfg.admin_token.as_bytes();
+        let given = req.token.as_bytes();
+        let ok = expected.len() == given.len() && expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !ok {
+            tracing::warn!(%via, "bad admin token");
+            if let Some(ip) = ip {
+                self.limiter.failed(ip, now);
+            }
+            self.admin_reply(id, req.request, false, "bad admin token".into());
+            return;
+        }
+        if let Some(m) = self.members.get_mut(&id)
+            && matches!(m.admission, Admission::Fresh | Admission::Proven)
+        {
+            m.admission = Admission::Admin;
+        }
+        let result = match req.op {
+            AdminOp::LogIn => {
+                self.admin_reply(id, req.request, true, format!("logged in to room '{}'", self.cfg.room_name));
+                self.send_full_roster(id);
+                return;
+            }
+            op => self.apply_admin(op, now),
+        };
+        tracing::info!(%via, ok = result.is_ok(), "admin: {}", result.as_ref().unwrap_or_else(|e| e));
+        let (ok, text) = match result {
+            Ok(t) => (true, t),
+            Err(t) => (false, t),
+        };
+        self.admin_reply(id, req.request, ok, text);
+    }
+
+    fn admin_reply(&mut self, id: u32, request: u32, ok: bool, message: String) {
+        if let Some(s) = self.endpoint.session_mut(id) {
+            s.send_control(ControlMessage::AdminResult { request, ok, message });
+            self.dirty.push(id);
+        }
+    }
+
+    /// One room operation; the change is on disk before this returns `Ok`.
+    pub(crate) fn apply_admin(&mut self, op: AdminOp, now: Instant) -> Result<String, String> {
+        let target = match &op {
+            AdminOp::LogIn => return Ok(String::new()),
+            AdminOp::Gain { target, .. }
+            | AdminOp::Mute { target, .. }
+            | AdminOp::Rename { target, .. }
+            | AdminOp::Kick { target } => *target,
+        };
+        if target == TEST_SOURCE_ID && self.cfg.test_source {
+            return Err("the test source cannot be changed".into());
+        }
+        let sid = *self.by_pid.get(&target).ok_or_else(|| format!("no participant with id {target}"))?;
+        let m = self.members.get(&sid).ok_or_else(|| format!("no participant with id {target}"))?;
+        let (key, name) = (m.key, m.name.clone());
+        let text = match op {
+            AdminOp::Gain { percent, .. } => {
+                if percent > MAX_GAIN_PERCENT {
+                    return Err(format!("gain {percent} % is outside 0..={MAX_GAIN_PERCENT}"));
+                }
+                self.settings.update(&key, |s| s.gain_percent = percent).map_err(|e| e.to_string())?;
+                self.mixer.send(ToMixer::Gain { id: target, gain: f32::from(percent) / 100.0 });
+                format!("{name}: gain {percent} %")
+            }
+            AdminOp::Mute { muted, .. } => {
+                self.settings.update(&key, |s| s.muted = muted).map_err(|e| e.to_string())?;
+                self.mixer.send(ToMixer::Mute { id: target, muted });
+                format!("{name}: {}", if muted { "muted" } else { "unmuted" })
+            }
+            AdminOp::Rename { name: new, .. } => {
+                let new = viz_proto::control::sanitize_name(&new);
+                if new.is_empty() {
+                    return Err("a name cannot be empty".into());
+                }
+                self.settings.update(&key, |s| s.name = Some(new.clone())).map_err(|e| e.to_string())?;
+                if let Some(m) = self.members.get_mut(&sid) {
+                    m.name = new.clone();
+                }
+                format!("{name} is now {new}")
+            }
+            AdminOp::Kick { .. } => {
+                if let Some(s) = self.endpoint.session_mut(sid) {
+                    s.close(now, ByeReason::Kicked);
+                    self.dirty.push(sid);
+                }
+                if let Some(m) = self.members.remove(&sid) {
+                    self.forget(m, ByeReason::Kicked);
+                }
+                return Ok(format!("{name} was removed"));
+            }
+            AdminOp::LogIn => unreachable!("handled above"),
+        };
+        let entry = self.roster_entry(sid);
+        self.broadcast_roster(entry);
+        Ok(text)
+    }
+}

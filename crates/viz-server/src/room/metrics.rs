@@ -1,0 +1,121 @@
+//! Prometheus text exposition of the room's figures at `/metrics` (axum), from a
+//! snapshot the room refreshes every second.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use super::NetCounters;
+use super::mixing::MixStats;
+
+#[derive(Debug, Clone)]
+pub struct ParticipantRow {
+    pub id: u32,
+    pub name: String,
+    pub loss: f64,
+    pub jitter_ms: f64,
+    pub talking: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub mix: MixStats,
+    pub net: NetCounters,
+    pub participants: Vec<ParticipantRow>,
+    pub failed_attempts_refused: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ParticipantLabels {
+    id: String,
+    name: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
+    let g = FloatGauge::default();
+    g.set(value);
+    registry.register(name, help, g);
+}
+
+/// The snapshot in Prometheus text format.
+pub fn render(s: &Snapshot) -> String {
+    let mut r = Registry::with_prefix("viz_room");
+    gauge(&mut r, "mix_cycle_mean_ms", "Mixer tick duration, mean over the last 5 s", s.mix.cycle_mean_ms);
+    gauge(&mut r, "mix_cycle_p99_ms", "Mixer tick duration, 99th percentile over the last 5 s", s.mix.cycle_p99_ms);
+    gauge(&mut r, "mix_cycle_max_ms", "Mixer tick duration, maximum over the last 5 s", s.mix.cycle_max_ms);
+    gauge(&mut r, "mix_ticks", "Mixer ticks since start", s.mix.ticks as f64);
+    gauge(&mut r, "mix_late_ticks", "Ticks that started more than a frame late", s.mix.late_ticks as f64);
+    gauge(&mut r, "participants", "Participants in the room", s.participants.len() as f64);
+    gauge(&mut r, "active_sources", "Sources sending audio now", s.mix.active_sources as f64);
+    gauge(&mut r, "encodes_per_tick", "Opus encodes per mixer tick, last second", s.mix.encodes_per_tick);
+    gauge(&mut r, "media_packets_in", "Media packets received", s.net.media_in as f64);
+    gauge(&mut r, "media_packets_out", "Media packets sent", s.net.media_out as f64);
+    gauge(&mut r, "datagrams_dropped", "Datagrams dropped before a session", s.net.dropped as f64);
+    gauge(&mut r, "forwarded_packets", "Packets passed through unchanged", s.mix.forwarded_packets as f64);
+    gauge(&mut r, "mixer_inbox_dropped", "Media dropped because the mixer fell behind", s.mix.inbox_dropped as f64);
+    gauge(&mut r, "refused_attempts", "Sessions refused after too many failures", s.failed_attempts_refused as f64);
+    let loss = Family::<ParticipantLabels, FloatGauge>::default();
+    let jitter = Family::<ParticipantLabels, FloatGauge>::default();
+    let talking = Family::<ParticipantLabels, FloatGauge>::default();
+    for p in &s.participants {
+        let l = ParticipantLabels { id: p.id.to_string(), name: p.name.clone() };
+        loss.get_or_create(&l).set(p.loss);
+        jitter.get_or_create(&l).set(p.jitter_ms);
+        talking.get_or_create(&l).set(if p.talking { 1.0 } else { 0.0 });
+    }
+    r.register("participant_loss_ratio", "Fraction of the participant's packets lost on the way in", loss);
+    r.register("participant_jitter_ms", "Interarrival jitter of the participant's packets", jitter);
+    r.register("participant_talking", "1 while the participant is heard", talking);
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+    out
+}
+
+async fn metrics(State(s): State<Arc<Mutex<Snapshot>>>) -> impl IntoResponse {
+    let snap = s.lock().map(|g| g.clone()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&snap))
+}
+
+/// Serves `/metrics` on `addr`; returns the bound address.
+pub async fn serve(addr: SocketAddr, snapshot: Arc<Mutex<Snapshot>>) -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| e.to_string())?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = Router::new().route("/metrics", get(metrics)).with_state(snapshot);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("HTTP server stopped: {e}");
+        }
+    });
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_participant_labels() {
+        let snap = Snapshot {
+            mix: MixStats { cycle_p99_ms: 1.25, active_sources: 2, ..Default::default() },
+            participants: vec![ParticipantRow { id: 100, name: "alice \"a\"".into(), loss: 0.02, jitter_ms: 3.5, talking: true }],
+            ..Default::default()
+        };
+        let text = render(&snap);
+        assert!(text.contains("viz_room_mix_cycle_p99_ms 1.25"), "{text}");
+        assert!(text.contains("viz_room_active_sources 2"), "{text}");
+        assert!(text.contains(r#"viz_room_participant_loss_ratio{id="100",name="alice \"a\""} 0.02"#), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

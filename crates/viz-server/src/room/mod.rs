@@ -1,0 +1,529 @@
+//! `viz serve`: a room server with no local audio. Any number of participants join,
+//! the mixer thread ([`mixing`]) gives each the mix they should hear, and admins change
+//! gains, mutes and names over the same encrypted control channel.
+//!
+//! This module is the network side: it drives `viz-proto`'s endpoint, admits joiners
+//! (room password through CPace, see `viz_proto::password`), keeps the roster, runs
+//! admin operations ([`members`]), persists settings ([`settings`]) and reports
+//! statistics ([`metrics`]). Audio work happens on the mixer thread only.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use viz_audio::AudioParams;
+use viz_audio::mixer::ParticipantId;
+use viz_proto::{
+    ByeReason, ControlMessage, Endpoint, Event, Input, Keypair, MAX_DATAGRAM, MediaFrame, OwnedMedia, PublicKey,
+    SessionConfig,
+};
+use zeroize::Zeroizing;
+
+use crate::listener::{BindError, Listener, Path, WsEvent};
+
+pub mod members;
+pub mod metrics;
+pub mod mixing;
+pub mod ratelimit;
+pub mod settings;
+
+use members::Member;
+use mixing::{FromMixer, MixStats, MixerHandle, ToMixer};
+use ratelimit::FailureLimiter;
+use settings::SettingsStore;
+
+/// How long shutting down waits for goodbyes to be acknowledged.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// Session timers are serviced at this granularity (reports, retransmissions, idle).
+const TIMER_STEP: Duration = Duration::from_millis(10);
+/// First participant id handed to a joiner (ids below are reserved: test source).
+const FIRST_PARTICIPANT_ID: ParticipantId = 100;
+
+#[derive(Clone)]
+pub struct RoomConfig {
+    pub bind: SocketAddr,
+    pub websocket: bool,
+    pub keypair: Keypair,
+    pub room_name: String,
+    pub params: AudioParams,
+    pub session: SessionConfig,
+    pub password: Option<Zeroizing<String>>,
+    pub admin_token: Zeroizing<String>,
+    pub state_dir: PathBuf,
+    pub test_source: bool,
+    pub http: Option<SocketAddr>,
+    pub stats_interval: Duration,
+    pub duration: Option<Duration>,
+}
+
+impl std::fmt::Debug for RoomConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomConfig")
+            .field("bind", &self.bind)
+            .field("room_name", &self.room_name)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RoomSummary {
+    pub joins: u64,
+    pub refused: u64,
+    pub peak_participants: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoomError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
+    #[error("cannot start the mixer: {0}")]
+    Mixer(String),
+    #[error("cannot serve HTTP on {addr}: {reason}")]
+    Http { addr: SocketAddr, reason: String },
+}
+
+/// Counters of the network side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NetCounters {
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub media_in: u64,
+    pub media_out: u64,
+    pub dropped: u64,
+}
+
+pub(crate) struct Room {
+    cfg: RoomConfig,
+    listener: Listener,
+    endpoint: Endpoint<Path>,
+    mixer: MixerHandle,
+    settings: SettingsStore,
+    limiter: FailureLimiter,
+    /// By session id.
+    members: HashMap<u32, Member>,
+    /// Admitted participants: participant id → session id.
+    by_pid: HashMap<ParticipantId, u32>,
+    /// Stable participant id per identity, for this server's lifetime.
+    pids: HashMap<PublicKey, ParticipantId>,
+    next_pid: ParticipantId,
+    talking: Vec<ParticipantId>,
+    net: NetCounters,
+    last_mix: Arc<MixStats>,
+    snapshot: Arc<Mutex<metrics::Snapshot>>,
+    summary: RoomSummary,
+    shutting_down: Option<Instant>,
+    /// Sessions touched since they were last serviced.
+    dirty: Vec<u32>,
+    plain: Vec<u8>,
+    reply: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// Runs the room until `stop` resolves (or `duration` passes). `ready` receives the
+/// bound address once listening.
+pub async fn run(
+    cfg: RoomConfig,
+    stop: impl std::future::Future<Output = ()>,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+) -> Result<RoomSummary, RoomError> {
+    let listener = Listener::bind(cfg.bind, cfg.websocket).await?;
+    let settings = SettingsStore::open(&cfg.state_dir)?;
+    let (mix_tx, mut mix_rx) = mpsc::unbounded_channel();
+    let mixer = mixing::spawn(cfg.params, cfg.test_source, mix_tx).map_err(|e| RoomError::Mixer(e.to_string()))?;
+    let snapshot = Arc::new(Mutex::new(metrics::Snapshot::default()));
+    if let Some(addr) = cfg.http {
+        let bound = metrics::serve(addr, snapshot.clone()).await.map_err(|e| RoomError::Http { addr, reason: e })?;
+        tracing::info!(%bound, "metrics at http://{bound}/metrics");
+    }
+    let mut room = Room::new(cfg, listener, mixer, settings, snapshot);
+    room.announce();
+    if let Some(r) = ready {
+        let _ = r.send(room.listener.local);
+    }
+    let started = Instant::now();
+    let mut next_timers = started + TIMER_STEP;
+    let mut next_second = started + Duration::from_secs(1);
+    let mut next_log = started + room.cfg.stats_interval;
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    tokio::pin!(stop);
+    let mut stop_requested = false;
+    loop {
+        tokio::select! {
+            r = room.listener.udp.recv_from(&mut buf) => match r {
+                Ok((n, from)) => room.on_datagram(Path::Udp(from), Instant::now(), &buf[..n]).await,
+                Err(e) => tracing::debug!("udp receive error: {e}"),
+            },
+            Some(ev) = room.listener.ws_events.recv() => {
+                room.listener.track(&ev);
+                if let WsEvent::Datagram { id, at, data } = ev {
+                    room.on_datagram(Path::Ws(id), at, &data).await;
+                }
+            },
+            Some(msg) = mix_rx.recv() => room.on_mixer(msg).await,
+            _ = &mut stop, if !stop_requested => {
+                stop_requested = true;
+                room.begin_shutdown(Instant::now());
+            },
+            _ = tokio::time::sleep_until(next_timers.into()) => {}
+        }
+        let now = Instant::now();
+        room.service_dirty(now).await;
+        if now >= next_timers {
+            next_timers = now + TIMER_STEP;
+            room.endpoint.handle_timeout(now);
+            room.service_all(now).await;
+            if let Some(d) = room.cfg.duration
+                && now >= started + d
+            {
+                room.begin_shutdown(now);
+            }
+            if let Some(t) = room.shutting_down
+                && (room.members.is_empty() || now >= t + SHUTDOWN_GRACE)
+            {
+                break;
+            }
+        }
+        if now >= next_second {
+            next_second += Duration::from_secs(1);
+            room.every_second();
+        }
+        if now >= next_log {
+            next_log += room.cfg.stats_interval;
+            room.log_stats();
+        }
+    }
+    let summary = room.summary.clone();
+    let Room { mixer, .. } = room;
+    mixer.stop();
+    Ok(summary)
+}
+
+/// `::ffff:1.2.3.4` (an IPv4 peer on a dual-stack socket) shown as `1.2.3.4`.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+impl Room {
+    fn new(
+        cfg: RoomConfig,
+        listener: Listener,
+        mixer: MixerHandle,
+        settings: SettingsStore,
+        snapshot: Arc<Mutex<metrics::Snapshot>>,
+    ) -> Self {
+        Self {
+            endpoint: Endpoint::new(cfg.keypair.clone(), cfg.session, rand::random()),
+            cfg,
+            listener,
+            mixer,
+            settings,
+            limiter: FailureLimiter::default(),
+            members: HashMap::new(),
+            by_pid: HashMap::new(),
+            pids: HashMap::new(),
+            next_pid: FIRST_PARTICIPANT_ID,
+            talking: Vec::new(),
+            net: NetCounters::default(),
+            last_mix: Arc::new(MixStats::default()),
+            snapshot,
+            summary: RoomSummary::default(),
+            shutting_down: None,
+            dirty: Vec::new(),
+            plain: vec![0u8; MAX_DATAGRAM],
+            reply: vec![0u8; MAX_DATAGRAM],
+            out: vec![0u8; MAX_DATAGRAM],
+        }
+    }
+
+    fn announce(&self) {
+        let local = self.listener.local;
+        let fp = self.cfg.keypair.fingerprint();
+        let shown_ip = if local.ip().is_unspecified() {
+            crate::host::guess_local_ip().unwrap_or(local.ip())
+        } else {
+            local.ip()
+        };
+        let transports = if self.listener.websocket_enabled() { "UDP, and WebSocket over TCP" } else { "UDP" };
+        println!("Room '{}' on port {} ({transports}). Server fingerprint: {fp}", self.cfg.room_name, local.port());
+        println!("Join with:   viz join viz://{}#{fp}", SocketAddr::new(shown_ip, local.port()));
+        println!(
+            "Password:    {}",
+            if self.cfg.password.is_some() { "required (proven with CPace, never sent)" } else { "none" }
+        );
+        println!("Admin token: {}", self.cfg.admin_token.as_str());
+        println!("Settings:    {}", self.settings.path().display());
+        if self.cfg.test_source {
+            println!("Test source: on (a music loop; listen to it with: viz join ... --listen-only)");
+        }
+    }
+
+    fn peer_ip(&self, path: Path) -> Option<IpAddr> {
+        self.listener.peer_addr(path).map(|a| a.ip().to_canonical())
+    }
+
+    fn peer_text(&self, path: Path) -> String {
+        match self.listener.peer_addr(path) {
+            Some(a) if matches!(path, Path::Udp(_)) => format!("UDP {}", canonical(a)),
+            Some(a) => format!("WebSocket {}", canonical(a)),
+            None => path.to_string(),
+        }
+    }
+
+    async fn on_datagram(&mut self, path: Path, at: Instant, data: &[u8]) {
+        self.net.datagrams_in += 1;
+        match self.endpoint.handle_datagram(at, path, data, &mut self.plain, &mut self.reply) {
+            Input::Reply(n) => {
+                self.net.datagrams_out += 1;
+                self.listener.send(path, &self.reply[..n]).await;
+            }
+            Input::Accepted(id) => {
+                self.on_accepted(id, path, at);
+                self.dirty.push(id);
+            }
+            Input::Media(id, m) => {
+                let Some(member) = self.members.get(&id) else { return };
+                if member.is_admitted() && member.role.sends {
+                    self.net.media_in += 1;
+                    let media = OwnedMedia::from_frame(&m);
+                    self.mixer.send(ToMixer::Media { id: member.pid, at, media });
+                }
+                self.dirty.push(id);
+            }
+            Input::Handled(id) => self.dirty.push(id),
+            Input::Dropped(reason) => {
+                self.net.dropped += 1;
+                tracing::debug!(%path, reason = reason.as_str(), "datagram dropped");
+            }
+        }
+    }
+
+    fn on_accepted(&mut self, id: u32, path: Path, at: Instant) {
+        let ip = self.peer_ip(path);
+        let via = self.peer_text(path);
+        let Some(session) = self.endpoint.session_mut(id) else { return };
+        if self.shutting_down.is_some() {
+            session.close(at, ByeReason::ShuttingDown);
+            return;
+        }
+        if ip.is_some_and(|ip| self.limiter.is_blocked(ip, at)) {
+            session.close(at, ByeReason::TooManyAttempts);
+            self.summary.refused += 1;
+            tracing::info!(%via, "refused: too many failed attempts from this address");
+            return;
+        }
+        let key = session.remote_static();
+        let pid = *self.pids.entry(key).or_insert_with(|| {
+            let p = self.next_pid;
+            self.next_pid += 1;
+            p
+        });
+        tracing::debug!(%via, key = %key.fingerprint(), "session authenticated");
+        self.members.insert(id, Member::new(id, pid, key, ip, via));
+    }
+
+    async fn on_mixer(&mut self, msg: FromMixer) {
+        match msg {
+            FromMixer::Packet(p) => {
+                for d in &p.deliveries {
+                    let Some(&sid) = self.by_pid.get(&d.listener) else { continue };
+                    let (Some(path), Some(src)) = (self.endpoint.path(sid), p.frames.as_frame()) else { continue };
+                    let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) else { continue };
+                    let Some(session) = self.endpoint.session_mut(sid).filter(|s| s.is_open()) else { continue };
+                    if let Ok(n) = session.send_media(Instant::now(), &frame, &mut self.out) {
+                        self.net.media_out += 1;
+                        self.net.datagrams_out += 1;
+                        self.listener.send(path, &self.out[..n]).await;
+                    }
+                }
+            }
+            FromMixer::Talking(ids) => {
+                self.talking = ids;
+                let msg = ControlMessage::Talking(self.talking.clone());
+                self.broadcast(&msg);
+            }
+            FromMixer::Stats(s) => self.last_mix = Arc::new(*s),
+        }
+    }
+
+    /// Sends `msg` to every admitted participant and admin.
+    fn broadcast(&mut self, msg: &ControlMessage) {
+        for m in self.members.values() {
+            if m.gets_roster()
+                && let Some(s) = self.endpoint.session_mut(m.session)
+            {
+                s.send_control(msg.clone());
+                self.dirty.push(m.session);
+            }
+        }
+    }
+
+    async fn service_dirty(&mut self, now: Instant) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for id in dirty.drain(..) {
+            self.service(id, now).await;
+        }
+        // Events may have touched more sessions (broadcasts): serve them next round.
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    async fn service_all(&mut self, now: Instant) {
+        for id in self.endpoint.session_ids() {
+            self.service(id, now).await;
+        }
+        let d = std::mem::take(&mut self.dirty);
+        for id in d {
+            self.service(id, now).await;
+        }
+    }
+
+    /// Handles one session's events, sends what it has to send, forgets it when over.
+    async fn service(&mut self, id: u32, now: Instant) {
+        let mut events = Vec::new();
+        if let Some(session) = self.endpoint.session_mut(id) {
+            while let Some(e) = session.poll_event() {
+                events.push(e);
+            }
+        }
+        for event in events {
+            self.on_event(id, event, now);
+        }
+        let (Some(path), Some(session)) = (self.endpoint.path(id), self.endpoint.session_mut(id)) else { return };
+        while let Some(n) = session.poll_transmit(now, &mut self.out) {
+            self.net.datagrams_out += 1;
+            self.listener.send(path, &self.out[..n]).await;
+        }
+        if session.is_closed() {
+            self.endpoint.remove(id);
+            if let Some(m) = self.members.remove(&id) {
+                self.forget(m, ByeReason::Leaving);
+            }
+        }
+    }
+
+    fn on_event(&mut self, id: u32, event: Event, now: Instant) {
+        match event {
+            Event::Control(msg) => self.on_control(id, msg, now),
+            Event::PeerLeft(reason) => {
+                if let Some(m) = self.members.remove(&id) {
+                    self.forget(m, reason);
+                }
+            }
+            Event::TimedOut => {
+                if let Some(m) = self.members.remove(&id) {
+                    tracing::info!(name = %m.name, "participant timed out");
+                    self.forget(m, ByeReason::Other(0xff));
+                }
+                self.endpoint.remove(id);
+            }
+            Event::Closed => {}
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Instant) {
+        if self.shutting_down.is_some() {
+            return;
+        }
+        self.shutting_down = Some(now);
+        tracing::info!("shutting down: telling {} participants", self.members.len());
+        for id in self.endpoint.session_ids() {
+            if let Some(s) = self.endpoint.session_mut(id) {
+                s.close(now, ByeReason::ShuttingDown);
+            }
+            self.dirty.push(id);
+        }
+    }
+
+    fn every_second(&mut self) {
+        // FEC of each mix follows the loss its listeners report.
+        for m in self.members.values() {
+            if m.is_admitted()
+                && m.role.receives
+                && let Some(s) = self.endpoint.session(m.session)
+            {
+                let percent = (s.stats().remote_loss * 100.0).round().clamp(0.0, 100.0) as u8;
+                self.mixer.send(ToMixer::ListenerLoss { id: m.pid, percent });
+            }
+        }
+        let snap = self.snapshot();
+        if let Ok(mut s) = self.snapshot.lock() {
+            *s = snap;
+        }
+    }
+
+    fn log_stats(&self) {
+        let mix = &self.last_mix;
+        let admitted = self.members.values().filter(|m| m.is_admitted() && !m.role.echo).count();
+        tracing::info!(
+            target: "viz::room",
+            mix_mean_ms = format_args!("{:.3}", mix.cycle_mean_ms),
+            mix_p99_ms = format_args!("{:.3}", mix.cycle_p99_ms),
+            mix_max_ms = format_args!("{:.3}", mix.cycle_max_ms),
+            participants = admitted,
+            active_sources = mix.active_sources,
+            encodes_per_tick = format_args!("{:.2}", mix.encodes_per_tick),
+            packets_in = self.net.media_in,
+            packets_out = self.net.media_out,
+            late_ticks = mix.late_ticks,
+            "room statistics"
+        );
+        // Per participant, worst loss first; a big room logs its ten worst.
+        let mut rows: Vec<(&Member, f32, f64)> = self
+            .members
+            .values()
+            .filter(|m| m.is_admitted())
+            .filter_map(|m| {
+                let s = self.endpoint.session(m.session)?.stats();
+                Some((m, s.loss, s.jitter.as_secs_f64() * 1000.0))
+            })
+            .collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (m, loss, jitter) in rows.iter().take(10) {
+            tracing::info!(
+                target: "viz::room",
+                participant = %m.name,
+                id = m.pid,
+                loss_percent = format_args!("{:.1}", loss * 100.0),
+                jitter_ms = format_args!("{jitter:.1}"),
+                "participant"
+            );
+        }
+    }
+
+    fn snapshot(&self) -> metrics::Snapshot {
+        let mix = (*self.last_mix).clone();
+        let participants = self
+            .members
+            .values()
+            .filter(|m| m.is_admitted() && !m.role.echo)
+            .filter_map(|m| {
+                let s = self.endpoint.session(m.session)?.stats();
+                Some(metrics::ParticipantRow {
+                    id: m.pid,
+                    name: m.name.clone(),
+                    loss: f64::from(s.loss),
+                    jitter_ms: s.jitter.as_secs_f64() * 1000.0,
+                    talking: self.talking.contains(&m.pid),
+                })
+            })
+            .collect();
+        metrics::Snapshot { mix, net: self.net, participants, failed_attempts_refused: self.limiter.refused() }
+    }
+}
+
+/// A fresh admin token: 128 random bits, base32.
+pub fn generate_admin_token() -> Zeroizing<String> {
+    let bytes: [u8; 16] = rand::random();
+    Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&bytes).to_ascii_lowercase())
+}
