@@ -134,6 +134,8 @@ pub enum JoinError {
     PasswordRequired,
     #[error("wrong password: the room refused it (or someone in between does not know it)")]
     WrongPassword,
+    #[error("the room refuses this address for now: too many failed password or admin-token attempts; try again in a minute")]
+    TooManyAttempts,
     #[error("the host {0} before the call started")]
     Refused(ByeReason),
     #[error("connection lost: nothing heard from the host for {0} s")]
@@ -269,6 +271,10 @@ struct CallState {
     roster: Roster,
 }
 
+/// In a room, the server reports every second; this long without a word means the
+/// connection is gone (a restarted server silently drops the old session's packets).
+pub const STALE_AFTER: Duration = Duration::from_secs(4);
+
 /// Delay before reconnect attempt `n` (from 0): 250 ms doubling, at most 2 s.
 pub fn reconnect_backoff(n: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << n.min(3))).min(Duration::from_secs(2))
@@ -335,15 +341,13 @@ impl JoinError {
     }
 }
 
-async fn connect_and_run(
+/// Finds the host, checks its key (pinned, known or first use, remembering it) and
+/// completes the handshake. `quiet` leaves out the key messages (a reconnect).
+pub async fn establish(
     cfg: &JoinConfig,
-    engine: &EngineHandle,
-    outgoing: &mut mpsc::Receiver<OwnedMedia>,
-    commands: &mut mpsc::Receiver<UserCommand>,
     console: &Console,
-    state: &mut CallState,
-) -> Result<Outcome, JoinError> {
-    let reconnecting = state.engine_started;
+    quiet: bool,
+) -> Result<(Transport, viz_proto::Connection), JoinError> {
     let mut known = KnownHosts::load(&cfg.known_hosts)
         .map_err(|e| JoinError::KnownHosts { path: cfg.known_hosts.clone(), reason: e.to_string() })?;
     let host_key_name = cfg.address.known_hosts_key();
@@ -352,10 +356,10 @@ async fn connect_and_run(
         (None, Some(key)) => HostKeyPolicy::Known(key),
         (None, None) => HostKeyPolicy::FirstUse,
     };
-    let (mut transport, est) = connect(cfg, policy.clone(), console).await?;
-    let mut conn = est.connection;
+    let (transport, est) = connect(cfg, policy.clone(), console).await?;
+    let conn = est.connection;
     let fp = est.host_key.fingerprint();
-    if !reconnecting {
+    if !quiet {
         console.line(format!("Connected over {} to {}", transport.kind, transport.peer));
         match policy {
             HostKeyPolicy::FirstUse => console.line(format!(
@@ -371,12 +375,30 @@ async fn connect_and_run(
             .remember(&host_key_name, est.host_key)
             .map_err(|e| JoinError::KnownHosts { path: cfg.known_hosts.clone(), reason: e.to_string() })?;
     }
-    if !reconnecting {
+    if !quiet {
         console.line(format!(
             "Security code: {}  (the host shows the same code unless someone is in between)",
             conn.sas()
         ));
     }
+    Ok((transport, conn))
+}
+
+/// Sends everything the session has queued.
+pub async fn flush(conn: &mut viz_proto::Connection, transport: &mut Transport, buf: &mut [u8]) -> std::io::Result<()> {
+    send_all(conn, transport, buf).await
+}
+
+async fn connect_and_run(
+    cfg: &JoinConfig,
+    engine: &EngineHandle,
+    outgoing: &mut mpsc::Receiver<OwnedMedia>,
+    commands: &mut mpsc::Receiver<UserCommand>,
+    console: &Console,
+    state: &mut CallState,
+) -> Result<Outcome, JoinError> {
+    let reconnecting = state.engine_started;
+    let (mut transport, mut conn) = establish(cfg, console, reconnecting).await?;
 
     // With a password, the proof goes first; the Hello follows in order, and the
     // server holds it until the proof checks out.
@@ -407,6 +429,7 @@ async fn connect_and_run(
     let mut next_hint = Instant::now() + Duration::from_secs(1);
     let mut loss_hint = LossHint::default();
     let mut roster_settle_at: Option<Instant> = None;
+    let mut last_heard = Instant::now();
     state.roster.clear();
     rates.rates(Instant::now(), &conn.stats());
 
@@ -436,10 +459,18 @@ async fn connect_and_run(
         if let Some(t) = roster_settle_at {
             wake = wake.min(t);
         }
+        let may_reconnect = in_room && cfg.reconnect && call_started.is_some() && leaving.is_none();
+        if may_reconnect {
+            wake = wake.min(last_heard + STALE_AFTER);
+        }
         tokio::select! {
             got = transport.rx.recv() => match got {
                 Some((at, data)) => {
-                    if let Ok(Received::Media(m)) = conn.handle_datagram(at, &data, &mut plain)
+                    let received = conn.handle_datagram(at, &data, &mut plain);
+                    if received.is_ok() {
+                        last_heard = at;
+                    }
+                    if let Ok(Received::Media(m)) = received
                         && call_started.is_some()
                         && cfg.receives
                     {
@@ -475,6 +506,12 @@ async fn connect_and_run(
         }
         let now = Instant::now();
         conn.handle_timeout(now);
+        if may_reconnect && now >= last_heard + STALE_AFTER {
+            if let Some(start) = call_started {
+                state.call_time += now - start;
+            }
+            return Ok(Outcome::Lost(format!("nothing heard from the server for {} s", STALE_AFTER.as_secs())));
+        }
         if roster_settle_at.is_some_and(|t| now >= t) {
             roster_settle_at = None;
             if let Some(line) = state.roster.settle() {
@@ -538,6 +575,7 @@ async fn connect_and_run(
                             ByeReason::Busy => JoinError::Busy,
                             ByeReason::PasswordRequired => JoinError::PasswordRequired,
                             ByeReason::WrongPassword => JoinError::WrongPassword,
+                            ByeReason::TooManyAttempts => JoinError::TooManyAttempts,
                             r => JoinError::Refused(r),
                         });
                     }

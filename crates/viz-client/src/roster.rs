@@ -62,7 +62,22 @@ impl Roster {
                 let mut lines = Vec::new();
                 for e in list {
                     let before = self.entries.insert(e.id, e.clone());
-                    if !self.settled || e.you {
+                    if !self.settled {
+                        continue;
+                    }
+                    if e.you {
+                        // Only an admin changes these; the user should know.
+                        match before {
+                            Some(b) if b.name != e.name => lines.push(format!("An admin renamed you to {}", e.name)),
+                            Some(b) if b.admin_muted != e.admin_muted => lines.push(format!(
+                                "An admin {} you",
+                                if e.admin_muted { "muted: nobody hears" } else { "unmuted" }
+                            )),
+                            Some(b) if b.gain_percent != e.gain_percent => {
+                                lines.push(format!("An admin set your volume to {} %", e.gain_percent))
+                            }
+                            _ => {}
+                        }
                         continue;
                     }
                     match before {

@@ -47,6 +47,175 @@ pub enum Command {
     /// Run a host and a joiner in this process over an impaired loopback network and
     /// report latency, loss, bitrate and CPU.
     Demo(DemoArgs),
+    /// Run a room server: any number of people join, each hears everybody else.
+    Serve(ServeArgs),
+    /// Change a room's participants: gain, mute, rename, kick (needs the admin token).
+    Admin(AdminArgs),
+    /// Load a room with many real encrypted clients from this process.
+    Loadtest(LoadtestArgs),
+    /// Measure parts of Viz on this machine.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PasswordArgs {
+    /// File whose first line is the room password.
+    #[arg(long, value_name = "PATH", conflicts_with = "password")]
+    pub password_file: Option<PathBuf>,
+
+    /// Room password (visible to other local users in the process list; prefer
+    /// --password-file or the VIZ_PASSWORD environment variable).
+    #[arg(long, env = "VIZ_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// UDP and TCP (WebSocket) port to listen on.
+    #[arg(short, long, default_value_t = viz_client::address::DEFAULT_PORT)]
+    pub port: u16,
+
+    /// Address to listen on (default: all interfaces, IPv4 and IPv6).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<std::net::IpAddr>,
+
+    /// Do not accept WebSocket connections (UDP only).
+    #[arg(long)]
+    pub no_websocket: bool,
+
+    /// The room's name, shown to joiners.
+    #[arg(long, default_value = "viz")]
+    pub room: String,
+
+    #[command(flatten)]
+    pub password: PasswordArgs,
+
+    /// File holding the admin token (default: a fresh token, printed at start).
+    #[arg(long, value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Where participant settings are kept (default: the config directory's server/).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Add a participant that loops a music-like test signal.
+    #[arg(long)]
+    pub test_source: bool,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:4011")]
+    pub http: Option<std::net::SocketAddr>,
+
+    /// Seconds between statistics log lines.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub stats_interval: u64,
+
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// Server identity key file (default: in the config directory; created on first run).
+    #[arg(long, value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub audio: AudioArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Room server address, as for viz join.
+    #[arg(value_name = "ADDR")]
+    pub address: String,
+
+    /// File holding the admin token the server printed (or VIZ_ADMIN_TOKEN).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    #[arg(long, env = "VIZ_ADMIN_TOKEN", hide_env_values = true, hide = true)]
+    pub token: Option<String>,
+
+    /// Known-hosts file (default: in the config directory).
+    #[arg(long, value_name = "PATH")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// Identity key file (default: in the config directory).
+    #[arg(long, value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub action: AdminAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminAction {
+    /// Show who is in the room.
+    List,
+    /// Set a participant's volume, 0..=200 percent.
+    Gain {
+        /// Participant id, name, or the start of their key fingerprint.
+        who: String,
+        #[arg(value_parser = clap::value_parser!(u16).range(0..=200))]
+        percent: u16,
+    },
+    /// Mute a participant for everyone.
+    Mute { who: String },
+    /// Unmute a participant.
+    Unmute { who: String },
+    /// Give a participant another name.
+    Rename { who: String, name: String },
+    /// Remove a participant from the room.
+    Kick { who: String },
+}
+
+#[derive(Debug, Args)]
+pub struct LoadtestArgs {
+    /// Room server address, as for viz join.
+    #[arg(value_name = "ADDR")]
+    pub address: String,
+
+    /// Clients to connect.
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+
+    /// How many of them talk (the rest listen).
+    #[arg(long, default_value_t = 10)]
+    pub speakers: usize,
+
+    /// Seconds to run after the last client joined.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub duration: f64,
+
+    /// Seconds over which clients join.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub ramp: f64,
+
+    #[command(flatten)]
+    pub password: PasswordArgs,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BenchWhat {
+    /// Mixer tick time for 1/10/50 speakers and 10/100/1000 listeners, beside the
+    /// codec-only floor (the same decodes and encodes alone).
+    Mixer {
+        /// Ticks measured per case.
+        #[arg(long, default_value_t = 500)]
+        ticks: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +245,26 @@ pub struct JoinArgs {
     /// Known-hosts file (default: in the config directory).
     #[arg(long, value_name = "PATH")]
     pub known_hosts: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub password: PasswordArgs,
+
+    /// Only listen: send no audio.
+    #[arg(long, conflicts_with = "send_only")]
+    pub listen_only: bool,
+
+    /// Only talk: receive no audio.
+    #[arg(long)]
+    pub send_only: bool,
+
+    /// Talk to the server's echo service: hear yourself back and measure the round
+    /// trip. With a generated or file input, prints the measured latency.
+    #[arg(long, conflicts_with_all = ["listen_only", "send_only"])]
+    pub echo_test: bool,
+
+    /// Do not reconnect when the connection breaks.
+    #[arg(long)]
+    pub no_reconnect: bool,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -164,6 +353,26 @@ fn parse_frame_ms(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{ms} ms is not an Opus frame size Viz supports (10, 20, 40, 60)"))
 }
 
+impl PasswordArgs {
+    /// The password from the file, the option or the environment.
+    pub fn load(&self) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read the password file {}: {e}", path.display()))?;
+            let line = text.lines().next().unwrap_or("").trim_end_matches('\r').to_owned();
+            if line.is_empty() {
+                anyhow::bail!("the password file {} is empty", path.display());
+            }
+            return Ok(Some(zeroize::Zeroizing::new(line)));
+        }
+        match &self.password {
+            Some(p) if p.is_empty() => anyhow::bail!("the password is empty"),
+            Some(p) => Ok(Some(zeroize::Zeroizing::new(p.clone()))),
+            None => Ok(None),
+        }
+    }
+}
+
 impl AudioArgs {
     pub fn params(&self) -> anyhow::Result<AudioParams> {
         let params = AudioParams {
@@ -235,7 +444,8 @@ pub fn rewrite_legacy(args: Vec<String>) -> Vec<String> {
         out.push(bin);
     }
     let rest: Vec<String> = iter.collect();
-    let is_command = |a: &str| matches!(a, "host" | "join" | "devices" | "demo" | "help");
+    let is_command =
+        |a: &str| matches!(a, "host" | "join" | "devices" | "demo" | "serve" | "admin" | "loadtest" | "bench" | "help");
     let first_positional = rest.iter().position(|a| !a.starts_with('-'));
     let legacy = rest.iter().position(|a| {
         matches!(a.as_str(), "-s" | "-c" | "--server" | "--client") || a.starts_with("-s=") || a.starts_with("-c=")

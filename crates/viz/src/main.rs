@@ -2,8 +2,12 @@
 //! the engine (viz-client) to the host (viz-server) or the join driver.
 
 mod cli;
+mod admin;
+mod bench;
 mod demo;
+mod echo;
 mod keyboard;
+mod loadtest;
 mod proxy;
 mod run;
 
@@ -12,10 +16,15 @@ use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command, LogFormat};
 
-fn init_logging(debug: bool, format: LogFormat) {
-    let default = if debug { "debug" } else { "warn" };
+fn init_logging(debug: bool, format: LogFormat, server: bool) {
+    // A server's log is its output (joins, statistics); a client's is its console.
+    let default = if debug { "debug" } else if server { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -25,10 +34,11 @@ fn init_logging(debug: bool, format: LogFormat) {
 fn main() -> std::process::ExitCode {
     let args = cli::rewrite_legacy(std::env::args().collect());
     let cli = Cli::parse_from(args);
-    init_logging(cli.debug, cli.log_format);
+    init_logging(cli.debug, cli.log_format, matches!(cli.command, Command::Serve(_)));
     let result = match cli.command {
         Command::Devices => run::devices(),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
         command => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
             match runtime {
@@ -37,7 +47,10 @@ fn main() -> std::process::ExitCode {
                     match command {
                         Command::Host(a) => run::host(a).await,
                         Command::Join(a) => run::join(a).await,
-                        Command::Devices | Command::Demo(_) => unreachable!("handled above"),
+                        Command::Serve(a) => run::serve(a).await,
+                        Command::Admin(a) => admin::run(a).await,
+                        Command::Loadtest(a) => loadtest::run(a).await,
+                        Command::Devices | Command::Demo(_) | Command::Bench(_) => unreachable!("handled above"),
                     }
                 }),
             }

@@ -13,7 +13,8 @@ use viz_client::store;
 use viz_proto::{Keypair, SessionConfig};
 use viz_server::host::{self, HostConfig};
 
-use crate::cli::{CommonArgs, HostArgs, JoinArgs};
+use crate::cli::{CommonArgs, HostArgs, JoinArgs, ServeArgs};
+use viz_server::room::{self, RoomConfig};
 use crate::keyboard;
 
 fn load_identity(common: &CommonArgs, console: Console) -> Result<Keypair> {
@@ -125,21 +126,41 @@ pub async fn join(args: JoinArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => store::default_known_hosts_path()?,
     };
-    let config = engine_config(&args.common)?;
+    let mut config = engine_config(&args.common)?;
+    // Nothing to capture or play when only listening or only talking.
+    if args.listen_only && args.common.input == "default" {
+        config.input = InputSpec::Silence;
+    }
+    if args.send_only && args.common.output == "default" {
+        config.output = OutputSpec::Null;
+    }
+    let echo = if args.echo_test { Some(crate::echo::prepare(&args.common, &mut config)?) } else { None };
     console.line(format!("Audio: {} -> host, host -> {}", config.input.describe(), config.output.describe()));
     let (engine, outgoing) = start_engine(config)?;
     let mut cfg = JoinConfig::new(address, keypair, known_hosts);
     cfg.name = args.common.name.clone().unwrap_or_else(join::default_name);
     cfg.params = args.common.audio.params()?;
     cfg.duration = duration(&args.common)?;
+    cfg.password = args.password.load()?;
+    cfg.sends = !args.listen_only;
+    cfg.receives = !args.send_only;
+    cfg.echo_test = args.echo_test;
+    if args.echo_test && cfg.duration.is_none() {
+        cfg.duration = Some(crate::echo::default_duration());
+    }
+    cfg.reconnect = !args.no_reconnect && !args.echo_test;
     let commands = keyboard::spawn();
     let result = join::join(cfg, &engine, outgoing, commands, console).await;
     let engine_result = report_engine(engine, console);
     let summary = result?;
     engine_result?;
+    if let Some(echo) = echo {
+        echo.report(console)?;
+    }
     let how = match summary.ended {
         EndReason::Left => "you left".to_owned(),
         EndReason::DurationReached => "the duration was reached".to_owned(),
+        EndReason::PeerLeft(viz_proto::ByeReason::Kicked) => "an admin removed you from the room".to_owned(),
         EndReason::PeerLeft(r) => format!("{} {r}", summary.peer_name),
     };
     console.line(format!("Call ended after {:.1} s: {how}.", summary.call_time.as_secs_f64()));
@@ -159,6 +180,72 @@ pub fn devices() -> Result<()> {
     }
     println!(
         "(* = default. Use --input/--output with a name or number; files: --input x.wav, tone, silence; --output x.wav, null)"
+    );
+    Ok(())
+}
+
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let identity = match &args.identity {
+        Some(p) => p.clone(),
+        None => store::default_identity_path()?,
+    };
+    let (keypair, created) =
+        store::load_or_create_identity(&identity).with_context(|| format!("identity {}", identity.display()))?;
+    if created {
+        println!("Created the server identity in {} (fingerprint {})", identity.display(), keypair.fingerprint());
+    }
+    let admin_token = match &args.admin_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+            let token = text.lines().next().unwrap_or("").trim().to_owned();
+            if token.len() < 16 {
+                anyhow::bail!("the admin token in {} is shorter than 16 characters", path.display());
+            }
+            zeroize::Zeroizing::new(token)
+        }
+        None => room::generate_admin_token(),
+    };
+    let state_dir = match &args.state_dir {
+        Some(d) => d.clone(),
+        None => store::config_dir()?.join("server"),
+    };
+    let duration = args
+        .duration
+        .map(|s| Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero()).context("--duration must be positive"))
+        .transpose()?;
+    let cfg = RoomConfig {
+        bind: SocketAddr::new(args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)), args.port),
+        websocket: !args.no_websocket,
+        keypair,
+        room_name: viz_proto::control::sanitize_name(&args.room),
+        params: args.audio.params()?,
+        session: SessionConfig::default(),
+        password: args.password.load()?,
+        admin_token,
+        state_dir,
+        test_source: args.test_source,
+        http: args.http,
+        stats_interval: Duration::from_secs(args.stats_interval.max(1)),
+        duration,
+    };
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let stop = async move {
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+            tokio::select! { _ = stop => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        stop.await;
+    };
+    let summary = room::run(cfg, stop, None).await?;
+    println!(
+        "Room closed: {} joins, {} refused, at most {} participants at once.",
+        summary.joins, summary.refused, summary.peak_participants
     );
     Ok(())
 }

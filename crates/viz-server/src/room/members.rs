@@ -101,8 +101,13 @@ impl Room {
         }
         match ServerPassword::respond(&password, hash, start) {
             Ok((exchange, reply, proof)) => {
+                // Our reply lets the joiner test one guess: it counts as a failure
+                // until the joiner's proof shows the guess was right.
                 session.send_control(ControlMessage::PasswordReply { reply, proof });
                 m.admission = Admission::Password { exchange, hello: None };
+                if let Some(ip) = m.ip {
+                    self.limiter.failed(ip, now);
+                }
             }
             Err(e) => {
                 tracing::info!(via = %m.via, "password exchange failed: {e}");
@@ -123,15 +128,14 @@ impl Room {
         if exchange.verify(proof).is_err() {
             tracing::info!(via = %m.via, key = %m.key.fingerprint(), "wrong room password");
             m.admission = Admission::Fresh;
-            let ip = m.ip;
-            if let Some(ip) = ip {
-                self.limiter.failed(ip, now);
-            }
             self.summary.refused += 1;
             if let Some(s) = self.endpoint.session_mut(id) {
                 s.close(now, ByeReason::WrongPassword);
             }
             return;
+        }
+        if let Some(ip) = m.ip {
+            self.limiter.forgive(ip);
         }
         if let Some(h) = hello {
             self.admit(id, h, now);
@@ -301,7 +305,7 @@ impl Room {
         if m.role.echo {
             return;
         }
-        tracing::info!(name = %m.name, "left ({reason})");
+        tracing::info!(id = m.pid, "{} {reason}", m.name);
         self.broadcast(&ControlMessage::Left { id: m.pid, reason });
     }
 

@@ -1,5 +1,9 @@
 //! Failed password and admin-token attempts, limited per source address.
 //!
+//! A password attempt counts as a failure from the moment the server answers it (the
+//! answer already lets the joiner test one guess, whether or not it ever sends its
+//! proof) and is taken back when the proof verifies.
+//!
 //! Each address may fail [`MAX_FAILURES`] times per [`WINDOW`]; after that, its new
 //! sessions are refused (with a clear reason) until the window has passed. With CPace
 //! every failure is one online guess, so this bounds guessing to a few per minute per
@@ -37,6 +41,13 @@ impl FailureLimiter {
         e.0 += 1;
     }
 
+    /// Takes back one failure from `ip` (an attempt counted up front that succeeded).
+    pub fn forgive(&mut self, ip: IpAddr) {
+        if let Some(e) = self.entries.get_mut(&ip) {
+            e.0 = e.0.saturating_sub(1);
+        }
+    }
+
     /// Whether `ip` has used up its attempts.
     pub fn is_blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
         let blocked = self
@@ -72,6 +83,8 @@ mod tests {
         assert!(l.is_blocked(a, t));
         assert!(!l.is_blocked(b, t), "other addresses are unaffected");
         assert!(!l.is_blocked(a, t + WINDOW), "forgiven after the window");
+        l.forgive(a);
+        assert!(!l.is_blocked(a, t), "a success takes one failure back");
         assert_eq!(l.refused(), 1);
     }
 

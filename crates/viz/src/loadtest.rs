@@ -1,0 +1,427 @@
+//! `viz loadtest ADDR`: many real encrypted clients from one process.
+//!
+//! Every client has its own identity, its own UDP socket, does the real Noise handshake
+//! (and the CPace password exchange when a password is given), says Hello and stays
+//! in the room. Speakers send real Opus, pre-encoded from distinct speech-like signals
+//! (DTX pauses included) so that the load lands on the server rather than on this
+//! process's encoders; every client decrypts and parses everything it receives.
+//!
+//! Latency: the first few listeners also decode what they receive and lay it on a
+//! timeline by arrival time; speaker 0's audio is laid on the same clock by send time.
+//! The cross-correlation peak is the one-way delay from a speaker's send to a
+//! listener's arrival through the room (network both ways, the server's jitter buffer,
+//! mixing, encoding). A client's own jitter buffer and device come on top of that.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use tokio::net::UdpSocket;
+use viz_audio::codec::{Decoder, Encoded, Encoder, MAX_PACKET, MAX_PACKET_SAMPLES};
+use viz_audio::{AudioParams, analysis, signals};
+use viz_client::address::JoinAddress;
+use viz_client::join::hello_message;
+use viz_proto::password::JoinerPassword;
+use viz_proto::{
+    ControlMessage, Event, HostKeyPolicy, Initiator, Keypair, MAX_DATAGRAM, MediaFrame, Received, SessionConfig,
+};
+
+use crate::cli::LoadtestArgs;
+
+/// Listeners that decode and record for the latency measurement.
+const RECORDING_LISTENERS: usize = 3;
+/// Seconds of each speaker's signal (looped).
+const SIGNAL_SECONDS: usize = 12;
+/// How long a client waits to be admitted.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One speaker's audio, pre-encoded: per 20 ms frame, the samples and the packet
+/// (`None` where DTX sends nothing).
+struct Voice {
+    pcm: Vec<f32>,
+    packets: Vec<Option<Vec<u8>>>,
+}
+
+fn prepare_voice(seed: u64) -> Result<Voice> {
+    let params = AudioParams::default();
+    let frame = params.frame.samples();
+    let pcm = signals::speech_like(seed, SIGNAL_SECONDS * 48_000);
+    let mut enc = Encoder::new(params)?;
+    let mut buf = vec![0u8; MAX_PACKET];
+    let mut packets = Vec::new();
+    for chunk in pcm.chunks_exact(frame) {
+        let silent = chunk.iter().all(|s| s.abs() < 1e-4);
+        packets.push(match enc.encode(chunk, &mut buf)? {
+            Encoded::Packet(n) if !silent => Some(buf[..n].to_vec()),
+            _ => None,
+        });
+    }
+    Ok(Voice { pcm, packets })
+}
+
+#[derive(Debug, Default)]
+struct ClientResult {
+    joined: bool,
+    failure: Option<String>,
+    join_ms: f64,
+    media_received: u64,
+    media_expected: u64,
+    media_sent: u64,
+    /// Speaker 0 only: (send instant, frame index).
+    sent_frames: Vec<(Instant, usize)>,
+    /// Recording listeners only: (arrival instant, decoded samples).
+    heard: Vec<(Instant, Vec<f32>)>,
+}
+
+struct ClientSpec {
+    index: usize,
+    speaker: Option<usize>,
+    records: bool,
+    start_at: Instant,
+    stop_at: Instant,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    clients: usize,
+    speakers: usize,
+    joined: usize,
+    failed: usize,
+    failures: Vec<String>,
+    join_ms_median: f64,
+    join_ms_max: f64,
+    loss_percent: f64,
+    media_received: u64,
+    media_sent: u64,
+    latency_ms: Vec<f64>,
+    latency_correlation: Vec<f64>,
+}
+
+/// Unwraps 16-bit sequence numbers to count expected packets.
+#[derive(Default)]
+struct SeqSpan {
+    first: Option<i64>,
+    last: i64,
+}
+
+impl SeqSpan {
+    fn see(&mut self, seq: u16) {
+        match self.first {
+            None => {
+                self.first = Some(i64::from(seq));
+                self.last = i64::from(seq);
+            }
+            Some(_) => {
+                let delta = i64::from(seq.wrapping_sub(self.last as u16) as i16);
+                if delta > 0 {
+                    self.last += delta;
+                }
+            }
+        }
+    }
+
+    fn expected(&self) -> u64 {
+        self.first.map_or(0, |f| (self.last - f + 1) as u64)
+    }
+}
+
+async fn client(
+    spec: ClientSpec,
+    target: std::net::SocketAddr,
+    policy: HostKeyPolicy,
+    password: Option<Arc<str>>,
+    voices: Arc<Vec<Voice>>,
+) -> ClientResult {
+    let mut r = ClientResult::default();
+    tokio::time::sleep_until(spec.start_at.into()).await;
+    if let Err(e) = run_client(&spec, target, policy, password, &voices, &mut r).await {
+        r.failure = Some(e.to_string());
+    }
+    r
+}
+
+async fn run_client(
+    spec: &ClientSpec,
+    target: std::net::SocketAddr,
+    policy: HostKeyPolicy,
+    password: Option<Arc<str>>,
+    voices: &[Voice],
+    r: &mut ClientResult,
+) -> Result<()> {
+    let bind: std::net::SocketAddr = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
+    let sock = UdpSocket::bind(bind).await?;
+    sock.connect(target).await?;
+    let keypair = Keypair::generate()?;
+    let began = Instant::now();
+    let mut init = Initiator::new(&keypair, policy, rand::random::<u32>().max(1), began, SessionConfig::default())?;
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let est = loop {
+        let now = Instant::now();
+        if now > began + JOIN_TIMEOUT {
+            bail!("no handshake answer within {} s", JOIN_TIMEOUT.as_secs());
+        }
+        if let Some(d) = init.poll_transmit(now) {
+            sock.send(d).await?;
+        }
+        let wake = init.poll_timeout().min(now + Duration::from_millis(200));
+        tokio::select! {
+            got = sock.recv(&mut buf) => {
+                let n = got?;
+                if let Some(est) = init.handle_datagram(Instant::now(), &buf[..n])? {
+                    break est;
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    };
+    let mut conn = est.connection;
+    let mut exchange = None;
+    if let Some(pw) = &password {
+        let (x, start) = JoinerPassword::start(pw, conn.handshake_hash())?;
+        conn.send_control(ControlMessage::PasswordStart(start));
+        exchange = Some(x);
+    }
+    let ControlMessage::Hello(mut hello) = hello_message(&format!("load-{}", spec.index), &AudioParams::default())
+    else {
+        unreachable!()
+    };
+    hello.sends_audio = spec.speaker.is_some();
+    conn.send_control(ControlMessage::Hello(hello));
+
+    let mut out = vec![0u8; MAX_DATAGRAM];
+    let mut plain = vec![0u8; MAX_DATAGRAM];
+    let mut decoder = if spec.records { Some(Decoder::new()?) } else { None };
+    let mut pcm = vec![0.0f32; MAX_PACKET_SAMPLES];
+    let mut seqs = SeqSpan::default();
+    let mut joined_at: Option<Instant> = None;
+    let frame = Duration::from_millis(20);
+    let mut next_frame = Instant::now() + frame;
+    let (mut k, mut seq, mut marker) = (0usize, 0u16, true);
+    let mut closing = false;
+    loop {
+        let now = Instant::now();
+        while let Some(n) = conn.poll_transmit(now, &mut out) {
+            sock.send(&out[..n]).await?;
+        }
+        if conn.is_closed() {
+            break;
+        }
+        if joined_at.is_none() && now > began + JOIN_TIMEOUT {
+            bail!("not admitted within {} s", JOIN_TIMEOUT.as_secs());
+        }
+        if now >= spec.stop_at && !closing {
+            closing = true;
+            conn.close(now, viz_proto::ByeReason::Leaving);
+            continue;
+        }
+        let mut wake = conn.poll_timeout().unwrap_or(now + Duration::from_secs(1)).min(spec.stop_at);
+        if spec.speaker.is_some() && joined_at.is_some() {
+            wake = wake.min(next_frame);
+        }
+        tokio::select! {
+            got = sock.recv(&mut buf) => {
+                let n = match got { Ok(n) => n, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => bail!("server unreachable"), Err(e) => return Err(e.into()) };
+                let at = Instant::now();
+                if let Ok(Received::Media(m)) = conn.handle_datagram(at, &buf[..n], &mut plain) {
+                    r.media_received += 1;
+                    seqs.see(m.seq);
+                    if let Some(d) = decoder.as_mut() {
+                        let mut heard = Vec::new();
+                        for f in m.frames() {
+                            if let Ok(n) = d.decode(f, &mut pcm) {
+                                heard.extend_from_slice(&pcm[..n]);
+                            }
+                        }
+                        r.heard.push((at, heard));
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        let now = Instant::now();
+        conn.handle_timeout(now);
+        while let Some(ev) = conn.poll_event() {
+            match ev {
+                Event::Control(ControlMessage::PasswordReply { reply, proof }) => {
+                    let Some(x) = exchange.take() else { continue };
+                    let mine = x.finish(&reply, &proof).context("wrong password")?;
+                    conn.send_control(ControlMessage::PasswordProof(mine));
+                }
+                Event::Control(ControlMessage::Hello(_)) if joined_at.is_none() => {
+                    joined_at = Some(now);
+                    r.joined = true;
+                    r.join_ms = (now - began).as_secs_f64() * 1000.0;
+                    next_frame = now + frame;
+                }
+                Event::PeerLeft(reason) if joined_at.is_none() => bail!("refused: the server {reason}"),
+                Event::PeerLeft(reason) => bail!("dropped: the server {reason}"),
+                Event::TimedOut => bail!("timed out"),
+                _ => {}
+            }
+        }
+        // Speakers: every frame on an absolute schedule, DTX gaps sent as nothing.
+        if let Some(v) = spec.speaker
+            && joined_at.is_some()
+            && !closing
+        {
+            let voice = &voices[v];
+            while now >= next_frame {
+                let i = k % voice.packets.len();
+                let ts = (k * 960) as u32;
+                match &voice.packets[i] {
+                    Some(p) => {
+                        if let Some(frame) = MediaFrame::new(0, seq, ts, marker, &[p])
+                            && let Ok(n) = conn.send_media(now, &frame, &mut out)
+                        {
+                            sock.send(&out[..n]).await?;
+                            r.media_sent += 1;
+                            if v == 0 {
+                                r.sent_frames.push((next_frame, i));
+                            }
+                        }
+                        seq = seq.wrapping_add(1);
+                        marker = false;
+                    }
+                    None => marker = true,
+                }
+                k += 1;
+                next_frame += frame;
+            }
+        }
+    }
+    r.media_expected = seqs.expected();
+    Ok(())
+}
+
+/// One-way latency from speaker 0's sends to a recording listener's arrivals.
+fn latency(epoch: Instant, span: Duration, voice: &Voice, sent: &[(Instant, usize)], heard: &[(Instant, Vec<f32>)]) -> Option<(f64, f64)> {
+    let len = (span.as_secs_f64() * 48_000.0) as usize + 48_000;
+    let at = |t: Instant| (t.saturating_duration_since(epoch).as_secs_f64() * 48_000.0) as usize;
+    let mut reference = vec![0.0f32; len];
+    for &(t, i) in sent {
+        let start = at(t);
+        let src = &voice.pcm[i * 960..(i + 1) * 960];
+        if let Some(dst) = reference.get_mut(start..start + 960) {
+            dst.copy_from_slice(src);
+        }
+    }
+    let mut recorded = vec![0.0f32; len];
+    for (t, pcm) in heard {
+        // A packet arrives once it is complete: its audio started one frame earlier.
+        let start = at(*t).saturating_sub(pcm.len());
+        if let Some(dst) = recorded.get_mut(start..start + pcm.len()) {
+            for (d, s) in dst.iter_mut().zip(pcm) {
+                *d += s;
+            }
+        }
+    }
+    let d = analysis::find_delay_within(&reference, &recorded, 0, 24_000)?;
+    Some((d.lag_ms(48_000), f64::from(d.correlation)))
+}
+
+pub async fn run(args: LoadtestArgs) -> Result<()> {
+    if args.clients == 0 || args.speakers > args.clients {
+        bail!("--speakers must be at most --clients, and --clients at least 1");
+    }
+    let address = JoinAddress::parse(&args.address).with_context(|| format!("invalid address '{}'", args.address))?;
+    let target = tokio::net::lookup_host(address.socket_target())
+        .await
+        .with_context(|| format!("cannot resolve {}", address.socket_target()))?
+        .next()
+        .context("no address")?;
+    let policy = match &address.fingerprint {
+        Some(fp) => HostKeyPolicy::Pinned(fp.clone()),
+        None => HostKeyPolicy::FirstUse,
+    };
+    let password: Option<Arc<str>> = args.password.load()?.map(|p| Arc::from(p.as_str()));
+    let voices: Arc<Vec<Voice>> =
+        Arc::new((0..args.speakers.max(1)).map(|i| prepare_voice(100 + i as u64)).collect::<Result<_>>()?);
+    let ramp = Duration::try_from_secs_f64(args.ramp.max(0.0)).context("--ramp")?;
+    let run_for = Duration::try_from_secs_f64(args.duration.max(1.0)).context("--duration")?;
+    let epoch = Instant::now();
+    let stop_at = epoch + ramp + run_for;
+    if !args.json {
+        println!(
+            "Load test: {} clients ({} speaking) joining {target} over {:.0} s, then {:.0} s of audio",
+            args.clients,
+            args.speakers,
+            ramp.as_secs_f64(),
+            run_for.as_secs_f64()
+        );
+    }
+    let mut tasks = Vec::with_capacity(args.clients);
+    let mut listeners_recording = 0;
+    for i in 0..args.clients {
+        let speaker = (i < args.speakers).then_some(i);
+        let records = speaker.is_none() && listeners_recording < RECORDING_LISTENERS;
+        if records {
+            listeners_recording += 1;
+        }
+        let start_at = epoch + ramp.mul_f64(i as f64 / args.clients as f64);
+        let spec = ClientSpec { index: i, speaker, records, start_at, stop_at };
+        tasks.push(tokio::spawn(client(spec, target, policy.clone(), password.clone(), voices.clone())));
+    }
+    let mut results = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        results.push(t.await.unwrap_or_else(|e| ClientResult { failure: Some(e.to_string()), ..Default::default() }));
+    }
+    let joined: Vec<&ClientResult> = results.iter().filter(|r| r.joined).collect();
+    let mut join_ms: Vec<f64> = joined.iter().map(|r| r.join_ms).collect();
+    join_ms.sort_by(f64::total_cmp);
+    let mut failures: Vec<String> = results.iter().filter_map(|r| r.failure.clone()).collect();
+    failures.sort();
+    failures.dedup();
+    let received: u64 = results.iter().map(|r| r.media_received).sum();
+    let expected: u64 = results.iter().map(|r| r.media_expected).sum();
+    let sent_frames = results.first().map(|r| r.sent_frames.as_slice()).unwrap_or(&[]);
+    let mut latency_ms = Vec::new();
+    let mut latency_correlation = Vec::new();
+    if args.speakers > 0 {
+        for r in results.iter().filter(|r| !r.heard.is_empty()) {
+            if let Some((ms, c)) = latency(epoch, stop_at - epoch, &voices[0], sent_frames, &r.heard) {
+                latency_ms.push((ms * 10.0).round() / 10.0);
+                latency_correlation.push((c * 100.0).round() / 100.0);
+            }
+        }
+    }
+    let report = Report {
+        clients: args.clients,
+        speakers: args.speakers,
+        joined: joined.len(),
+        failed: results.iter().filter(|r| r.failure.is_some()).count(),
+        failures,
+        join_ms_median: join_ms.get(join_ms.len() / 2).copied().unwrap_or(f64::NAN),
+        join_ms_max: join_ms.last().copied().unwrap_or(f64::NAN),
+        loss_percent: if expected > 0 { 100.0 * (1.0 - received as f64 / expected as f64).max(0.0) } else { 0.0 },
+        media_received: received,
+        media_sent: results.iter().map(|r| r.media_sent).sum(),
+        latency_ms,
+        latency_correlation,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("Joined: {} of {} (failed: {})", report.joined, report.clients, report.failed);
+        for f in &report.failures {
+            println!("  failure: {f}");
+        }
+        println!("Join time: median {:.0} ms, max {:.0} ms", report.join_ms_median, report.join_ms_max);
+        println!(
+            "Media: {} packets sent by speakers, {} received by all clients, loss {:.2} %",
+            report.media_sent, report.media_received, report.loss_percent
+        );
+        if report.latency_ms.is_empty() {
+            println!("Latency: not measured (no speaker, or nothing decoded)");
+        } else {
+            println!(
+                "Latency speaker -> room -> listener (arrival, before the listener's jitter buffer): {:?} ms (correlation {:?})",
+                report.latency_ms, report.latency_correlation
+            );
+        }
+    }
+    if report.failed > 0 {
+        bail!("{} of {} clients failed", report.failed, report.clients);
+    }
+    Ok(())
+}
