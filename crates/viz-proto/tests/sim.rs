@@ -297,6 +297,8 @@ fn control_messages_arrive_once_and_in_order_under_heavy_impairment() {
         dtx: true,
         sends_audio: true,
         receives_audio: true,
+        echo_test: false,
+        room: false,
     });
     let sent: Vec<ControlMessage> =
         std::iter::once(hello).chain((0..20).map(|i| ControlMessage::Mute { muted: i % 2 == 0 })).collect();

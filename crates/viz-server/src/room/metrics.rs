@@ -49,6 +49,12 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
     registry.register(name, help, g);
 }
 
+/// Escapes a label value as the text format requires (backslash, quote, newline).
+/// prometheus-client 0.24 writes label values verbatim, and names come from users.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 /// The snapshot in Prometheus text format.
 pub fn render(s: &Snapshot) -> String {
     let mut r = Registry::with_prefix("viz_room");
@@ -70,7 +76,7 @@ pub fn render(s: &Snapshot) -> String {
     let jitter = Family::<ParticipantLabels, FloatGauge>::default();
     let talking = Family::<ParticipantLabels, FloatGauge>::default();
     for p in &s.participants {
-        let l = ParticipantLabels { id: p.id.to_string(), name: p.name.clone() };
+        let l = ParticipantLabels { id: p.id.to_string(), name: escape_label(&p.name) };
         loss.get_or_create(&l).set(p.loss);
         jitter.get_or_create(&l).set(p.jitter_ms);
         talking.get_or_create(&l).set(if p.talking { 1.0 } else { 0.0 });
@@ -114,7 +120,7 @@ mod tests {
         };
         let text = render(&snap);
         assert!(text.contains("viz_room_mix_cycle_p99_ms 1.25"), "{text}");
-        assert!(text.contains("viz_room_active_sources 2"), "{text}");
+        assert!(text.contains("viz_room_active_sources 2.0"), "{text}");
         assert!(text.contains(r#"viz_room_participant_loss_ratio{id="100",name="alice \"a\""} 0.02"#), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
