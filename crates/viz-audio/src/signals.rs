@@ -132,8 +132,11 @@ pub fn music_like(samples: usize) -> Vec<f32> {
         // Plucked: fast attack, exponential decay, three harmonics.
         let env = (1.0 - (-t_note * 400.0).exp()) * (-t_note * 6.0).exp();
         let t = i as f32 / FS;
-        let pluck: f32 =
-            [1.0f32, 0.5, 0.25].iter().enumerate().map(|(h, a)| a * (2.0 * PI * pitch * (h + 1) as f32 * t).sin()).sum();
+        let pluck: f32 = [1.0f32, 0.5, 0.25]
+            .iter()
+            .enumerate()
+            .map(|(h, a)| a * (2.0 * PI * pitch * (h + 1) as f32 * t).sin())
+            .sum();
         let t_beat = (i % beat) as f32 / FS;
         let bass = 0.6 * (-t_beat * 3.0).exp() * (2.0 * PI * chord[0] / 2.0 * t).sin();
         *s = 0.35 * env * pluck + 0.35 * bass;

@@ -45,10 +45,13 @@ impl ToneSender {
     }
 }
 
+/// One delivered packet: (seq, ts, opus bytes, came from).
+type Got = (u16, u32, Vec<u8>, StreamKey);
+
 #[derive(Default)]
 struct Received {
-    /// Per listener, in delivery order: (seq, ts, opus bytes, came from).
-    packets: HashMap<ParticipantId, Vec<(u16, u32, Vec<u8>, StreamKey)>>,
+    /// Per listener, in delivery order.
+    packets: HashMap<ParticipantId, Vec<Got>>,
 }
 
 impl Received {
@@ -286,7 +289,9 @@ fn silent_sources_cost_nothing_and_switching_keeps_one_stream() {
     assert_eq!(m.route(3), Some(Route::Silent));
 
     let p = &got.packets[&3];
-    assert!(p.iter().any(|x| x.3 == StreamKey::Forward(1)) && p.iter().any(|x| x.3 == StreamKey::Mix(MixKey::Everyone)));
+    assert!(
+        p.iter().any(|x| x.3 == StreamKey::Forward(1)) && p.iter().any(|x| x.3 == StreamKey::Mix(MixKey::Everyone))
+    );
     for w in p.windows(2) {
         assert_eq!(w[1].0, w[0].0.wrapping_add(1), "sequence continuous across the switch");
         let step = w[1].1.wrapping_sub(w[0].1);

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use viz_audio::AudioParams;
+use viz_proto::password::JoinerPassword;
 use viz_proto::{
     ByeReason, Connection, ControlMessage, Established, Event, HandshakeError, Hello, HostKeyPolicy, Initiator,
     Keypair, MAX_DATAGRAM, OwnedMedia, PROTOCOL_VERSION, Received, Sas, SessionConfig,
 };
-use viz_proto::password::JoinerPassword;
 use zeroize::Zeroizing;
 
 use crate::address::{JoinAddress, TransportChoice};
@@ -134,7 +134,9 @@ pub enum JoinError {
     PasswordRequired,
     #[error("wrong password: the room refused it (or someone in between does not know it)")]
     WrongPassword,
-    #[error("the room refuses this address for now: too many failed password or admin-token attempts; try again in a minute")]
+    #[error(
+        "the room refuses this address for now: too many failed password or admin-token attempts; try again in a minute"
+    )]
     TooManyAttempts,
     #[error("the host {0} before the call started")]
     Refused(ByeReason),
@@ -258,7 +260,7 @@ async fn send_all(conn: &mut Connection, transport: &mut Transport, buf: &mut [u
 /// What one connection ended with.
 enum Outcome {
     /// The call is over for good.
-    Ended(JoinSummary),
+    Ended(Box<JoinSummary>),
     /// The connection broke after the call had started: worth reconnecting.
     Lost(String),
 }
@@ -291,7 +293,8 @@ pub async fn join(
     mut commands: mpsc::Receiver<UserCommand>,
     console: Console,
 ) -> Result<JoinSummary, JoinError> {
-    let mut state = CallState { engine_started: false, muted: false, call_time: Duration::ZERO, roster: Roster::default() };
+    let mut state =
+        CallState { engine_started: false, muted: false, call_time: Duration::ZERO, roster: Roster::default() };
     let started = Instant::now();
     let mut attempt = 0u32;
     let mut lost_reason: Option<String> = None;
@@ -300,7 +303,7 @@ pub async fn join(
         let reason = match result {
             Ok(Outcome::Ended(mut summary)) => {
                 summary.call_time = state.call_time;
-                return Ok(summary);
+                return Ok(*summary);
             }
             Ok(Outcome::Lost(reason)) => reason,
             Err(e) if state.engine_started && cfg.reconnect && e.is_transient() => e.to_string(),
@@ -337,7 +340,10 @@ pub async fn join(
 impl JoinError {
     /// Failures a reconnect may cure (as opposed to refusals and wrong keys).
     fn is_transient(&self) -> bool {
-        matches!(self, Self::NoAnswer { .. } | Self::Lost(_) | Self::TransportClosed(_) | Self::Io(_) | Self::Resolve { .. })
+        matches!(
+            self,
+            Self::NoAnswer { .. } | Self::Lost(_) | Self::TransportClosed(_) | Self::Io(_) | Self::Resolve { .. }
+        )
     }
 }
 
@@ -559,7 +565,9 @@ async fn connect_and_run(
                         }
                     }
                 }
-                Event::Control(msg @ (ControlMessage::Roster(_) | ControlMessage::Left { .. } | ControlMessage::Talking(_))) => {
+                Event::Control(
+                    msg @ (ControlMessage::Roster(_) | ControlMessage::Left { .. } | ControlMessage::Talking(_)),
+                ) => {
                     if let Some(line) = state.roster.apply(&msg) {
                         console.line(line);
                     }
@@ -588,7 +596,9 @@ async fn connect_and_run(
                     }
                     console.line(match reason {
                         ByeReason::Kicked => "You were removed from the room by an admin".to_owned(),
-                        ByeReason::Replaced => "This identity joined again from elsewhere; this connection is over".to_owned(),
+                        ByeReason::Replaced => {
+                            "This identity joined again from elsewhere; this connection is over".to_owned()
+                        }
                         r => format!("{peer_name} {r}"),
                     });
                     ended = Some(EndReason::PeerLeft(reason));
@@ -612,7 +622,7 @@ async fn connect_and_run(
                 state.call_time += now - start;
             }
             transport.close().await;
-            return Ok(Outcome::Ended(finish(&conn, &transport, peer_name, reason)));
+            return Ok(Outcome::Ended(Box::new(finish(&conn, &transport, peer_name, reason))));
         }
         if let (Some(start), Some(d)) = (call_started, cfg.duration)
             && state.call_time + (now - start) >= d

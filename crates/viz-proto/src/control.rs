@@ -89,10 +89,21 @@ pub struct RosterEntry {
 pub enum AdminOp {
     /// Check the token; the server answers and then sends the roster.
     LogIn,
-    Gain { target: u32, percent: u16 },
-    Mute { target: u32, muted: bool },
-    Rename { target: u32, name: String },
-    Kick { target: u32 },
+    Gain {
+        target: u32,
+        percent: u16,
+    },
+    Mute {
+        target: u32,
+        muted: bool,
+    },
+    Rename {
+        target: u32,
+        name: String,
+    },
+    Kick {
+        target: u32,
+    },
 }
 
 #[derive(Clone, PartialEq, Eq)]

@@ -250,7 +250,10 @@ pub(crate) fn respond(
 }
 
 /// Reads HandshakeFinal; returns the session facts on success.
-pub(crate) fn complete(state: &mut HandshakeState, noise: &[u8]) -> Result<(SessionKeys, PublicKey, Binding), DropReason> {
+pub(crate) fn complete(
+    state: &mut HandshakeState,
+    noise: &[u8],
+) -> Result<(SessionKeys, PublicKey, Binding), DropReason> {
     let mut payload = [0u8; MAX_DATAGRAM];
     let n = state.read_message(noise, &mut payload).map_err(|_| DropReason::Handshake)?;
     if payload[..n].first() != Some(&PROTOCOL_VERSION) {

@@ -30,9 +30,9 @@ pub mod handshake;
 pub mod identity;
 #[doc(hidden)]
 pub mod loopback;
+pub mod password;
 pub mod payload;
 pub mod reliable;
-pub mod password;
 pub mod replay;
 pub mod session;
 pub mod wire;

@@ -148,7 +148,12 @@ impl ServerPassword {
 mod tests {
     use super::*;
 
-    fn run(joiner_pw: &str, server_pw: &str, joiner_hash: [u8; 32], server_hash: [u8; 32]) -> Result<(), PasswordError> {
+    fn run(
+        joiner_pw: &str,
+        server_pw: &str,
+        joiner_hash: [u8; 32],
+        server_hash: [u8; 32],
+    ) -> Result<(), PasswordError> {
         let (joiner, start) = JoinerPassword::start(joiner_pw, joiner_hash)?;
         let (server, reply, server_proof) = ServerPassword::respond(server_pw, server_hash, &start)?;
         let joiner_proof = joiner.finish(&reply, &server_proof)?;

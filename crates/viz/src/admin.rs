@@ -154,7 +154,9 @@ pub async fn run(args: AdminArgs) -> Result<()> {
                     join::flush(&mut conn, &mut transport, &mut buf).await?;
                     return Ok(());
                 }
-                AdminAction::Gain { who, percent } => AdminOp::Gain { target: resolve(&roster, who)?.id, percent: *percent },
+                AdminAction::Gain { who, percent } => {
+                    AdminOp::Gain { target: resolve(&roster, who)?.id, percent: *percent }
+                }
                 AdminAction::Mute { who } => AdminOp::Mute { target: resolve(&roster, who)?.id, muted: true },
                 AdminAction::Unmute { who } => AdminOp::Mute { target: resolve(&roster, who)?.id, muted: false },
                 AdminAction::Rename { who, name } => {

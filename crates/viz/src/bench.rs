@@ -117,7 +117,13 @@ fn run_case(speakers: usize, listeners: usize, ticks: usize, packets: &[Vec<Vec<
 }
 
 /// Mean time per tick of `decodes` Opus decodes and `encodes` encodes, nothing else.
-fn codec_floor(decodes: usize, encodes: usize, ticks: usize, packets: &[Vec<Vec<u8>>], params: AudioParams) -> Result<f64> {
+fn codec_floor(
+    decodes: usize,
+    encodes: usize,
+    ticks: usize,
+    packets: &[Vec<Vec<u8>>],
+    params: AudioParams,
+) -> Result<f64> {
     let mut decoders: Vec<Decoder> = (0..decodes).map(|_| Decoder::new()).collect::<Result<_, _>>()?;
     let mut encoders: Vec<Encoder> = (0..encodes).map(|_| Encoder::new(params)).collect::<Result<_, _>>()?;
     let mut pcm = vec![0.0f32; MAX_PACKET_SAMPLES];
@@ -149,7 +155,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         (0..max_speakers).map(|i| speaker_packets(i, 400, params)).collect::<Result<_>>()?;
     let mut cases = Vec::new();
     if !json {
-        println!("Mixer tick at 20 ms frames, one core ({ticks} ticks per case; floor = the same Opus decodes and encodes alone)");
+        println!(
+            "Mixer tick at 20 ms frames, one core ({ticks} ticks per case; floor = the same Opus decodes and encodes alone)"
+        );
         println!(
             "{:>8} {:>9} | {:>8} {:>8} {:>8} | {:>7} | {:>8} {:>8}",
             "speakers", "listeners", "mean ms", "p99 ms", "max ms", "encodes", "floor ms", "overhead"
@@ -161,7 +169,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             if !json {
                 println!(
                     "{:>8} {:>9} | {:>8.3} {:>8.3} {:>8.3} | {:>7.1} | {:>8.3} {:>7.2}x",
-                    c.speakers, c.listeners, c.mean_ms, c.p99_ms, c.max_ms, c.encodes_per_tick, c.floor_mean_ms, c.overhead
+                    c.speakers,
+                    c.listeners,
+                    c.mean_ms,
+                    c.p99_ms,
+                    c.max_ms,
+                    c.encodes_per_tick,
+                    c.floor_mean_ms,
+                    c.overhead
                 );
             }
             cases.push(c);

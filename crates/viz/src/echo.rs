@@ -64,7 +64,8 @@ impl EchoTest {
     /// Prints the measured round trip (after the engine has stopped and flushed).
     pub fn report(self, console: Console) -> Result<()> {
         let (Some(reference), Some((path, _dir))) = (self.reference, self.recording) else {
-            console.line("Echo test done. (Latency not measured: it needs a generated or file input and a file output.)");
+            console
+                .line("Echo test done. (Latency not measured: it needs a generated or file input and a file output.)");
             return Ok(());
         };
         let recorded = wav::read_mono_48k(&path).with_context(|| format!("{}", path.display()))?;

@@ -295,7 +295,13 @@ async fn run_client(
 }
 
 /// One-way latency from speaker 0's sends to a recording listener's arrivals.
-fn latency(epoch: Instant, span: Duration, voice: &Voice, sent: &[(Instant, usize)], heard: &[(Instant, Vec<f32>)]) -> Option<(f64, f64)> {
+fn latency(
+    epoch: Instant,
+    span: Duration,
+    voice: &Voice,
+    sent: &[(Instant, usize)],
+    heard: &[(Instant, Vec<f32>)],
+) -> Option<(f64, f64)> {
     let len = (span.as_secs_f64() * 48_000.0) as usize + 48_000;
     let at = |t: Instant| (t.saturating_duration_since(epoch).as_secs_f64() * 48_000.0) as usize;
     let mut reference = vec![0.0f32; len];

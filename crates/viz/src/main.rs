@@ -1,9 +1,9 @@
 //! `viz`: the command-line front end. Thin on purpose: parsing, logging, and wiring
 //! the engine (viz-client) to the host (viz-server) or the join driver.
 
-mod cli;
 mod admin;
 mod bench;
+mod cli;
 mod demo;
 mod echo;
 mod keyboard;
@@ -18,7 +18,13 @@ use cli::{Cli, Command, LogFormat};
 
 fn init_logging(debug: bool, format: LogFormat, server: bool) {
     // A server's log is its output (joins, statistics); a client's is its console.
-    let default = if debug { "debug" } else if server { "info" } else { "warn" };
+    let default = if debug {
+        "debug"
+    } else if server {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()

@@ -14,8 +14,8 @@ use viz_proto::{Keypair, SessionConfig};
 use viz_server::host::{self, HostConfig};
 
 use crate::cli::{CommonArgs, HostArgs, JoinArgs, ServeArgs};
-use viz_server::room::{self, RoomConfig};
 use crate::keyboard;
+use viz_server::room::{self, RoomConfig};
 
 fn load_identity(common: &CommonArgs, console: Console) -> Result<Keypair> {
     let path = match &common.identity {
@@ -235,8 +235,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let stop = async move {
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! { _ = stop => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]

@@ -27,7 +27,6 @@ fn write_speech(path: &Path, seed: u64, seconds: usize) -> Vec<f32> {
     s
 }
 
-
 /// Checks that `heard` contains the first `spoke_secs` of `said`: one clear delay,
 /// similar waveform and level in every second of speech.
 fn assert_heard(said: &[f32], spoke_secs: usize, heard_path: &Path, what: &str) {

@@ -150,15 +150,7 @@ fn settings_survive_kill_9_and_clients_reconnect_by_themselves() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let port_s = port.to_string();
-    let restart = [
-        "serve",
-        "--port",
-        &port_s,
-        "--admin-token-file",
-        s(&token),
-        "--state-dir",
-        s(&server_dir),
-    ];
+    let restart = ["serve", "--port", &port_s, "--admin-token-file", s(&token), "--state-dir", s(&server_dir)];
     let (_server2, _, addr2) = serve_with(&server_dir, &restart);
     assert_eq!(addr2, addr, "same port and identity");
     alice.expect_line("Connection lost", Duration::from_secs(10));

@@ -36,7 +36,7 @@ pub mod stream;
 
 use limiter::Limiter;
 pub use stream::{Delivery, StreamKey};
-use stream::OutStream;
+use stream::{OutStream, SourceHeader};
 
 pub type ParticipantId = u32;
 
@@ -363,12 +363,17 @@ impl Mixer {
         if self.forwarding.get(&id).copied().unwrap_or(0) == 0 {
             return;
         }
-        let duration = packet_duration(packet.frames);
+        let header = SourceHeader {
+            seq: packet.seq,
+            timestamp: packet.timestamp,
+            duration: packet_duration(packet.frames),
+            marker,
+        };
         let key = StreamKey::Forward(id);
         self.deliveries.clear();
         for (&lid, l) in self.participants.iter_mut() {
             if l.route == Route::Forward(id) {
-                self.deliveries.push(l.out.map(lid, key, now, packet.seq, packet.timestamp, duration, marker));
+                self.deliveries.push(l.out.map(lid, key, now, header));
             }
         }
         self.totals.forwarded_packets += 1;
@@ -596,7 +601,7 @@ fn encode_and_emit(
     deliveries.clear();
     for (&lid, l) in participants.iter_mut() {
         if l.route == Route::Mix(key) {
-            deliveries.push(l.out.map(lid, from, now, seq, ts, frame, marker));
+            deliveries.push(l.out.map(lid, from, now, SourceHeader { seq, timestamp: ts, duration: frame, marker }));
         }
     }
     stats.mixed_deliveries += deliveries.len() as u32;

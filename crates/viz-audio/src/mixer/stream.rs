@@ -29,6 +29,16 @@ pub struct Delivery {
     pub marker: bool,
 }
 
+/// A packet's numbering as its source sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SourceHeader {
+    pub seq: u16,
+    pub timestamp: u32,
+    /// Samples the packet lasts.
+    pub duration: u32,
+    pub marker: bool,
+}
+
 /// Smallest timestamp step at a switch: 2.5 ms, the Opus concealment quantum.
 const GAP_QUANTUM: u32 = 120;
 
@@ -56,19 +66,15 @@ impl OutStream {
         }
     }
 
-    /// Header for a packet of `key` with the source's `seq` and `timestamp`, lasting
-    /// `duration` samples.
+    /// Header for listener `listener` of a packet from `key` with the source's header.
     pub(crate) fn map(
         &mut self,
         listener: ParticipantId,
         key: StreamKey,
         now: Instant,
-        seq: u16,
-        timestamp: u32,
-        duration: u32,
-        marker: bool,
+        source: SourceHeader,
     ) -> Delivery {
-        let mut marker = marker;
+        let SourceHeader { seq, timestamp, duration, mut marker } = source;
         if self.current != Some(key) {
             let elapsed = self.last_sent.map_or(0, |t| {
                 let samples = now.saturating_duration_since(t).as_micros() as u64 * 48 / 1000;
@@ -100,25 +106,29 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn h(seq: u16, timestamp: u32, duration: u32, marker: bool) -> SourceHeader {
+        SourceHeader { seq, timestamp, duration, marker }
+    }
+
     #[test]
     fn switching_sources_keeps_sequence_and_time_continuous() {
         let t0 = Instant::now();
         let mut s = OutStream::new(12345);
         let a = StreamKey::Forward(1);
         let b = StreamKey::Mix(MixKey::Everyone);
-        let d0 = s.map(9, a, t0, 500, 1_000_000, 960, false);
+        let d0 = s.map(9, a, t0, h(500, 1_000_000, 960, false));
         assert!(d0.marker, "a new stream starts with the marker");
-        let d1 = s.map(9, a, t0 + Duration::from_millis(20), 501, 1_000_960, 960, false);
+        let d1 = s.map(9, a, t0 + Duration::from_millis(20), h(501, 1_000_960, 960, false));
         assert_eq!((d1.seq, d1.timestamp, d1.marker), (d0.seq.wrapping_add(1), d0.timestamp.wrapping_add(960), false));
         // Loss in the source shows through: seq 503 after 501.
-        let d3 = s.map(9, a, t0 + Duration::from_millis(60), 503, 1_002_880, 960, false);
+        let d3 = s.map(9, a, t0 + Duration::from_millis(60), h(503, 1_002_880, 960, false));
         assert_eq!(d3.seq, d0.seq.wrapping_add(3));
         // Switch to a mix with unrelated numbering 40 ms after the last packet.
-        let m = s.map(9, b, t0 + Duration::from_millis(100), 7, 42, 960, false);
+        let m = s.map(9, b, t0 + Duration::from_millis(100), h(7, 42, 960, false));
         assert!(m.marker);
         assert_eq!(m.seq, d3.seq.wrapping_add(1));
         assert_eq!(m.timestamp, d3.timestamp.wrapping_add(960 + 40 * 48));
-        let m2 = s.map(9, b, t0 + Duration::from_millis(120), 8, 1002, 960, false);
+        let m2 = s.map(9, b, t0 + Duration::from_millis(120), h(8, 1002, 960, false));
         assert_eq!((m2.seq, m2.timestamp), (m.seq.wrapping_add(1), m.timestamp.wrapping_add(960)));
     }
 
@@ -127,12 +137,12 @@ mod tests {
         let t0 = Instant::now();
         let mut s = OutStream::new(u32::MAX - 100);
         let a = StreamKey::Forward(1);
-        let first = s.map(1, a, t0, 65535, u32::MAX - 500, 960, false);
-        let second = s.map(1, a, t0, 1, 1420, 960, false); // two later, across the wrap
-        let late = s.map(1, a, t0, 0, 460, 960, false);
+        let first = s.map(1, a, t0, h(65535, u32::MAX - 500, 960, false));
+        let second = s.map(1, a, t0, h(1, 1420, 960, false)); // two later, across the wrap
+        let late = s.map(1, a, t0, h(0, 460, 960, false));
         assert_eq!(second.seq, first.seq.wrapping_add(2));
         assert_eq!(late.seq, first.seq.wrapping_add(1));
-        let b = s.map(1, StreamKey::Forward(2), t0, 9, 9, 960, false);
+        let b = s.map(1, StreamKey::Forward(2), t0, h(9, 9, 960, false));
         assert_eq!(b.seq, second.seq.wrapping_add(1), "continues after the newest, not the late one");
         assert_eq!(b.timestamp, second.timestamp.wrapping_add(960));
     }

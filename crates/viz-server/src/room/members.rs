@@ -319,7 +319,8 @@ impl Room {
         // Compare in constant time: the token is a secret.
         let expected = self.cfg.admin_token.as_bytes();
         let given = req.token.as_bytes();
-        let ok = expected.len() == given.len() && expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        let ok =
+            expected.len() == given.len() && expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
         if !ok {
             tracing::warn!(%via, "bad admin token");
             if let Some(ip) = ip {

@@ -115,7 +115,13 @@ mod tests {
     fn renders_prometheus_text_with_participant_labels() {
         let snap = Snapshot {
             mix: MixStats { cycle_p99_ms: 1.25, active_sources: 2, ..Default::default() },
-            participants: vec![ParticipantRow { id: 100, name: "alice \"a\"".into(), loss: 0.02, jitter_ms: 3.5, talking: true }],
+            participants: vec![ParticipantRow {
+                id: 100,
+                name: "alice \"a\"".into(),
+                loss: 0.02,
+                jitter_ms: 3.5,
+                talking: true,
+            }],
             ..Default::default()
         };
         let text = render(&snap);

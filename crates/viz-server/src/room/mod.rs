@@ -246,11 +246,8 @@ impl Room {
     fn announce(&self) {
         let local = self.listener.local;
         let fp = self.cfg.keypair.fingerprint();
-        let shown_ip = if local.ip().is_unspecified() {
-            crate::host::guess_local_ip().unwrap_or(local.ip())
-        } else {
-            local.ip()
-        };
+        let shown_ip =
+            if local.ip().is_unspecified() { crate::host::guess_local_ip().unwrap_or(local.ip()) } else { local.ip() };
         let transports = if self.listener.websocket_enabled() { "UDP, and WebSocket over TCP" } else { "UDP" };
         println!("Room '{}' on port {} ({transports}). Server fingerprint: {fp}", self.cfg.room_name, local.port());
         println!("Join with:   viz join viz://{}#{fp}", SocketAddr::new(shown_ip, local.port()));
