@@ -34,6 +34,7 @@ struct Case {
     max_ms: f64,
     encodes_per_tick: f64,
     floor_mean_ms: f64,
+    floor_p99_ms: f64,
     overhead: f64,
 }
 
@@ -58,8 +59,13 @@ fn speaker_packets(i: usize, n: usize, params: AudioParams) -> Result<Vec<Vec<u8
     Ok(out)
 }
 
-fn run_case(speakers: usize, listeners: usize, ticks: usize, packets: &[Vec<Vec<u8>>]) -> Result<Case> {
-    let params = AudioParams::default();
+fn run_case(
+    speakers: usize,
+    listeners: usize,
+    ticks: usize,
+    packets: &[Vec<Vec<u8>>],
+    params: AudioParams,
+) -> Result<Case> {
     let frame_samples = params.frame.samples() as u32;
     let mut mixer = Mixer::new(MixerConfig::new(params))?;
     for s in 0..speakers {
@@ -100,7 +106,7 @@ fn run_case(speakers: usize, listeners: usize, ticks: usize, packets: &[Vec<Vec<
     }
     std::hint::black_box(deliveries);
     let encodes_per_tick = encodes as f64 / ticks as f64;
-    let floor = codec_floor(speakers, encodes_per_tick.round() as usize, ticks, packets, params)?;
+    let (floor, floor_p99) = codec_floor(speakers, encodes_per_tick.round() as usize, ticks, packets, params)?;
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     times.sort_by(f64::total_cmp);
     Ok(Case {
@@ -112,24 +118,25 @@ fn run_case(speakers: usize, listeners: usize, ticks: usize, packets: &[Vec<Vec<
         max_ms: *times.last().unwrap_or(&0.0),
         encodes_per_tick,
         floor_mean_ms: floor,
+        floor_p99_ms: floor_p99,
         overhead: if floor > 0.0 { mean / floor } else { f64::NAN },
     })
 }
 
-/// Mean time per tick of `decodes` Opus decodes and `encodes` encodes, nothing else.
+/// Mean and p99 time per tick of `decodes` Opus decodes and `encodes` encodes, nothing else.
 fn codec_floor(
     decodes: usize,
     encodes: usize,
     ticks: usize,
     packets: &[Vec<Vec<u8>>],
     params: AudioParams,
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
     let mut decoders: Vec<Decoder> = (0..decodes).map(|_| Decoder::new()).collect::<Result<_, _>>()?;
     let mut encoders: Vec<Encoder> = (0..encodes).map(|_| Encoder::new(params)).collect::<Result<_, _>>()?;
     let mut pcm = vec![0.0f32; MAX_PACKET_SAMPLES];
     let mut out = vec![0u8; MAX_PACKET];
     let frame = params.frame.samples();
-    let mut total = 0.0;
+    let mut times = Vec::with_capacity(ticks);
     for k in 0..WARMUP + ticks {
         let began = Instant::now();
         for (s, d) in decoders.iter_mut().enumerate() {
@@ -140,35 +147,37 @@ fn codec_floor(
             std::hint::black_box(e.encode(&pcm[..frame], &mut out)?);
         }
         if k >= WARMUP {
-            total += began.elapsed().as_secs_f64() * 1000.0;
+            times.push(began.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    Ok(total / ticks as f64)
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    times.sort_by(f64::total_cmp);
+    Ok((mean, percentile(&times, 0.99)))
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let BenchWhat::Mixer { ticks, json } = args.what;
+    let BenchWhat::Mixer { ticks, json, complexity } = args.what;
     let ticks = ticks.max(10);
-    let params = AudioParams::default();
+    let params = AudioParams { complexity, ..AudioParams::default() };
     let max_speakers = *SPEAKERS.iter().max().unwrap_or(&1);
     let packets: Vec<Vec<Vec<u8>>> =
         (0..max_speakers).map(|i| speaker_packets(i, 400, params)).collect::<Result<_>>()?;
     let mut cases = Vec::new();
     if !json {
         println!(
-            "Mixer tick at 20 ms frames, one core ({ticks} ticks per case; floor = the same Opus decodes and encodes alone)"
+            "Mixer tick at 20 ms frames, Opus complexity {complexity}, one core ({ticks} ticks per case; floor = the same Opus decodes and encodes alone)"
         );
         println!(
-            "{:>8} {:>9} | {:>8} {:>8} {:>8} | {:>7} | {:>8} {:>8}",
-            "speakers", "listeners", "mean ms", "p99 ms", "max ms", "encodes", "floor ms", "overhead"
+            "{:>8} {:>9} | {:>8} {:>8} {:>8} | {:>7} | {:>10} {:>9} | {:>8}",
+            "speakers", "listeners", "mean ms", "p99 ms", "max ms", "encodes", "floor mean", "floor p99", "overhead"
         );
     }
     for &s in &SPEAKERS {
         for &l in &LISTENERS {
-            let c = run_case(s, l, ticks, &packets)?;
+            let c = run_case(s, l, ticks, &packets, params)?;
             if !json {
                 println!(
-                    "{:>8} {:>9} | {:>8.3} {:>8.3} {:>8.3} | {:>7.1} | {:>8.3} {:>7.2}x",
+                    "{:>8} {:>9} | {:>8.3} {:>8.3} {:>8.3} | {:>7.1} | {:>10.3} {:>9.3} | {:>7.2}x",
                     c.speakers,
                     c.listeners,
                     c.mean_ms,
@@ -176,6 +185,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     c.max_ms,
                     c.encodes_per_tick,
                     c.floor_mean_ms,
+                    c.floor_p99_ms,
                     c.overhead
                 );
             }

@@ -212,6 +212,9 @@ pub enum BenchWhat {
         /// Ticks measured per case.
         #[arg(long, default_value_t = 500)]
         ticks: usize,
+        /// Opus complexity of the mix encoders (0..=10), as `viz serve --complexity`.
+        #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u8).range(0..=10))]
+        complexity: u8,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
