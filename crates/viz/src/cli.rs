@@ -102,6 +102,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub test_source: bool,
 
+    /// Always decode, mix and re-encode, even when a listener hears exactly one
+    /// speaker (for measuring what pass-through saves).
+    #[arg(long)]
+    pub no_pass_through: bool,
+
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:4011")]
     pub http: Option<std::net::SocketAddr>,
@@ -433,6 +438,14 @@ pub struct DemoArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Two joiners talk through a room server (`viz serve`) instead of a direct call.
+    #[arg(long)]
+    pub room: bool,
+
+    /// With --room: always decode, mix and re-encode (no pass-through).
+    #[arg(long, requires = "room")]
+    pub no_pass_through: bool,
 
     #[command(flatten)]
     pub audio: AudioArgs,

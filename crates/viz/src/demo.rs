@@ -9,7 +9,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -186,102 +186,39 @@ pub fn run(args: DemoArgs) -> Result<()> {
         &joiner_wav,
     )?;
 
-    let host_key = Keypair::generate()?;
-    let joiner_key = Keypair::generate()?;
-    let fingerprint = host_key.fingerprint();
     let console = Console { quiet: true };
-
-    // Host thread.
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let (host_cmd_tx, host_cmd_rx) = mpsc::channel::<UserCommand>(4);
-    let host_cfg = HostConfig {
-        bind: "127.0.0.1:0".parse()?,
-        websocket: false,
-        keypair: host_key,
-        name: "host".into(),
+    let out = Sides {
+        a_engine: host_engine,
+        b_engine: joiner_engine,
+        impairment,
+        seed: args.seed,
+        seconds,
         params,
-        session: SessionConfig::default(),
-        duration: None,
-        status_interval: Duration::from_secs(3600),
+        known_hosts: args.out_dir.join("known_hosts"),
+        console,
     };
-    let host_thread = std::thread::Builder::new().name("demo-host".into()).spawn(move || -> Result<SideResult> {
-        let rt = runtime()?;
-        let (tx, outgoing) = mpsc::channel(256);
-        let engine = EngineHandle::spawn(host_engine, tx).map_err(anyhow::Error::msg)?;
-        let summary = rt.block_on(host::run(host_cfg, &engine, outgoing, host_cmd_rx, console, Some(ready_tx)));
-        let net_cpu = viz_client::cpu::thread_cpu_time();
-        let engine = engine.stop();
-        let summary = summary?;
-        Ok(SideResult { engine, net_cpu, stats: summary.last_call_stats })
-    })?;
-    let host_addr = ready_rx.blocking_recv().context("the host did not start")?;
-
-    // Proxy thread.
-    let (proxy_addr_tx, proxy_addr_rx) = std::sync::mpsc::channel();
-    let (proxy_stop_tx, proxy_stop_rx) = oneshot::channel::<()>();
-    let seed = args.seed;
-    let proxy_thread = std::thread::Builder::new().name("demo-proxy".into()).spawn(move || -> Result<ProxyStats> {
-        let rt = runtime()?;
-        rt.block_on(async move {
-            let proxy = Proxy::start(host_addr, impairment, seed).await?;
-            let _ = proxy_addr_tx.send(proxy.listen);
-            let _ = proxy_stop_rx.await;
-            Ok(proxy.finish().await)
-        })
-    })?;
-    let proxy_addr = proxy_addr_rx.recv().context("the impairment proxy did not start")?;
-
-    // Joiner thread.
-    let known_hosts = args.out_dir.join("known_hosts");
-    let mut join_cfg =
-        JoinConfig::new(JoinAddress::parse(&format!("udp://{proxy_addr}#{fingerprint}"))?, joiner_key, known_hosts);
-    join_cfg.name = "joiner".into();
-    join_cfg.params = params;
-    join_cfg.duration = Some(Duration::from_secs_f64(seconds));
-    join_cfg.status_interval = Duration::from_secs(3600);
-    let wall_start = Instant::now();
-    let joiner_thread =
-        std::thread::Builder::new().name("demo-joiner".into()).spawn(move || -> Result<SideResult> {
-            let rt = runtime()?;
-            let (tx, outgoing) = mpsc::channel(256);
-            let engine = EngineHandle::spawn(joiner_engine, tx).map_err(anyhow::Error::msg)?;
-            let (_keep, commands) = mpsc::channel(1);
-            let summary = rt.block_on(join::join(join_cfg, &engine, outgoing, commands, console));
-            let net_cpu = viz_client::cpu::thread_cpu_time();
-            let engine = engine.stop();
-            let summary = summary?;
-            Ok(SideResult { engine, net_cpu, stats: Some(summary.stats) })
-        })?;
-
-    let joiner = joiner_thread.join().map_err(|_| anyhow::anyhow!("the joiner thread panicked"))?;
-    let _ = host_cmd_tx.blocking_send(UserCommand::Leave);
-    let host = host_thread.join().map_err(|_| anyhow::anyhow!("the host thread panicked"))?;
-    let _ = proxy_stop_tx.send(());
-    let proxy = proxy_thread.join().map_err(|_| anyhow::anyhow!("the proxy thread panicked"))??;
-    let joiner = joiner.context("joiner")?;
-    let host = host.context("host")?;
-    tracing::debug!(wall = ?wall_start.elapsed(), "demo finished");
-
+    let run = if args.room { run_room(out, !args.no_pass_through, &args.out_dir)? } else { run_call(out)? };
+    let (host, joiner, labels) = (run.a, run.b, run.labels);
     let frame_secs = f64::from(params.frame.millis()) / 1000.0;
     let directions = vec![
         direction(
-            "host -> joiner",
+            labels[0],
             &host_says,
             &joiner_wav,
             &host,
             &joiner,
-            proxy.down.dropped,
+            run.lost_a_to_b,
             seconds,
             frame_secs,
             args.audio.batch,
         )?,
         direction(
-            "joiner -> host",
+            labels[1],
             &joiner_says,
             &host_wav,
             &joiner,
             &host,
-            proxy.up.dropped,
+            run.lost_b_to_a,
             seconds,
             frame_secs,
             args.audio.batch,
@@ -315,6 +252,173 @@ pub fn run(args: DemoArgs) -> Result<()> {
         print_report(&report);
     }
     Ok(())
+}
+
+/// What both sides of a demo need: their engines, and the network between them.
+struct Sides {
+    a_engine: EngineConfig,
+    b_engine: EngineConfig,
+    impairment: Impairment,
+    seed: u64,
+    seconds: f64,
+    params: viz_audio::AudioParams,
+    known_hosts: std::path::PathBuf,
+    console: Console,
+}
+
+struct Run {
+    a: SideResult,
+    b: SideResult,
+    labels: [&'static str; 2],
+    lost_a_to_b: u64,
+    lost_b_to_a: u64,
+}
+
+/// Starts an impairment proxy in front of `upstream` on its own thread.
+fn spawn_proxy(
+    upstream: std::net::SocketAddr,
+    impairment: Impairment,
+    seed: u64,
+) -> Result<(std::net::SocketAddr, oneshot::Sender<()>, std::thread::JoinHandle<Result<ProxyStats>>)> {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new().name("demo-proxy".into()).spawn(move || -> Result<ProxyStats> {
+        let rt = runtime()?;
+        rt.block_on(async move {
+            let proxy = Proxy::start(upstream, impairment, seed).await?;
+            let _ = addr_tx.send(proxy.listen);
+            let _ = stop_rx.await;
+            Ok(proxy.finish().await)
+        })
+    })?;
+    let addr = addr_rx.recv().context("the impairment proxy did not start")?;
+    Ok((addr, stop_tx, thread))
+}
+
+/// A joiner with its own engine on its own thread, for `seconds` of call.
+fn spawn_joiner(
+    name: &str,
+    engine: EngineConfig,
+    address: String,
+    sides: &Sides,
+) -> Result<std::thread::JoinHandle<Result<SideResult>>> {
+    // One known-hosts file per joiner: two joiners saving one file at once would race.
+    let known_hosts = sides.known_hosts.with_file_name(format!("known_hosts-{name}"));
+    let mut cfg = JoinConfig::new(JoinAddress::parse(&address)?, Keypair::generate()?, known_hosts);
+    cfg.name = name.into();
+    cfg.params = sides.params;
+    cfg.duration = Some(Duration::from_secs_f64(sides.seconds));
+    cfg.status_interval = Duration::from_secs(3600);
+    let console = sides.console;
+    Ok(std::thread::Builder::new().name(format!("demo-{name}")).spawn(move || -> Result<SideResult> {
+        let rt = runtime()?;
+        let (tx, outgoing) = mpsc::channel(256);
+        let engine = EngineHandle::spawn(engine, tx).map_err(anyhow::Error::msg)?;
+        let (_keep, commands) = mpsc::channel(1);
+        let summary = rt.block_on(join::join(cfg, &engine, outgoing, commands, console));
+        let net_cpu = viz_client::cpu::thread_cpu_time();
+        let engine = engine.stop();
+        let summary = summary?;
+        Ok(SideResult { engine, net_cpu, stats: Some(summary.stats) })
+    })?)
+}
+
+/// A two-person call: `viz host` with engine A, `viz join` with engine B.
+fn run_call(sides: Sides) -> Result<Run> {
+    let host_key = Keypair::generate()?;
+    let fingerprint = host_key.fingerprint();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (host_cmd_tx, host_cmd_rx) = mpsc::channel::<UserCommand>(4);
+    let host_cfg = HostConfig {
+        bind: "127.0.0.1:0".parse()?,
+        websocket: false,
+        keypair: host_key,
+        name: "host".into(),
+        params: sides.params,
+        session: SessionConfig::default(),
+        duration: None,
+        status_interval: Duration::from_secs(3600),
+    };
+    let console = sides.console;
+    let host_engine = sides.a_engine.clone();
+    let host_thread = std::thread::Builder::new().name("demo-host".into()).spawn(move || -> Result<SideResult> {
+        let rt = runtime()?;
+        let (tx, outgoing) = mpsc::channel(256);
+        let engine = EngineHandle::spawn(host_engine, tx).map_err(anyhow::Error::msg)?;
+        let summary = rt.block_on(host::run(host_cfg, &engine, outgoing, host_cmd_rx, console, Some(ready_tx)));
+        let net_cpu = viz_client::cpu::thread_cpu_time();
+        let engine = engine.stop();
+        let summary = summary?;
+        Ok(SideResult { engine, net_cpu, stats: summary.last_call_stats })
+    })?;
+    let host_addr = ready_rx.blocking_recv().context("the host did not start")?;
+    let (proxy_addr, proxy_stop, proxy_thread) = spawn_proxy(host_addr, sides.impairment, sides.seed)?;
+    let joiner = spawn_joiner("joiner", sides.b_engine.clone(), format!("udp://{proxy_addr}#{fingerprint}"), &sides)?;
+    let joiner = joiner.join().map_err(|_| anyhow::anyhow!("the joiner thread panicked"))?;
+    let _ = host_cmd_tx.blocking_send(UserCommand::Leave);
+    let host = host_thread.join().map_err(|_| anyhow::anyhow!("the host thread panicked"))?;
+    let _ = proxy_stop.send(());
+    let proxy = proxy_thread.join().map_err(|_| anyhow::anyhow!("the proxy thread panicked"))??;
+    Ok(Run {
+        a: host.context("host")?,
+        b: joiner.context("joiner")?,
+        labels: ["host -> joiner", "joiner -> host"],
+        lost_a_to_b: proxy.down.dropped,
+        lost_b_to_a: proxy.up.dropped,
+    })
+}
+
+/// Two joiners in a `viz serve` room, each through its own impairment proxy: what a
+/// two-person call through a room server costs, with or without pass-through.
+fn run_room(sides: Sides, pass_through: bool, out_dir: &Path) -> Result<Run> {
+    let keypair = Keypair::generate()?;
+    let fingerprint = keypair.fingerprint();
+    let cfg = viz_server::room::RoomConfig {
+        bind: "127.0.0.1:0".parse()?,
+        websocket: false,
+        keypair,
+        room_name: "demo".into(),
+        params: sides.params,
+        session: SessionConfig::default(),
+        password: None,
+        admin_token: viz_server::room::generate_admin_token(),
+        state_dir: out_dir.join("room-state"),
+        test_source: false,
+        pass_through,
+        http: None,
+        stats_interval: Duration::from_secs(3600),
+        duration: None,
+        announce: false,
+    };
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let room_thread = std::thread::Builder::new().name("demo-room".into()).spawn(move || -> Result<()> {
+        let rt = runtime()?;
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        rt.block_on(viz_server::room::run(cfg, stop, Some(ready_tx)))?;
+        Ok(())
+    })?;
+    let room_addr = ready_rx.blocking_recv().context("the room did not start")?;
+    let (a_proxy, a_stop, a_proxy_thread) = spawn_proxy(room_addr, sides.impairment, sides.seed)?;
+    let (b_proxy, b_stop, b_proxy_thread) = spawn_proxy(room_addr, sides.impairment, sides.seed.wrapping_add(7))?;
+    let a = spawn_joiner("a", sides.a_engine.clone(), format!("udp://{a_proxy}#{fingerprint}"), &sides)?;
+    let b = spawn_joiner("b", sides.b_engine.clone(), format!("udp://{b_proxy}#{fingerprint}"), &sides)?;
+    let a = a.join().map_err(|_| anyhow::anyhow!("joiner a panicked"))?;
+    let b = b.join().map_err(|_| anyhow::anyhow!("joiner b panicked"))?;
+    let _ = stop_tx.send(());
+    room_thread.join().map_err(|_| anyhow::anyhow!("the room thread panicked"))??;
+    let _ = (a_stop.send(()), b_stop.send(()));
+    let pa = a_proxy_thread.join().map_err(|_| anyhow::anyhow!("a proxy thread panicked"))??;
+    let pb = b_proxy_thread.join().map_err(|_| anyhow::anyhow!("a proxy thread panicked"))??;
+    Ok(Run {
+        a: a.context("joiner a")?,
+        b: b.context("joiner b")?,
+        labels: ["a -> room -> b", "b -> room -> a"],
+        lost_a_to_b: pa.up.dropped + pb.down.dropped,
+        lost_b_to_a: pb.up.dropped + pa.down.dropped,
+    })
 }
 
 /// Measures one direction: `speaker` said `said`; `listener` recorded `heard_wav`.

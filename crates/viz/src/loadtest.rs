@@ -7,8 +7,9 @@
 //! process's encoders; every client decrypts and parses everything it receives.
 //!
 //! Latency: the first few listeners also decode what they receive and lay it on a
-//! timeline by arrival time; speaker 0's audio is laid on the same clock by send time.
-//! The cross-correlation peak is the one-way delay from a speaker's send to a
+//! timeline (by timestamp, anchored at the median arrival); every speaker's audio is
+//! laid on the same clock by send time and summed, which is what the room's mix should
+//! be. The cross-correlation peak of their loudness envelopes is the one-way delay from the speakers' sends to a
 //! listener's arrival through the room (network both ways, the server's jitter buffer,
 //! mixing, encoding). A client's own jitter buffer and device come on top of that.
 
@@ -68,10 +69,18 @@ struct ClientResult {
     media_received: u64,
     media_expected: u64,
     media_sent: u64,
-    /// Speaker 0 only: (send instant, frame index).
+    /// Speakers: which voice, and (scheduled send instant, frame index) of each packet.
+    voice: Option<usize>,
     sent_frames: Vec<(Instant, usize)>,
-    /// Recording listeners only: (arrival instant, decoded samples).
-    heard: Vec<(Instant, Vec<f32>)>,
+    /// Recording listeners only: every packet, decoded.
+    heard: Vec<Heard>,
+}
+
+#[derive(Debug)]
+struct Heard {
+    at: Instant,
+    ts: u32,
+    pcm: Vec<f32>,
 }
 
 struct ClientSpec {
@@ -133,7 +142,7 @@ async fn client(
     password: Option<Arc<str>>,
     voices: Arc<Vec<Voice>>,
 ) -> ClientResult {
-    let mut r = ClientResult::default();
+    let mut r = ClientResult { voice: spec.speaker, ..Default::default() };
     tokio::time::sleep_until(spec.start_at.into()).await;
     if let Err(e) = run_client(&spec, target, policy, password, &voices, &mut r).await {
         r.failure = Some(e.to_string());
@@ -233,7 +242,7 @@ async fn run_client(
                                 heard.extend_from_slice(&pcm[..n]);
                             }
                         }
-                        r.heard.push((at, heard));
+                        r.heard.push(Heard { at, ts: m.timestamp, pcm: heard });
                     }
                 }
             }
@@ -276,9 +285,7 @@ async fn run_client(
                         {
                             sock.send(&out[..n]).await?;
                             r.media_sent += 1;
-                            if v == 0 {
-                                r.sent_frames.push((next_frame, i));
-                            }
+                            r.sent_frames.push((next_frame, i));
                         }
                         seq = seq.wrapping_add(1);
                         marker = false;
@@ -294,36 +301,63 @@ async fn run_client(
     Ok(())
 }
 
-/// One-way latency from speaker 0's sends to a recording listener's arrivals.
-fn latency(
-    epoch: Instant,
-    span: Duration,
-    voice: &Voice,
-    sent: &[(Instant, usize)],
-    heard: &[(Instant, Vec<f32>)],
-) -> Option<(f64, f64)> {
-    let len = (span.as_secs_f64() * 48_000.0) as usize + 48_000;
-    let at = |t: Instant| (t.saturating_duration_since(epoch).as_secs_f64() * 48_000.0) as usize;
+/// RMS per millisecond, mean removed.
+fn envelope(x: &[f32]) -> Vec<f32> {
+    let mut e: Vec<f32> = x.chunks(48).map(analysis::rms).collect();
+    let mean = e.iter().sum::<f32>() / e.len().max(1) as f32;
+    e.iter_mut().for_each(|v| *v -= mean);
+    e
+}
+
+/// What the room should be mixing: every speaker's sent audio on one clock. Frames are
+/// placed at their scheduled send times, which are exact multiples of the frame.
+fn sent_mix(epoch: Instant, len: usize, voices: &[Voice], results: &[ClientResult]) -> Vec<f32> {
     let mut reference = vec![0.0f32; len];
-    for &(t, i) in sent {
-        let start = at(t);
-        let src = &voice.pcm[i * 960..(i + 1) * 960];
-        if let Some(dst) = reference.get_mut(start..start + 960) {
-            dst.copy_from_slice(src);
-        }
-    }
-    let mut recorded = vec![0.0f32; len];
-    for (t, pcm) in heard {
-        // A packet arrives once it is complete: its audio started one frame earlier.
-        let start = at(*t).saturating_sub(pcm.len());
-        if let Some(dst) = recorded.get_mut(start..start + pcm.len()) {
-            for (d, s) in dst.iter_mut().zip(pcm) {
-                *d += s;
+    for r in results {
+        let Some(v) = r.voice else { continue };
+        for &(t, i) in &r.sent_frames {
+            // Sent when its last sample was "captured": its audio began a frame earlier.
+            let start = samples_between(epoch, t).saturating_sub(960);
+            let src = &voices[v].pcm[i * 960..(i + 1) * 960];
+            if let Some(dst) = reference.get_mut(start..start + 960) {
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d += s;
+                }
             }
         }
     }
-    let d = analysis::find_delay_within(&reference, &recorded, 0, 24_000)?;
-    Some((d.lag_ms(48_000), f64::from(d.correlation)))
+    reference
+}
+
+fn samples_between(epoch: Instant, t: Instant) -> usize {
+    (t.saturating_duration_since(epoch).as_secs_f64() * 48_000.0) as usize
+}
+
+/// One-way latency from the speakers' sends to a recording listener's arrivals.
+///
+/// The received audio is laid out by its RTP timestamps (continuous, no arrival
+/// jitter), anchored so that a packet's audio starts one packet duration before its
+/// median arrival: a packet can only arrive once all of its audio exists.
+fn latency(epoch: Instant, reference: &[f32], heard: &[Heard]) -> Option<(f64, f64)> {
+    let first_ts = heard.first()?.ts;
+    let rel = |ts: u32| i64::from(ts.wrapping_sub(first_ts) as i32);
+    let mut anchors: Vec<i64> =
+        heard.iter().map(|h| samples_between(epoch, h.at) as i64 - h.pcm.len() as i64 - rel(h.ts)).collect();
+    anchors.sort_unstable();
+    let anchor = anchors[anchors.len() / 2];
+    let mut recorded = vec![0.0f32; reference.len()];
+    for h in heard {
+        let Ok(start) = usize::try_from(anchor + rel(h.ts)) else { continue };
+        if let Some(dst) = recorded.get_mut(start..start + h.pcm.len()) {
+            dst.copy_from_slice(&h.pcm);
+        }
+    }
+    // Compared by loudness envelope (1 ms steps), not waveform: Opus at 32 kb/s keeps
+    // the envelope but not the phase of voiced speech, so waveform correlation has
+    // peaks one pitch period either side of the true delay.
+    let (e_ref, e_rec) = (envelope(reference), envelope(&recorded));
+    let d = analysis::find_delay_within(&e_ref, &e_rec, 0, 500)?;
+    Some((d.lag_samples as f64, f64::from(d.correlation)))
 }
 
 pub async fn run(args: LoadtestArgs) -> Result<()> {
@@ -380,12 +414,13 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
     failures.dedup();
     let received: u64 = results.iter().map(|r| r.media_received).sum();
     let expected: u64 = results.iter().map(|r| r.media_expected).sum();
-    let sent_frames = results.first().map(|r| r.sent_frames.as_slice()).unwrap_or(&[]);
     let mut latency_ms = Vec::new();
     let mut latency_correlation = Vec::new();
     if args.speakers > 0 {
+        let len = samples_between(epoch, stop_at) + 48_000;
+        let reference = sent_mix(epoch, len, &voices, &results);
         for r in results.iter().filter(|r| !r.heard.is_empty()) {
-            if let Some((ms, c)) = latency(epoch, stop_at - epoch, &voices[0], sent_frames, &r.heard) {
+            if let Some((ms, c)) = latency(epoch, &reference, &r.heard) {
                 latency_ms.push((ms * 10.0).round() / 10.0);
                 latency_correlation.push((c * 100.0).round() / 100.0);
             }

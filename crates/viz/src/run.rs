@@ -225,9 +225,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         admin_token,
         state_dir,
         test_source: args.test_source,
+        pass_through: !args.no_pass_through,
         http: args.http,
         stats_interval: Duration::from_secs(args.stats_interval.max(1)),
         duration,
+        announce: true,
     };
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -66,11 +66,14 @@ pub struct MixerConfig {
     /// A source stays active this long after its last packet (covers jitter and the
     /// jitter buffer draining), then it is skipped until it sends again.
     pub hangover: Duration,
+    /// Forward a lone unity-gain source's packets instead of mixing (on by default;
+    /// off only to measure what it saves).
+    pub pass_through: bool,
 }
 
 impl MixerConfig {
     pub fn new(params: AudioParams) -> Self {
-        Self { params, jitter: JitterConfig::default(), hangover: Duration::from_millis(400) }
+        Self { params, jitter: JitterConfig::default(), hangover: Duration::from_millis(400), pass_through: true }
     }
 }
 
@@ -408,7 +411,7 @@ impl Mixer {
                 let only = if me == Some(0) { 1 } else { 0 };
                 match others {
                     0 => Route::Silent,
-                    1 if self.audible_unity[only] => Route::Forward(self.audible[only]),
+                    1 if self.audible_unity[only] && self.config.pass_through => Route::Forward(self.audible[only]),
                     _ if me.is_some() => Route::Mix(MixKey::AllBut(id)),
                     _ => Route::Mix(MixKey::Everyone),
                 }

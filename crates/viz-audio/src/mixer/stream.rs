@@ -49,7 +49,8 @@ pub(crate) struct OutStream {
     ts_offset: u32,
     next_seq: u16,
     next_ts: u32,
-    last_sent: Option<Instant>,
+    /// The newest packet sent: its (output) timestamp and when it was sent.
+    newest: Option<(u32, Instant)>,
 }
 
 impl OutStream {
@@ -76,11 +77,19 @@ impl OutStream {
     ) -> Delivery {
         let SourceHeader { seq, timestamp, duration, mut marker } = source;
         if self.current != Some(key) {
-            let elapsed = self.last_sent.map_or(0, |t| {
-                let samples = now.saturating_duration_since(t).as_micros() as u64 * 48 / 1000;
-                (samples.min(u64::from(u32::MAX / 2)) as u32) / GAP_QUANTUM * GAP_QUANTUM
-            });
-            let start = self.next_ts.wrapping_add(elapsed);
+            // The new source starts where the wall clock says, measured from the
+            // newest packet sent, and never overlaps what was already sent. (Counting
+            // from the *end* of that packet would add one packet's duration at every
+            // switch, which the listener's jitter buffer would take for jitter.)
+            let start = match self.newest {
+                Some((ts, at)) => {
+                    let samples = now.saturating_duration_since(at).as_micros() as u64 * 48 / 1000;
+                    let elapsed = (samples.min(u64::from(u32::MAX / 2)) as u32) / GAP_QUANTUM * GAP_QUANTUM;
+                    let by_clock = ts.wrapping_add(elapsed);
+                    if (by_clock.wrapping_sub(self.next_ts) as i32) < 0 { self.next_ts } else { by_clock }
+                }
+                None => self.next_ts,
+            };
             self.ts_offset = start.wrapping_sub(timestamp);
             self.seq_offset = self.next_seq.wrapping_sub(seq);
             self.current = Some(key);
@@ -95,8 +104,8 @@ impl OutStream {
         let end = out_ts.wrapping_add(duration);
         if (end.wrapping_sub(self.next_ts) as i32) > 0 {
             self.next_ts = end;
+            self.newest = Some((out_ts, now));
         }
-        self.last_sent = Some(now);
         Delivery { listener, seq: out_seq, timestamp: out_ts, marker }
     }
 }
@@ -123,13 +132,17 @@ mod tests {
         // Loss in the source shows through: seq 503 after 501.
         let d3 = s.map(9, a, t0 + Duration::from_millis(60), h(503, 1_002_880, 960, false));
         assert_eq!(d3.seq, d0.seq.wrapping_add(3));
-        // Switch to a mix with unrelated numbering 40 ms after the last packet.
+        // Switch to a mix with unrelated numbering 40 ms after the last packet was
+        // sent: its audio starts 40 ms after that packet's.
         let m = s.map(9, b, t0 + Duration::from_millis(100), h(7, 42, 960, false));
         assert!(m.marker);
         assert_eq!(m.seq, d3.seq.wrapping_add(1));
-        assert_eq!(m.timestamp, d3.timestamp.wrapping_add(960 + 40 * 48));
+        assert_eq!(m.timestamp, d3.timestamp.wrapping_add(40 * 48));
         let m2 = s.map(9, b, t0 + Duration::from_millis(120), h(8, 1002, 960, false));
         assert_eq!((m2.seq, m2.timestamp), (m.seq.wrapping_add(1), m.timestamp.wrapping_add(960)));
+        // A switch sooner than one packet later never overlaps the packet sent.
+        let c = s.map(9, a, t0 + Duration::from_millis(125), h(600, 5, 960, false));
+        assert_eq!(c.timestamp, m2.timestamp.wrapping_add(960));
     }
 
     #[test]

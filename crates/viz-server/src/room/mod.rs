@@ -54,9 +54,13 @@ pub struct RoomConfig {
     pub admin_token: Zeroizing<String>,
     pub state_dir: PathBuf,
     pub test_source: bool,
+    /// Forward a lone unity-gain source unchanged (see `viz_audio::mixer`).
+    pub pass_through: bool,
     pub http: Option<SocketAddr>,
     pub stats_interval: Duration,
     pub duration: Option<Duration>,
+    /// Print the join line, fingerprint and admin token on stdout at start.
+    pub announce: bool,
 }
 
 impl std::fmt::Debug for RoomConfig {
@@ -137,14 +141,24 @@ pub async fn run(
     let listener = Listener::bind(cfg.bind, cfg.websocket).await?;
     let settings = SettingsStore::open(&cfg.state_dir)?;
     let (mix_tx, mut mix_rx) = mpsc::unbounded_channel();
-    let mixer = mixing::spawn(cfg.params, cfg.test_source, mix_tx).map_err(|e| RoomError::Mixer(e.to_string()))?;
+    let mixer = mixing::spawn(
+        viz_audio::mixer::MixerConfig {
+            pass_through: cfg.pass_through,
+            ..viz_audio::mixer::MixerConfig::new(cfg.params)
+        },
+        cfg.test_source,
+        mix_tx,
+    )
+    .map_err(|e| RoomError::Mixer(e.to_string()))?;
     let snapshot = Arc::new(Mutex::new(metrics::Snapshot::default()));
     if let Some(addr) = cfg.http {
         let bound = metrics::serve(addr, snapshot.clone()).await.map_err(|e| RoomError::Http { addr, reason: e })?;
         tracing::info!(%bound, "metrics at http://{bound}/metrics");
     }
     let mut room = Room::new(cfg, listener, mixer, settings, snapshot);
-    room.announce();
+    if room.cfg.announce {
+        room.announce();
+    }
     if let Some(r) = ready {
         let _ = r.send(room.listener.local);
     }
