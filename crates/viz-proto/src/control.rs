@@ -459,6 +459,9 @@ impl ControlMessage {
                 let mut r = Reader(body);
                 let request = r.u32()?;
                 let token = r.string()?;
+                if token.len() > MAX_TOKEN_LEN {
+                    return Err(DropReason::Malformed);
+                }
                 let op = r.u8()?;
                 let target = r.u32()?;
                 let op = match op {
@@ -477,6 +480,7 @@ impl ControlMessage {
                 let ok = r.u8()? != 0;
                 let len = usize::from(r.u16()?);
                 let message = String::from_utf8_lossy(r.take(len)?).replace(|c: char| c.is_control() && c != '\n', " ");
+                let message = truncate_utf8(&message, MAX_RESULT_LEN).to_owned();
                 Ok(Self::AdminResult { request, ok, message })
             }
             other => Ok(Self::Unknown(other)),
