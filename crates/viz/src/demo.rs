@@ -379,6 +379,7 @@ fn run_room(sides: Sides, pass_through: bool, out_dir: &Path) -> Result<Run> {
         keypair,
         room_name: "demo".into(),
         params: sides.params,
+        jitter: sides.a_engine.jitter,
         session: SessionConfig::default(),
         password: None,
         admin_token: viz_server::room::generate_admin_token(),

@@ -220,6 +220,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         keypair,
         room_name: viz_proto::control::sanitize_name(&args.room),
         params: args.audio.params()?,
+        jitter: args.audio.jitter(),
         session: SessionConfig::default(),
         password: args.password.load()?,
         admin_token,

@@ -49,6 +49,8 @@ pub struct RoomConfig {
     pub keypair: Keypair,
     pub room_name: String,
     pub params: AudioParams,
+    /// The jitter buffer in front of the mixer, per speaker.
+    pub jitter: viz_audio::JitterConfig,
     pub session: SessionConfig,
     pub password: Option<Zeroizing<String>>,
     pub admin_token: Zeroizing<String>,
@@ -144,6 +146,7 @@ pub async fn run(
     let mixer = mixing::spawn(
         viz_audio::mixer::MixerConfig {
             pass_through: cfg.pass_through,
+            jitter: cfg.jitter,
             ..viz_audio::mixer::MixerConfig::new(cfg.params)
         },
         cfg.test_source,
