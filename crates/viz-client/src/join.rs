@@ -79,7 +79,12 @@ pub fn default_name() -> String {
 
 /// The greeting each side sends first: who it is and what audio it sends.
 pub fn hello_message(name: &str, params: &AudioParams) -> ControlMessage {
-    ControlMessage::Hello(Hello {
+    ControlMessage::Hello(hello(name, params))
+}
+
+/// A Hello that sends and receives audio; callers adjust the role flags.
+pub fn hello(name: &str, params: &AudioParams) -> Hello {
+    Hello {
         version: PROTOCOL_VERSION,
         name: name.to_owned(),
         frame_ms: params.frame.millis() as u8,
@@ -90,7 +95,7 @@ pub fn hello_message(name: &str, params: &AudioParams) -> ControlMessage {
         receives_audio: true,
         echo_test: false,
         room: false,
-    })
+    }
 }
 
 /// What the person at the keyboard asks for during a call.
@@ -661,9 +666,7 @@ async fn connect_and_run(
 
 /// The Hello this joiner sends, with its role and echo-test wish.
 fn hello_message_for(cfg: &JoinConfig) -> ControlMessage {
-    let ControlMessage::Hello(mut h) = hello_message(&cfg.name, &cfg.params) else {
-        unreachable!("hello_message builds a Hello")
-    };
+    let mut h = hello(&cfg.name, &cfg.params);
     h.sends_audio = cfg.sends;
     h.receives_audio = cfg.receives;
     h.echo_test = cfg.echo_test;

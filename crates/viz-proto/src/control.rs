@@ -68,6 +68,13 @@ pub struct Hello {
     pub room: bool,
 }
 
+impl Hello {
+    /// The name to show: what the peer gave, or "guest".
+    pub fn display_name(&self) -> String {
+        if self.name.is_empty() { "guest".to_owned() } else { self.name.clone() }
+    }
+}
+
 /// One participant as the roster shows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RosterEntry {
@@ -104,6 +111,19 @@ pub enum AdminOp {
     Kick {
         target: u32,
     },
+}
+
+impl AdminOp {
+    /// The participant the operation is about (none for logging in).
+    pub fn target(&self) -> Option<u32> {
+        match self {
+            Self::LogIn => None,
+            Self::Gain { target, .. }
+            | Self::Mute { target, .. }
+            | Self::Rename { target, .. }
+            | Self::Kick { target } => Some(*target),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -357,15 +377,15 @@ impl ControlMessage {
                 out.push(MSG_ADMIN);
                 out.extend_from_slice(&r.request.to_be_bytes());
                 put_str(out, truncate_utf8(&r.token, MAX_TOKEN_LEN));
-                let (op, target) = match &r.op {
-                    AdminOp::LogIn => (0u8, 0u32),
-                    AdminOp::Gain { target, .. } => (1, *target),
-                    AdminOp::Mute { target, .. } => (2, *target),
-                    AdminOp::Rename { target, .. } => (3, *target),
-                    AdminOp::Kick { target } => (4, *target),
+                let op = match &r.op {
+                    AdminOp::LogIn => 0u8,
+                    AdminOp::Gain { .. } => 1,
+                    AdminOp::Mute { .. } => 2,
+                    AdminOp::Rename { .. } => 3,
+                    AdminOp::Kick { .. } => 4,
                 };
                 out.push(op);
-                out.extend_from_slice(&target.to_be_bytes());
+                out.extend_from_slice(&r.op.target().unwrap_or(0).to_be_bytes());
                 match &r.op {
                     AdminOp::Gain { percent, .. } => out.extend_from_slice(&percent.to_be_bytes()),
                     AdminOp::Mute { muted, .. } => out.push(u8::from(*muted)),

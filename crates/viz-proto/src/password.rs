@@ -67,7 +67,8 @@ fn cpace_err(e: pake_cpace::Error) -> PasswordError {
 }
 
 fn proof(key: &[u8; 32], label: &[u8], handshake_hash: &[u8; 32]) -> Blake2sMac256 {
-    let mut mac = <Blake2sMac256 as KeyInit>::new_from_slice(key).expect("32-byte keys are valid for BLAKE2s");
+    // BLAKE2s-MAC keys are exactly 32 bytes here, so this constructor cannot fail.
+    let mut mac = <Blake2sMac256 as KeyInit>::new(&(*key).into());
     mac.update(label);
     mac.update(handshake_hash);
     mac

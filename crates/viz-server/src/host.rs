@@ -20,7 +20,7 @@ use viz_proto::{
     SessionConfig,
 };
 
-use crate::listener::{BindError, Listener, Path, WsEvent};
+use crate::listener::{BindError, Listener, Path, WsEvent, canonical};
 
 /// How long shutting down waits for goodbyes to be acknowledged.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -70,11 +70,6 @@ pub fn guess_local_ip() -> Option<std::net::IpAddr> {
     let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
     s.connect("192.0.2.1:9").ok()?;
     s.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified())
-}
-
-/// `::ffff:1.2.3.4` (an IPv4 peer on a dual-stack socket) shown as `1.2.3.4`.
-fn canonical(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 /// Runs the host until Ctrl-C (a `Leave` command) or `duration`. `ready` receives the
@@ -200,11 +195,7 @@ impl<'a> Host<'a> {
     }
 
     fn peer_text(&self, path: Path) -> String {
-        match self.listener.peer_addr(path) {
-            Some(a) if matches!(path, Path::Udp(_)) => format!("UDP {}", canonical(a)),
-            Some(a) => format!("WebSocket {}", canonical(a)),
-            None => path.to_string(),
-        }
+        self.listener.describe(path)
     }
 
     async fn on_datagram(&mut self, path: Path, at: Instant, data: &[u8]) {
@@ -319,7 +310,7 @@ impl<'a> Host<'a> {
         let (sas, key, stats) = (session.sas(), session.remote_static().fingerprint(), session.stats());
         match event {
             Event::Control(ControlMessage::Hello(h)) => {
-                let name = if h.name.is_empty() { "guest".to_owned() } else { h.name };
+                let name = h.display_name();
                 let Some(call) = self.call.as_mut() else { return };
                 if call.name.is_none() {
                     self.summary.calls += 1;

@@ -29,6 +29,11 @@ impl std::fmt::Display for Path {
     }
 }
 
+/// `::ffff:1.2.3.4` (an IPv4 peer on a dual-stack socket) shown as `1.2.3.4`.
+pub fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
 /// What the WebSocket side reports to the main loop.
 #[derive(Debug)]
 pub enum WsEvent {
@@ -132,6 +137,15 @@ impl Listener {
     }
 
     /// The remote address behind a path.
+    /// "UDP 1.2.3.4:5" or "WebSocket 1.2.3.4:5", for messages and logs.
+    pub fn describe(&self, path: Path) -> String {
+        match self.peer_addr(path) {
+            Some(a) if matches!(path, Path::Udp(_)) => format!("UDP {}", canonical(a)),
+            Some(a) => format!("WebSocket {}", canonical(a)),
+            None => path.to_string(),
+        }
+    }
+
     pub fn peer_addr(&self, path: Path) -> Option<SocketAddr> {
         match path {
             Path::Udp(a) => Some(a),

@@ -21,9 +21,7 @@ const ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 fn token(args: &AdminArgs) -> Result<String> {
     if let Some(path) = &args.token_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
-        return Ok(text.lines().next().unwrap_or("").trim().to_owned());
+        return Ok(crate::cli::read_secret_line(path, "admin token")?.trim().to_owned());
     }
     args.token.clone().context("the admin token is needed: --token-file FILE or VIZ_ADMIN_TOKEN")
 }

@@ -361,17 +361,24 @@ fn parse_frame_ms(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{ms} ms is not an Opus frame size Viz supports (10, 20, 40, 60)"))
 }
 
+/// The first line of a secret file (password, admin token), without its line ending.
+pub fn read_secret_line(path: &std::path::Path, what: &str) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the {what} file {}: {e}", path.display()))?,
+    );
+    Ok(zeroize::Zeroizing::new(text.lines().next().unwrap_or("").trim_end_matches('\r').to_owned()))
+}
+
 impl PasswordArgs {
     /// The password from the file, the option or the environment.
     pub fn load(&self) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
         if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read the password file {}: {e}", path.display()))?;
-            let line = text.lines().next().unwrap_or("").trim_end_matches('\r').to_owned();
+            let line = read_secret_line(path, "password")?;
             if line.is_empty() {
                 anyhow::bail!("the password file {} is empty", path.display());
             }
-            return Ok(Some(zeroize::Zeroizing::new(line)));
+            return Ok(Some(line));
         }
         match &self.password {
             Some(p) if p.is_empty() => anyhow::bail!("the password is empty"),

@@ -22,7 +22,6 @@ use tokio::net::UdpSocket;
 use viz_audio::codec::{Decoder, Encoded, Encoder, MAX_PACKET, MAX_PACKET_SAMPLES};
 use viz_audio::{AudioParams, analysis, signals};
 use viz_client::address::JoinAddress;
-use viz_client::join::hello_message;
 use viz_proto::password::JoinerPassword;
 use viz_proto::{
     ControlMessage, Event, HostKeyPolicy, Initiator, Keypair, MAX_DATAGRAM, MediaFrame, Received, SessionConfig,
@@ -52,7 +51,8 @@ fn prepare_voice(seed: u64) -> Result<Voice> {
     let mut buf = vec![0u8; MAX_PACKET];
     let mut packets = Vec::new();
     for chunk in pcm.chunks_exact(frame) {
-        let silent = chunk.iter().all(|s| s.abs() < 1e-4);
+        // What the real sender does: digital silence is not sent.
+        let silent = chunk.iter().all(|s| s.abs() < viz_client::engine::sender::DIGITAL_SILENCE_PEAK);
         packets.push(match enc.encode(chunk, &mut buf)? {
             Encoded::Packet(n) if !silent => Some(buf[..n].to_vec()),
             _ => None,
@@ -191,10 +191,7 @@ async fn run_client(
         conn.send_control(ControlMessage::PasswordStart(start));
         exchange = Some(x);
     }
-    let ControlMessage::Hello(mut hello) = hello_message(&format!("load-{}", spec.index), &AudioParams::default())
-    else {
-        unreachable!()
-    };
+    let mut hello = viz_client::join::hello(&format!("load-{}", spec.index), &AudioParams::default());
     hello.sends_audio = spec.speaker.is_some();
     conn.send_control(ControlMessage::Hello(hello));
 

@@ -37,6 +37,15 @@ fn init_logging(debug: bool, format: LogFormat, server: bool) {
     };
 }
 
+/// Runs a command's future on a single-threaded runtime.
+fn block_on(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?
+        .block_on(command)
+}
+
 fn main() -> std::process::ExitCode {
     let args = cli::rewrite_legacy(std::env::args().collect());
     let cli = Cli::parse_from(args);
@@ -45,22 +54,11 @@ fn main() -> std::process::ExitCode {
         Command::Devices => run::devices(),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
-        command => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            match runtime {
-                Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
-                Ok(rt) => rt.block_on(async move {
-                    match command {
-                        Command::Host(a) => run::host(a).await,
-                        Command::Join(a) => run::join(a).await,
-                        Command::Serve(a) => run::serve(a).await,
-                        Command::Admin(a) => admin::run(a).await,
-                        Command::Loadtest(a) => loadtest::run(a).await,
-                        Command::Devices | Command::Demo(_) | Command::Bench(_) => unreachable!("handled above"),
-                    }
-                }),
-            }
-        }
+        Command::Host(a) => block_on(run::host(a)),
+        Command::Join(a) => block_on(run::join(a)),
+        Command::Serve(a) => block_on(run::serve(a)),
+        Command::Admin(a) => block_on(admin::run(a)),
+        Command::Loadtest(a) => block_on(loadtest::run(a)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -196,9 +196,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     }
     let admin_token = match &args.admin_token_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
-            let token = text.lines().next().unwrap_or("").trim().to_owned();
+            let token = crate::cli::read_secret_line(path, "admin token")?.trim().to_owned();
             if token.len() < 16 {
                 anyhow::bail!("the admin token in {} is shorter than 16 characters", path.display());
             }
@@ -238,9 +236,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let stop = async move {
         #[cfg(unix)]
         {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-            tokio::select! { _ = stop => {}, _ = term.recv() => {} }
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => tokio::select! { _ = stop => {}, _ = term.recv() => {} },
+                Err(e) => {
+                    tracing::warn!("cannot watch for SIGTERM ({e}); stop the server with Ctrl-C");
+                    stop.await;
+                }
+            }
         }
         #[cfg(not(unix))]
         stop.await;

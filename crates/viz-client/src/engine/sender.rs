@@ -15,7 +15,7 @@ use viz_proto::OwnedMedia;
 /// microphone, an idle file). With DTX on it is encoded, to keep the encoder's state,
 /// but not sent: libopus would otherwise still send a comfort-noise refresh every
 /// 400 ms, and for silence the receiver's concealment produces the same thing.
-const DIGITAL_SILENCE_PEAK: f32 = 1e-4;
+pub const DIGITAL_SILENCE_PEAK: f32 = 1e-4;
 
 /// Opus bytes per packet before it is sent early (keeps datagrams under ~1200 bytes,
 /// safe for tunnels with small MTUs).

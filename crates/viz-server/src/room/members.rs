@@ -67,10 +67,6 @@ impl Member {
     }
 }
 
-fn display_name(raw: &str) -> String {
-    if raw.is_empty() { "guest".to_owned() } else { raw.to_owned() }
-}
-
 impl Room {
     pub(crate) fn on_control(&mut self, id: u32, msg: ControlMessage, now: Instant) {
         match msg {
@@ -181,7 +177,7 @@ impl Room {
         let role = Role { sends: h.sends_audio, receives: h.receives_audio, echo: h.echo_test };
         let Some(m) = self.members.get_mut(&id) else { return };
         m.admission = super::members::Admission::Admitted;
-        m.client_name = display_name(&h.name);
+        m.client_name = h.display_name();
         m.name = stored.name.clone().unwrap_or_else(|| m.client_name.clone());
         m.role = role;
         let (name, via) = (m.name.clone(), m.via.clone());
@@ -359,13 +355,7 @@ impl Room {
 
     /// One room operation; the change is on disk before this returns `Ok`.
     pub(crate) fn apply_admin(&mut self, op: AdminOp, now: Instant) -> Result<String, String> {
-        let target = match &op {
-            AdminOp::LogIn => return Ok(String::new()),
-            AdminOp::Gain { target, .. }
-            | AdminOp::Mute { target, .. }
-            | AdminOp::Rename { target, .. }
-            | AdminOp::Kick { target } => *target,
-        };
+        let Some(target) = op.target() else { return Ok(String::new()) };
         if target == TEST_SOURCE_ID && self.cfg.test_source {
             return Err("the test source cannot be changed".into());
         }
@@ -407,7 +397,7 @@ impl Room {
                 }
                 return Ok(format!("{name} was removed"));
             }
-            AdminOp::LogIn => unreachable!("handled above"),
+            AdminOp::LogIn => return Ok(String::new()),
         };
         let entry = self.roster_entry(sid);
         self.broadcast_roster(entry);

@@ -223,11 +223,6 @@ pub async fn run(
     Ok(summary)
 }
 
-/// `::ffff:1.2.3.4` (an IPv4 peer on a dual-stack socket) shown as `1.2.3.4`.
-fn canonical(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(a.ip().to_canonical(), a.port())
-}
-
 impl Room {
     fn new(
         cfg: RoomConfig,
@@ -284,11 +279,7 @@ impl Room {
     }
 
     fn peer_text(&self, path: Path) -> String {
-        match self.listener.peer_addr(path) {
-            Some(a) if matches!(path, Path::Udp(_)) => format!("UDP {}", canonical(a)),
-            Some(a) => format!("WebSocket {}", canonical(a)),
-            None => path.to_string(),
-        }
+        self.listener.describe(path)
     }
 
     async fn on_datagram(&mut self, path: Path, at: Instant, data: &[u8]) {
@@ -346,9 +337,10 @@ impl Room {
     async fn on_mixer(&mut self, msg: FromMixer) {
         match msg {
             FromMixer::Packet(p) => {
+                let Some(src) = p.frames.as_frame() else { return };
                 for d in &p.deliveries {
                     let Some(&sid) = self.by_pid.get(&d.listener) else { continue };
-                    let (Some(path), Some(src)) = (self.endpoint.path(sid), p.frames.as_frame()) else { continue };
+                    let Some(path) = self.endpoint.path(sid) else { continue };
                     let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) else { continue };
                     let Some(session) = self.endpoint.session_mut(sid).filter(|s| s.is_open()) else { continue };
                     if let Ok(n) = session.send_media(Instant::now(), &frame, &mut self.out) {

@@ -116,7 +116,8 @@ impl SettingsStore {
 
     fn save(&self) -> Result<(), SettingsError> {
         let file = FileFormat { version: 1, participants: self.entries.clone() };
-        let mut text = serde_json::to_string_pretty(&file).expect("settings serialize");
+        let mut text = serde_json::to_string_pretty(&file)
+            .map_err(|e| SettingsError::Write { path: self.path.clone(), reason: e.to_string() })?;
         text.push('\n');
         viz_client::store::write_atomic(&self.path, text.as_bytes(), 0o600)
             .map_err(|e| SettingsError::Write { path: self.path.clone(), reason: e.to_string() })
