@@ -147,6 +147,8 @@ pub enum JoinError {
     Refused(ByeReason),
     #[error("connection lost: nothing heard from the host for {0} s")]
     Lost(u64),
+    #[error("stopped while reconnecting (the connection was lost: {0})")]
+    GaveUp(String),
     #[error("the {0} connection to the host closed")]
     TransportClosed(Kind),
     #[error("network error: {0}")]
@@ -276,6 +278,8 @@ struct CallState {
     muted: bool,
     call_time: Duration,
     roster: Roster,
+    /// The last connection got as far as the call (so a new loss starts a new count).
+    admitted: bool,
 }
 
 /// In a room, the server reports every second; this long without a word means the
@@ -298,12 +302,18 @@ pub async fn join(
     mut commands: mpsc::Receiver<UserCommand>,
     console: Console,
 ) -> Result<JoinSummary, JoinError> {
-    let mut state =
-        CallState { engine_started: false, muted: false, call_time: Duration::ZERO, roster: Roster::default() };
+    let mut state = CallState {
+        engine_started: false,
+        muted: false,
+        call_time: Duration::ZERO,
+        roster: Roster::default(),
+        admitted: false,
+    };
     let started = Instant::now();
     let mut attempt = 0u32;
-    let mut lost_reason: Option<String> = None;
+    let mut reconnecting = false;
     loop {
+        state.admitted = false;
         let result = connect_and_run(&cfg, engine, &mut outgoing, &mut commands, &console, &mut state).await;
         let reason = match result {
             Ok(Outcome::Ended(mut summary)) => {
@@ -314,11 +324,12 @@ pub async fn join(
             Err(e) if state.engine_started && cfg.reconnect && e.is_transient() => e.to_string(),
             Err(e) => return Err(e),
         };
-        if lost_reason.is_none() {
+        // A connection that got back into the call and was lost again starts afresh.
+        if !reconnecting || state.admitted {
             attempt = 0;
             console.line(format!("Connection lost: {reason}. Reconnecting..."));
         }
-        lost_reason = Some(reason);
+        reconnecting = true;
         let wait = reconnect_backoff(attempt);
         attempt += 1;
         if attempt > 1 {
@@ -330,14 +341,14 @@ pub async fn join(
                 _ = tokio::time::sleep_until(until.into()) => break,
                 Some(_) = outgoing.recv() => {} // nothing to send it to while disconnected
                 Some(cmd) = commands.recv() => if cmd == UserCommand::Leave {
-                    return Err(JoinError::Lost(cfg.session.idle_timeout.as_secs()));
+                    return Err(JoinError::GaveUp(reason));
                 }
             }
         }
         if let Some(d) = cfg.duration
             && started.elapsed() >= d
         {
-            return Err(JoinError::Lost(cfg.session.idle_timeout.as_secs()));
+            return Err(JoinError::GaveUp(reason));
         }
     }
 }
@@ -551,6 +562,7 @@ async fn connect_and_run(
                     }
                     if call_started.is_none() {
                         call_started = Some(now);
+                        state.admitted = true;
                         if !state.engine_started {
                             state.engine_started = true;
                             engine.start();
