@@ -43,5 +43,5 @@ pub use error::{DropCounters, DropReason, HandshakeError, SendError};
 pub use handshake::{Established, HostKeyPolicy, Initiator, PROTOCOL_VERSION};
 pub use identity::{Fingerprint, Keypair, PublicKey, Sas};
 pub use payload::{MediaFrame, OwnedMedia};
-pub use session::{Connection, ConnectionStats, Event, Received, SessionConfig};
+pub use session::{Connection, ConnectionStats, Event, JitterEstimator, Received, SessionConfig};
 pub use wire::MAX_DATAGRAM;

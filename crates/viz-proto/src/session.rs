@@ -119,13 +119,15 @@ enum State {
 
 /// RFC 3550 §6.4.1 interarrival jitter, in 48 kHz timestamp units.
 #[derive(Debug, Clone, Copy, Default)]
-struct JitterEstimator {
+pub struct JitterEstimator {
     last: Option<(u8, i64)>,
     jitter: f64,
 }
 
 impl JitterEstimator {
-    fn on_media(&mut self, stream: u8, arrival_samples: i64, timestamp: u32) {
+    /// One media packet of `stream` with RTP-style `timestamp`, arriving at
+    /// `arrival_samples` (any 48 kHz clock).
+    pub fn on_media(&mut self, stream: u8, arrival_samples: i64, timestamp: u32) {
         let transit = arrival_samples - i64::from(timestamp);
         if let Some((s, last_transit)) = self.last
             && s == stream
@@ -139,7 +141,7 @@ impl JitterEstimator {
         self.last = Some((stream, transit));
     }
 
-    fn get(&self) -> Duration {
+    pub fn get(&self) -> Duration {
         Duration::from_secs_f64(self.jitter.max(0.0) / 48_000.0)
     }
 }

@@ -7,3 +7,4 @@
 pub mod host;
 pub mod listener;
 pub mod room;
+pub mod web;

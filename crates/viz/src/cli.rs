@@ -107,9 +107,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_pass_through: bool,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:4011")]
-    pub http: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub web: WebArgs,
 
     /// Seconds between statistics log lines.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
@@ -125,6 +124,42 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub audio: AudioArgs,
+}
+
+/// The web page, REST API and metrics.
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Serve the web page (join, listen, admin), the REST API and /metrics on this TCP
+    /// port or address (PORT, IP:PORT or [IPv6]:PORT; default: all interfaces).
+    #[arg(long, value_name = "ADDR", default_value = "4011", value_parser = parse_http_addr)]
+    pub http: std::net::SocketAddr,
+
+    /// No web page, API or metrics.
+    #[arg(long, conflicts_with_all = ["http", "tls_cert", "tls_self_signed"])]
+    pub no_http: bool,
+
+    /// HTTPS with this certificate chain (PEM). Browsers give the microphone only to
+    /// https:// pages (or http://localhost), so friends on a LAN need HTTPS.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// HTTPS with a self-signed certificate, generated on first use and kept in the
+    /// state directory; its SHA-256 fingerprint is printed at start so visitors can
+    /// check the one their browser shows.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+}
+
+/// "4011", "127.0.0.1:4011" or "[::1]:4011".
+pub fn parse_http_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), port));
+    }
+    s.parse().map_err(|_| format!("'{s}' is not a port or IP:PORT"))
 }
 
 #[derive(Debug, Args)]

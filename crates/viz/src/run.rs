@@ -208,6 +208,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         Some(d) => d.clone(),
         None => store::config_dir()?.join("server"),
     };
+    let state_dir_for_tls = state_dir.clone();
     let duration = args
         .duration
         .map(|s| Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero()).context("--duration must be positive"))
@@ -225,7 +226,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         state_dir,
         test_source: args.test_source,
         pass_through: !args.no_pass_through,
-        http: args.http,
+        http: (!args.web.no_http).then_some(args.web.http),
+        tls: web_tls(&args.web, &state_dir_for_tls),
         stats_interval: Duration::from_secs(args.stats_interval.max(1)),
         duration,
         announce: true,
@@ -253,4 +255,26 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         summary.joins, summary.refused, summary.peak_participants
     );
     Ok(())
+}
+
+/// The TLS choice of `viz serve`'s flags. A self-signed certificate names localhost,
+/// the loopback addresses, this machine's LAN address and its host name.
+fn web_tls(web: &crate::cli::WebArgs, state_dir: &std::path::Path) -> viz_server::web::TlsMode {
+    use viz_server::web::TlsMode;
+    if let (Some(cert), Some(key)) = (&web.tls_cert, &web.tls_key) {
+        return TlsMode::Files { cert: cert.clone(), key: key.clone() };
+    }
+    if !web.tls_self_signed {
+        return TlsMode::Off;
+    }
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if let Some(ip) = viz_server::host::guess_local_ip() {
+        names.push(ip.to_string());
+    }
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned())
+        && !h.is_empty()
+    {
+        names.push(h);
+    }
+    TlsMode::SelfSigned { dir: state_dir.to_owned(), names }
 }

@@ -16,7 +16,17 @@ fn serve(config: &Path, extra: &[&str]) -> (Proc, u16, String) {
     let token = config.join("admin-token");
     std::fs::create_dir_all(config).unwrap();
     std::fs::write(&token, format!("{ADMIN_TOKEN}\n")).unwrap();
-    let mut args = vec!["serve", "--port", "0", "--admin-token-file", s(&token), "--state-dir", s(config)];
+    let mut args = vec![
+        "serve",
+        "--port",
+        "0",
+        "--http",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        s(&token),
+        "--state-dir",
+        s(config),
+    ];
     args.extend_from_slice(extra);
     serve_with(config, &args)
 }
@@ -150,7 +160,17 @@ fn settings_survive_kill_9_and_clients_reconnect_by_themselves() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let port_s = port.to_string();
-    let restart = ["serve", "--port", &port_s, "--admin-token-file", s(&token), "--state-dir", s(&server_dir)];
+    let restart = [
+        "serve",
+        "--port",
+        &port_s,
+        "--http",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        s(&token),
+        "--state-dir",
+        s(&server_dir),
+    ];
     let (_server2, _, addr2) = serve_with(&server_dir, &restart);
     assert_eq!(addr2, addr, "same port and identity");
     alice.expect_line("Connection lost", Duration::from_secs(10));

@@ -9,8 +9,9 @@ use viz_proto::control::{MAX_GAIN_PERCENT, MAX_ROSTER_ENTRIES};
 use viz_proto::password::ServerPassword;
 use viz_proto::{AdminOp, AdminRequest, ByeReason, ControlMessage, Hello, PROTOCOL_VERSION, PublicKey, RosterEntry};
 
-use super::Room;
 use super::mixing::{TEST_SOURCE_ID, ToMixer};
+use super::{Link, Room, settings};
+use crate::web::messages::{AdminError, BrowserOut, BrowserRosterEntry};
 
 /// Where a session is in joining the room.
 #[derive(Debug)]
@@ -39,6 +40,7 @@ pub(crate) struct Member {
     pub name: String,
     pub role: Role,
     pub self_muted: bool,
+    pub since: Instant,
 }
 
 impl Member {
@@ -54,6 +56,7 @@ impl Member {
             name: String::new(),
             role: Role::SPEAKER,
             self_muted: false,
+            since: Instant::now(),
         }
     }
 
@@ -77,7 +80,8 @@ impl Room {
                 let Some(m) = self.members.get_mut(&id) else { return };
                 m.self_muted = muted;
                 if m.is_admitted() {
-                    let entry = self.roster_entry(id);
+                    let pid = m.pid;
+                    let entry = self.roster_entry(pid);
                     self.broadcast_roster(entry);
                 }
             }
@@ -164,14 +168,10 @@ impl Room {
         // old session is over, and this one takes its place without a second entry.
         let mut resumed = false;
         if let Some(&old) = self.by_pid.get(&pid)
-            && old != id
+            && old != Link::Native(id)
         {
             resumed = true;
-            self.members.remove(&old);
-            if let Some(s) = self.endpoint.session_mut(old) {
-                s.close(now, ByeReason::Replaced);
-                self.dirty.push(old);
-            }
+            self.end_link(old, ByeReason::Replaced, now);
         }
         let stored = self.settings.get(&key);
         let role = Role { sends: h.sends_audio, receives: h.receives_audio, echo: h.echo_test };
@@ -181,7 +181,7 @@ impl Room {
         m.name = stored.name.clone().unwrap_or_else(|| m.client_name.clone());
         m.role = role;
         let (name, via) = (m.name.clone(), m.via.clone());
-        self.by_pid.insert(pid, id);
+        self.by_pid.insert(pid, Link::Native(id));
         self.summary.joins += 1;
         self.mixer.send(ToMixer::Add {
             id: pid,
@@ -217,26 +217,26 @@ impl Room {
         };
         tracing::info!(%via, key = %key.fingerprint(), "{name} {}{kind}", if resumed { "reconnected" } else { "joined" });
         self.send_full_roster(id);
-        let entry = self.roster_entry(id);
+        let entry = self.roster_entry(pid);
         self.broadcast_roster(entry);
         let count = self.by_pid.len();
         self.summary.peak_participants = self.summary.peak_participants.max(count);
     }
 
-    /// A roster line for session `id` (with `you` unset; the receiver's copy sets it).
-    fn roster_entry(&self, id: u32) -> Option<RosterEntry> {
-        let m = self.members.get(&id)?;
-        let stored = self.settings.get(&m.key);
+    /// A roster line for participant `pid` (with `you` unset; the receiver's copy sets it).
+    pub(crate) fn roster_entry(&self, pid: ParticipantId) -> Option<RosterEntry> {
+        let p = self.party(pid)?;
+        let stored = self.settings.get(&p.key);
         Some(RosterEntry {
-            id: m.pid,
-            name: m.name.clone(),
-            key: m.key.fingerprint().compact().to_owned(),
+            id: pid,
+            name: p.name.to_owned(),
+            key: p.key.fingerprint().compact().to_owned(),
             gain_percent: stored.gain_percent,
             you: false,
-            self_muted: m.self_muted,
+            self_muted: p.self_muted,
             admin_muted: stored.muted,
-            sends: m.role.sends,
-            receives: m.role.receives,
+            sends: p.role.sends,
+            receives: p.role.receives,
             test_source: false,
         })
     }
@@ -257,7 +257,7 @@ impl Room {
     }
 
     /// Tells everyone in the room about one changed or new entry.
-    fn broadcast_roster(&mut self, entry: Option<RosterEntry>) {
+    pub(crate) fn broadcast_roster(&mut self, entry: Option<RosterEntry>) {
         let Some(entry) = entry else { return };
         let ids: Vec<u32> = self.members.values().filter(|m| m.gets_roster()).map(|m| m.session).collect();
         for sid in ids {
@@ -268,20 +268,32 @@ impl Room {
                 self.dirty.push(sid);
             }
         }
+        let shown = self.browser_entry(&entry);
+        for (&conn, b) in &self.browsers {
+            let Some(j) = b.joined.as_ref().filter(|j| !j.role.echo) else { continue };
+            let e = BrowserRosterEntry { you: j.pid == entry.id, ..shown.clone() };
+            self.send_browser(conn, &BrowserOut::Roster { entries: vec![e] });
+        }
+    }
+
+    /// Every admitted participant's roster line (and the test source), by id.
+    pub(crate) fn full_roster(&self, for_pid: Option<ParticipantId>) -> Vec<RosterEntry> {
+        let mut entries: Vec<RosterEntry> = self
+            .by_pid
+            .keys()
+            .filter(|&&pid| self.party(pid).is_some_and(|p| !p.role.echo))
+            .filter_map(|&pid| self.roster_entry(pid))
+            .chain(self.test_source_entry())
+            .map(|e| RosterEntry { you: Some(e.id) == for_pid, ..e })
+            .collect();
+        entries.sort_by_key(|e| e.id);
+        entries
     }
 
     /// The whole roster, in messages of up to [`MAX_ROSTER_ENTRIES`].
     fn send_full_roster(&mut self, to: u32) {
         let my_pid = self.members.get(&to).map(|m| m.pid);
-        let mut entries: Vec<RosterEntry> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.is_admitted() && !m.role.echo)
-            .filter_map(|(&sid, _)| self.roster_entry(sid))
-            .chain(self.test_source_entry())
-            .map(|e| RosterEntry { you: Some(e.id) == my_pid, ..e })
-            .collect();
-        entries.sort_by_key(|e| e.id);
+        let entries = self.full_roster(my_pid);
         let talking = ControlMessage::Talking(self.talking.clone());
         let Some(s) = self.endpoint.session_mut(to) else { return };
         for chunk in entries.chunks(MAX_ROSTER_ENTRIES) {
@@ -293,7 +305,7 @@ impl Room {
 
     /// A member left or was dropped: take them out of the mix and the roster.
     pub(crate) fn forget(&mut self, m: Member, reason: ByeReason) {
-        if self.by_pid.get(&m.pid) != Some(&m.session) {
+        if self.by_pid.get(&m.pid) != Some(&Link::Native(m.session)) {
             return; // never admitted, or already replaced by a newer session
         }
         self.by_pid.remove(&m.pid);
@@ -336,7 +348,7 @@ impl Room {
                 self.send_full_roster(id);
                 return;
             }
-            op => self.apply_admin(op, now),
+            op => self.apply_admin(op, now).map_err(|e| e.to_string()),
         };
         tracing::info!(%via, ok = result.is_ok(), "admin: {}", result.as_ref().unwrap_or_else(|e| e));
         let (ok, text) = match result {
@@ -354,52 +366,50 @@ impl Room {
     }
 
     /// One room operation; the change is on disk before this returns `Ok`.
-    pub(crate) fn apply_admin(&mut self, op: AdminOp, now: Instant) -> Result<String, String> {
+    pub(crate) fn apply_admin(&mut self, op: AdminOp, now: Instant) -> Result<String, AdminError> {
         let Some(target) = op.target() else { return Ok(String::new()) };
         if target == TEST_SOURCE_ID && self.cfg.test_source {
-            return Err("the test source cannot be changed".into());
+            return Err(AdminError::Invalid("the test source cannot be changed".into()));
         }
-        let sid = *self.by_pid.get(&target).ok_or_else(|| format!("no participant with id {target}"))?;
-        let m = self.members.get(&sid).ok_or_else(|| format!("no participant with id {target}"))?;
-        let (key, name) = (m.key, m.name.clone());
+        let not_found = || AdminError::NotFound(format!("no participant with id {target}"));
+        let link = *self.by_pid.get(&target).ok_or_else(not_found)?;
+        let p = self.party(target).ok_or_else(not_found)?;
+        let (key, name) = (p.key, p.name.to_owned());
+        let store = |e: settings::SettingsError| AdminError::Storage(e.to_string());
         let text = match op {
             AdminOp::Gain { percent, .. } => {
                 if percent > MAX_GAIN_PERCENT {
-                    return Err(format!("gain {percent} % is outside 0..={MAX_GAIN_PERCENT}"));
+                    return Err(AdminError::Invalid(format!("gain {percent} % is outside 0..={MAX_GAIN_PERCENT}")));
                 }
-                self.settings.update(&key, |s| s.gain_percent = percent).map_err(|e| e.to_string())?;
+                self.settings.update(&key, |s| s.gain_percent = percent).map_err(store)?;
                 self.mixer.send(ToMixer::Gain { id: target, gain: f32::from(percent) / 100.0 });
                 format!("{name}: gain {percent} %")
             }
             AdminOp::Mute { muted, .. } => {
-                self.settings.update(&key, |s| s.muted = muted).map_err(|e| e.to_string())?;
+                self.settings.update(&key, |s| s.muted = muted).map_err(store)?;
                 self.mixer.send(ToMixer::Mute { id: target, muted });
                 format!("{name}: {}", if muted { "muted" } else { "unmuted" })
             }
             AdminOp::Rename { name: new, .. } => {
                 let new = viz_proto::control::sanitize_name(&new);
                 if new.is_empty() {
-                    return Err("a name cannot be empty".into());
+                    return Err(AdminError::Invalid("a name cannot be empty".into()));
                 }
-                self.settings.update(&key, |s| s.name = Some(new.clone())).map_err(|e| e.to_string())?;
-                if let Some(m) = self.members.get_mut(&sid) {
-                    m.name = new.clone();
-                }
+                self.settings.update(&key, |s| s.name = Some(new.clone())).map_err(store)?;
+                self.set_name(link, new.clone());
                 format!("{name} is now {new}")
             }
             AdminOp::Kick { .. } => {
-                if let Some(s) = self.endpoint.session_mut(sid) {
-                    s.close(now, ByeReason::Kicked);
-                    self.dirty.push(sid);
-                }
-                if let Some(m) = self.members.remove(&sid) {
-                    self.forget(m, ByeReason::Kicked);
-                }
+                self.end_link(link, ByeReason::Kicked, now);
+                self.by_pid.remove(&target);
+                self.mixer.send(ToMixer::Remove { id: target });
+                tracing::info!(id = target, "{name} {}", ByeReason::Kicked);
+                self.broadcast(&ControlMessage::Left { id: target, reason: ByeReason::Kicked });
                 return Ok(format!("{name} was removed"));
             }
             AdminOp::LogIn => return Ok(String::new()),
         };
-        let entry = self.roster_entry(sid);
+        let entry = self.roster_entry(target);
         self.broadcast_roster(entry);
         Ok(text)
     }

@@ -1,14 +1,6 @@
-//! Prometheus text exposition of the room's figures at `/metrics` (axum), from a
-//! snapshot the room refreshes every second.
+//! Prometheus text exposition of the room's figures (served at `/metrics` by
+//! [`crate::web`]), from a snapshot the room refreshes every second.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-
-use axum::Router;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -87,24 +79,6 @@ pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &r);
     out
-}
-
-async fn metrics(State(s): State<Arc<Mutex<Snapshot>>>) -> impl IntoResponse {
-    let snap = s.lock().map(|g| g.clone()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&snap))
-}
-
-/// Serves `/metrics` on `addr`; returns the bound address.
-pub async fn serve(addr: SocketAddr, snapshot: Arc<Mutex<Snapshot>>) -> Result<SocketAddr, String> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| e.to_string())?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = Router::new().route("/metrics", get(metrics)).with_state(snapshot);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("HTTP server stopped: {e}");
-        }
-    });
-    Ok(bound)
 }
 
 #[cfg(test)]

@@ -23,10 +23,14 @@ use viz_proto::{
 use zeroize::Zeroizing;
 
 use crate::listener::{BindError, Listener, Path, WsEvent};
+use crate::web::messages::{BrowserOut, StatsPoint};
+use crate::web::{self, TlsMode};
 
+pub mod browser;
 pub mod members;
 pub mod metrics;
 pub mod mixing;
+mod parties;
 pub mod ratelimit;
 pub mod settings;
 
@@ -58,7 +62,9 @@ pub struct RoomConfig {
     pub test_source: bool,
     /// Forward a lone unity-gain source unchanged (see `viz_audio::mixer`).
     pub pass_through: bool,
+    /// The web page, REST API and metrics.
     pub http: Option<SocketAddr>,
+    pub tls: TlsMode,
     pub stats_interval: Duration,
     pub duration: Option<Duration>,
     /// Print the join line, fingerprint and admin token on stdout at start.
@@ -94,6 +100,8 @@ pub enum RoomError {
     Mixer(String),
     #[error("cannot serve HTTP on {addr}: {reason}")]
     Http { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Tls(#[from] web::tls::TlsError),
 }
 
 /// Counters of the network side.
@@ -104,7 +112,21 @@ pub struct NetCounters {
     pub media_in: u64,
     pub media_out: u64,
     pub dropped: u64,
+    /// Media for browsers dropped because their WebSocket was full.
+    pub browser_dropped: u64,
 }
+
+/// How an admitted participant is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// A Noise session (UDP or the native WebSocket fallback), by session id.
+    Native(u32),
+    /// A web page, by its WebSocket connection number.
+    Browser(u64),
+}
+
+/// Seconds of one-second points the admin page's graphs can show.
+const HISTORY_SECONDS: usize = 600;
 
 pub(crate) struct Room {
     cfg: RoomConfig,
@@ -115,8 +137,10 @@ pub(crate) struct Room {
     limiter: FailureLimiter,
     /// By session id.
     members: HashMap<u32, Member>,
-    /// Admitted participants: participant id → session id.
-    by_pid: HashMap<ParticipantId, u32>,
+    /// Browser WebSockets, by connection number.
+    browsers: HashMap<u64, browser::Browser>,
+    /// Admitted participants: participant id → how to reach them.
+    by_pid: HashMap<ParticipantId, Link>,
     /// Stable participant id per identity, for this server's lifetime.
     pids: HashMap<PublicKey, ParticipantId>,
     next_pid: ParticipantId,
@@ -126,6 +150,8 @@ pub(crate) struct Room {
     snapshot: Arc<Mutex<metrics::Snapshot>>,
     summary: RoomSummary,
     shutting_down: Option<Instant>,
+    started: Instant,
+    history: std::collections::VecDeque<StatsPoint>,
     /// Sessions touched since they were last serviced.
     dirty: Vec<u32>,
     plain: Vec<u8>,
@@ -154,13 +180,17 @@ pub async fn run(
     )
     .map_err(|e| RoomError::Mixer(e.to_string()))?;
     let snapshot = Arc::new(Mutex::new(metrics::Snapshot::default()));
-    if let Some(addr) = cfg.http {
-        let bound = metrics::serve(addr, snapshot.clone()).await.map_err(|e| RoomError::Http { addr, reason: e })?;
-        tracing::info!(%bound, "metrics at http://{bound}/metrics");
-    }
+    let (web_tx, mut web_rx) = mpsc::channel(web::EVENT_QUEUE);
+    let http = match cfg.http {
+        Some(addr) => {
+            let state = web::WebState::new(web_tx, snapshot.clone(), cfg.admin_token.clone());
+            Some(web::serve(addr, &cfg.tls, state).await?)
+        }
+        None => None,
+    };
     let mut room = Room::new(cfg, listener, mixer, settings, snapshot);
     if room.cfg.announce {
-        room.announce();
+        room.announce(http.as_ref());
     }
     if let Some(r) = ready {
         let _ = r.send(room.listener.local);
@@ -185,6 +215,7 @@ pub async fn run(
                 }
             },
             Some(msg) = mix_rx.recv() => room.on_mixer(msg).await,
+            Some(ev) = web_rx.recv() => room.on_web(ev, Instant::now()),
             _ = &mut stop, if !stop_requested => {
                 stop_requested = true;
                 room.begin_shutdown(Instant::now());
@@ -203,7 +234,7 @@ pub async fn run(
                 room.begin_shutdown(now);
             }
             if let Some(t) = room.shutting_down
-                && (room.members.is_empty() || now >= t + SHUTDOWN_GRACE)
+                && ((room.members.is_empty() && room.browsers.is_empty()) || now >= t + SHUTDOWN_GRACE)
             {
                 break;
             }
@@ -239,6 +270,7 @@ impl Room {
             settings,
             limiter: FailureLimiter::default(),
             members: HashMap::new(),
+            browsers: HashMap::new(),
             by_pid: HashMap::new(),
             pids: HashMap::new(),
             next_pid: FIRST_PARTICIPANT_ID,
@@ -248,6 +280,8 @@ impl Room {
             snapshot,
             summary: RoomSummary::default(),
             shutting_down: None,
+            started: Instant::now(),
+            history: std::collections::VecDeque::with_capacity(HISTORY_SECONDS),
             dirty: Vec::new(),
             plain: vec![0u8; MAX_DATAGRAM],
             reply: vec![0u8; MAX_DATAGRAM],
@@ -255,7 +289,7 @@ impl Room {
         }
     }
 
-    fn announce(&self) {
+    fn announce(&self, http: Option<&web::Served>) {
         let local = self.listener.local;
         let fp = self.cfg.keypair.fingerprint();
         let shown_ip =
@@ -269,6 +303,12 @@ impl Room {
         );
         println!("Admin token: {}", self.cfg.admin_token.as_str());
         println!("Settings:    {}", self.settings.path().display());
+        if let Some(h) = http {
+            println!("Web page:    {}  (admin page: {}/admin)", h.url, h.url);
+            if let Some(fp) = &h.cert_fingerprint {
+                println!("TLS certificate SHA-256: {fp}");
+            }
+        }
         if self.cfg.test_source {
             println!("Test source: on (a music loop; listen to it with: viz join ... --listen-only)");
         }
@@ -339,7 +379,16 @@ impl Room {
             FromMixer::Packet(p) => {
                 let Some(src) = p.frames.as_frame() else { return };
                 for d in &p.deliveries {
-                    let Some(&sid) = self.by_pid.get(&d.listener) else { continue };
+                    let sid = match self.by_pid.get(&d.listener) {
+                        Some(&Link::Native(sid)) => sid,
+                        Some(&Link::Browser(conn)) => {
+                            if let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) {
+                                self.send_browser_media(conn, &frame);
+                            }
+                            continue;
+                        }
+                        None => continue,
+                    };
                     let Some(path) = self.endpoint.path(sid) else { continue };
                     let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) else { continue };
                     let Some(session) = self.endpoint.session_mut(sid).filter(|s| s.is_open()) else { continue };
@@ -367,6 +416,16 @@ impl Room {
             {
                 s.send_control(msg.clone());
                 self.dirty.push(m.session);
+            }
+        }
+        let shown = match msg {
+            ControlMessage::Talking(ids) => BrowserOut::Talking { ids: ids.clone() },
+            ControlMessage::Left { id, reason } => BrowserOut::Left { id: *id, reason: reason.to_string() },
+            _ => return,
+        };
+        for (&conn, b) in &self.browsers {
+            if b.joined.as_ref().is_some_and(|j| !j.role.echo) {
+                self.send_browser(conn, &shown);
             }
         }
     }
@@ -442,7 +501,12 @@ impl Room {
             return;
         }
         self.shutting_down = Some(now);
-        tracing::info!("shutting down: telling {} participants", self.members.len());
+        tracing::info!("shutting down: telling {} participants", self.members.len() + self.browsers.len());
+        let conns: Vec<u64> = self.browsers.keys().copied().collect();
+        for conn in conns {
+            let (reason, reconnect) = browser::bye_text(ByeReason::ShuttingDown);
+            self.end_browser(conn, reason, reconnect);
+        }
         for id in self.endpoint.session_ids() {
             if let Some(s) = self.endpoint.session_mut(id) {
                 s.close(now, ByeReason::ShuttingDown);
@@ -462,6 +526,19 @@ impl Room {
                 self.mixer.send(ToMixer::ListenerLoss { id: m.pid, percent });
             }
         }
+        for b in self.browsers.values_mut() {
+            let Some(j) = b.joined.as_mut() else { continue };
+            j.inbound.roll();
+            if j.role.receives {
+                let percent = (j.reported_loss * 100.0).round().clamp(0.0, 100.0) as u8;
+                self.mixer.send(ToMixer::ListenerLoss { id: j.pid, percent });
+            }
+        }
+        let point = self.stats_point();
+        if self.history.len() == HISTORY_SECONDS {
+            self.history.pop_front();
+        }
+        self.history.push_back(point);
         let snap = self.snapshot();
         if let Ok(mut s) = self.snapshot.lock() {
             *s = snap;
@@ -470,7 +547,7 @@ impl Room {
 
     fn log_stats(&self) {
         let mix = &self.last_mix;
-        let admitted = self.members.values().filter(|m| m.is_admitted() && !m.role.echo).count();
+        let admitted = self.admitted_count();
         tracing::info!(
             target: "viz::room",
             mix_mean_ms = format_args!("{:.3}", mix.cycle_mean_ms),
@@ -485,23 +562,15 @@ impl Room {
             "room statistics"
         );
         // Per participant, worst loss first; a big room logs its ten worst.
-        let mut rows: Vec<(&Member, f32, f64)> = self
-            .members
-            .values()
-            .filter(|m| m.is_admitted())
-            .filter_map(|m| {
-                let s = self.endpoint.session(m.session)?.stats();
-                Some((m, s.loss, s.jitter.as_secs_f64() * 1000.0))
-            })
-            .collect();
-        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-        for (m, loss, jitter) in rows.iter().take(10) {
+        let mut rows = self.participant_infos();
+        rows.sort_by(|a, b| b.loss_percent.total_cmp(&a.loss_percent));
+        for p in rows.iter().filter(|p| p.kind != parties::KIND_TEST_SOURCE).take(10) {
             tracing::info!(
                 target: "viz::room",
-                participant = %m.name,
-                id = m.pid,
-                loss_percent = format_args!("{:.1}", loss * 100.0),
-                jitter_ms = format_args!("{jitter:.1}"),
+                participant = %p.name,
+                id = p.id,
+                loss_percent = format_args!("{:.1}", p.loss_percent),
+                jitter_ms = format_args!("{:.1}", p.jitter_ms),
                 "participant"
             );
         }
@@ -510,18 +579,15 @@ impl Room {
     fn snapshot(&self) -> metrics::Snapshot {
         let mix = (*self.last_mix).clone();
         let participants = self
-            .members
-            .values()
-            .filter(|m| m.is_admitted() && !m.role.echo)
-            .filter_map(|m| {
-                let s = self.endpoint.session(m.session)?.stats();
-                Some(metrics::ParticipantRow {
-                    id: m.pid,
-                    name: m.name.clone(),
-                    loss: f64::from(s.loss),
-                    jitter_ms: s.jitter.as_secs_f64() * 1000.0,
-                    talking: self.talking.contains(&m.pid),
-                })
+            .participant_infos()
+            .into_iter()
+            .filter(|p| p.kind != parties::KIND_TEST_SOURCE)
+            .map(|p| metrics::ParticipantRow {
+                id: p.id,
+                name: p.name,
+                loss: f64::from(p.loss_percent) / 100.0,
+                jitter_ms: f64::from(p.jitter_ms),
+                talking: p.talking,
             })
             .collect();
         metrics::Snapshot { mix, net: self.net, participants, failed_attempts_refused: self.limiter.refused() }

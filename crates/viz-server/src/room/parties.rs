@@ -1,0 +1,272 @@
+//! One view over every kind of participant (native session, browser, test source) for
+//! the roster, the admin operations and the web API, and the room's answers to the
+//! HTTP side.
+
+use std::time::Instant;
+
+use viz_audio::mixer::{ParticipantId, Role};
+use viz_proto::{ByeReason, PublicKey};
+
+use super::mixing::TEST_SOURCE_ID;
+use super::{HISTORY_SECONDS, Link, Room};
+use crate::listener::{Path, canonical};
+use crate::web::messages::{
+    AdminError, ApiReply, ApiRequest, ParticipantInfo, RoomInfo, StatsInfo, StatsPoint, WebEvent,
+};
+
+pub(crate) const KIND_NATIVE: &str = "native";
+pub(crate) const KIND_BROWSER: &str = "browser";
+pub(crate) const KIND_TEST_SOURCE: &str = "test source";
+
+/// What the room knows of one admitted participant, however connected.
+pub(crate) struct Party<'a> {
+    pub name: &'a str,
+    pub key: PublicKey,
+    pub self_muted: bool,
+    pub role: Role,
+}
+
+impl Room {
+    pub(crate) fn party(&self, pid: ParticipantId) -> Option<Party<'_>> {
+        match *self.by_pid.get(&pid)? {
+            Link::Native(sid) => {
+                let m = self.members.get(&sid)?;
+                Some(Party { name: &m.name, key: m.key, self_muted: m.self_muted, role: m.role })
+            }
+            Link::Browser(conn) => {
+                let j = self.browsers.get(&conn)?.joined.as_ref()?;
+                Some(Party { name: &j.name, key: j.key, self_muted: j.self_muted, role: j.role })
+            }
+        }
+    }
+
+    pub(crate) fn kind_of(&self, pid: ParticipantId) -> &'static str {
+        match self.by_pid.get(&pid) {
+            Some(Link::Browser(_)) => KIND_BROWSER,
+            None if pid == TEST_SOURCE_ID && self.cfg.test_source => KIND_TEST_SOURCE,
+            _ => KIND_NATIVE,
+        }
+    }
+
+    /// The stable participant id of an identity, for this server's lifetime.
+    pub(crate) fn pid_for(&mut self, key: PublicKey) -> ParticipantId {
+        *self.pids.entry(key).or_insert_with(|| {
+            let p = self.next_pid;
+            self.next_pid += 1;
+            p
+        })
+    }
+
+    /// Ends a participant's connection without announcing it (the caller does, or a
+    /// newer session of the same identity takes its place).
+    pub(crate) fn end_link(&mut self, link: Link, reason: ByeReason, now: Instant) {
+        match link {
+            Link::Native(sid) => {
+                self.members.remove(&sid);
+                if let Some(s) = self.endpoint.session_mut(sid) {
+                    s.close(now, reason);
+                    self.dirty.push(sid);
+                }
+            }
+            Link::Browser(conn) => {
+                let (text, reconnect) = super::browser::bye_text(reason);
+                self.end_browser(conn, text, reconnect);
+                if let Some(b) = self.browsers.get_mut(&conn) {
+                    b.joined = None; // its media and close no longer speak for the participant
+                }
+            }
+        }
+    }
+
+    pub(crate) fn set_name(&mut self, link: Link, name: String) {
+        match link {
+            Link::Native(sid) => {
+                if let Some(m) = self.members.get_mut(&sid) {
+                    m.name = name;
+                }
+            }
+            Link::Browser(conn) => {
+                if let Some(j) = self.browsers.get_mut(&conn).and_then(|b| b.joined.as_mut()) {
+                    j.name = name;
+                }
+            }
+        }
+    }
+
+    /// Participants in the room (not echo tests), with the test source, by id.
+    pub(crate) fn admitted_count(&self) -> usize {
+        self.by_pid.keys().filter(|&&pid| self.party(pid).is_some_and(|p| !p.role.echo)).count()
+    }
+
+    pub(crate) fn participant_infos(&self) -> Vec<ParticipantInfo> {
+        let mut out: Vec<ParticipantInfo> = self.by_pid.keys().filter_map(|&pid| self.participant_info(pid)).collect();
+        if let Some(t) = self.participant_info(TEST_SOURCE_ID).filter(|_| self.cfg.test_source) {
+            out.push(t);
+        }
+        out.sort_by_key(|p| p.id);
+        out
+    }
+
+    pub(crate) fn participant_info(&self, pid: ParticipantId) -> Option<ParticipantInfo> {
+        let status = self.last_mix.sources.iter().find(|(id, _)| *id == pid).map(|(_, s)| s);
+        let level_dbfs = status.map_or(-100.0, |s| s.level_dbfs);
+        let talking = self.talking.contains(&pid);
+        if pid == TEST_SOURCE_ID && self.cfg.test_source && !self.by_pid.contains_key(&pid) {
+            return Some(ParticipantInfo {
+                id: pid,
+                name: "Test source (music)".into(),
+                kind: KIND_TEST_SOURCE,
+                address: String::new(),
+                transport: "built in".into(),
+                key: String::new(),
+                talking,
+                level_dbfs,
+                loss_percent: 0.0,
+                jitter_ms: 0.0,
+                gain_percent: 100,
+                muted: false,
+                self_muted: false,
+                sends: true,
+                receives: false,
+                connected_s: self.started.elapsed().as_secs(),
+            });
+        }
+        let p = self.party(pid)?;
+        if p.role.echo {
+            return None;
+        }
+        let stored = self.settings.get(&p.key);
+        let (address, transport, loss, jitter_ms, since) = match *self.by_pid.get(&pid)? {
+            Link::Native(sid) => {
+                let path = self.endpoint.path(sid)?;
+                let stats = self.endpoint.session(sid)?.stats();
+                let address = self.listener.peer_addr(path).map(|a| canonical(a).to_string()).unwrap_or_default();
+                let transport = match path {
+                    Path::Udp(_) => "UDP",
+                    Path::Ws(_) => "WebSocket",
+                };
+                let since = self.members.get(&sid).map_or(self.started, |m| m.since);
+                (address, transport, stats.loss, (stats.jitter.as_secs_f64() * 1000.0) as f32, since)
+            }
+            Link::Browser(conn) => {
+                let b = self.browsers.get(&conn)?;
+                let j = b.joined.as_ref()?;
+                (canonical(b.peer).to_string(), "browser WebSocket", j.inbound.loss, j.inbound.jitter_ms(), b.since)
+            }
+        };
+        Some(ParticipantInfo {
+            id: pid,
+            name: p.name.to_owned(),
+            kind: self.kind_of(pid),
+            address,
+            transport: transport.into(),
+            key: p.key.fingerprint().compact().to_owned(),
+            talking,
+            level_dbfs,
+            loss_percent: loss * 100.0,
+            jitter_ms,
+            gain_percent: stored.gain_percent,
+            muted: stored.muted,
+            self_muted: p.self_muted,
+            sends: p.role.sends,
+            receives: p.role.receives,
+            connected_s: since.elapsed().as_secs(),
+        })
+    }
+
+    pub(crate) fn stats_point(&self) -> StatsPoint {
+        let infos = self.participant_infos();
+        let people: Vec<&ParticipantInfo> = infos.iter().filter(|p| p.kind != KIND_TEST_SOURCE).collect();
+        let loss_max = people.iter().map(|p| p.loss_percent).fold(0.0f32, f32::max);
+        let loss_mean = if people.is_empty() {
+            0.0
+        } else {
+            people.iter().map(|p| p.loss_percent).sum::<f32>() / people.len() as f32
+        };
+        let mix = &self.last_mix;
+        StatsPoint {
+            t: self.started.elapsed().as_secs(),
+            mix_mean_ms: mix.cycle_mean_ms as f32,
+            mix_p99_ms: mix.cycle_p99_ms as f32,
+            mix_max_ms: mix.cycle_max_ms as f32,
+            participants: people.len() as u32,
+            active_sources: mix.active_sources as u32,
+            loss_max_percent: loss_max,
+            loss_mean_percent: loss_mean,
+        }
+    }
+
+    fn room_info(&self) -> RoomInfo {
+        let p = &self.cfg.params;
+        RoomInfo {
+            name: self.cfg.room_name.clone(),
+            password_required: self.cfg.password.is_some(),
+            participants: self.admitted_count(),
+            sample_rate: viz_audio::SAMPLE_RATE,
+            frame_ms: p.frame.millis(),
+            bitrate: p.bitrate,
+            fec: p.fec,
+            dtx: p.dtx,
+            pass_through: self.cfg.pass_through,
+            jitter_max_ms: self.cfg.jitter.max_delay.as_millis() as u32,
+            test_source: self.cfg.test_source,
+            udp_port: self.listener.local.port(),
+            fingerprint: self.cfg.keypair.fingerprint().to_string(),
+        }
+    }
+
+    /// Everything the HTTP side asks of the room arrives here, on the room's task.
+    pub(crate) fn on_web(&mut self, ev: WebEvent, now: Instant) {
+        match ev {
+            WebEvent::BrowserOpen { conn, peer, tx } => self.on_browser_open(conn, peer, tx),
+            WebEvent::BrowserControl { conn, msg } => self.on_browser_control(conn, msg, now),
+            WebEvent::BrowserMedia { conn, at, media } => self.on_browser_media(conn, at, media),
+            WebEvent::BrowserClosed { conn } => self.on_browser_closed(conn),
+            WebEvent::Api { request, reply } => {
+                let answer = self.answer(request, now);
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    fn answer(&mut self, request: ApiRequest, now: Instant) -> ApiReply {
+        match request {
+            ApiRequest::Room => ApiReply::Room(self.room_info()),
+            ApiRequest::Participants => ApiReply::Participants(self.participant_infos()),
+            ApiRequest::Participant(id) => ApiReply::Participant(
+                self.participant_info(id).filter(|p| self.by_pid.contains_key(&p.id) || p.kind == KIND_TEST_SOURCE),
+            ),
+            ApiRequest::Admin(op) => {
+                let result = self.apply_admin(op, now);
+                tracing::info!(
+                    ok = result.is_ok(),
+                    "admin (web): {}",
+                    match &result {
+                        Ok(t) => t.clone(),
+                        Err(e) => e.to_string(),
+                    }
+                );
+                ApiReply::Done(result)
+            }
+            ApiRequest::SetRoom(patch) => ApiReply::Done(self.set_room(patch)),
+            ApiRequest::Stats => ApiReply::Stats(StatsInfo {
+                uptime_s: self.started.elapsed().as_secs(),
+                packets_in: self.net.media_in,
+                packets_out: self.net.media_out,
+                late_ticks: self.last_mix.late_ticks,
+                history: self.history.iter().rev().take(HISTORY_SECONDS).rev().copied().collect(),
+            }),
+        }
+    }
+
+    fn set_room(&mut self, patch: crate::web::messages::RoomPatch) -> Result<String, AdminError> {
+        let Some(name) = patch.name else { return Err(AdminError::Invalid("nothing to change".into())) };
+        let name = viz_proto::control::sanitize_name(&name);
+        if name.is_empty() {
+            return Err(AdminError::Invalid("a room name cannot be empty".into()));
+        }
+        tracing::info!("room renamed from '{}' to '{name}'", self.cfg.room_name);
+        self.cfg.room_name = name.clone();
+        Ok(format!("the room is now called '{name}' (participants see it when they next join)"))
+    }
+}

@@ -1,0 +1,226 @@
+//! What the HTTP side and the room task say to each other, and the JSON the browser
+//! speaks over its WebSocket.
+//!
+//! The browser's WebSocket carries two kinds of message: text frames are JSON control
+//! messages ([`BrowserIn`] / [`BrowserOut`]), binary frames are media packets in the
+//! native payload format (`viz_proto::payload`: kind 0x01, stream, seq, timestamp,
+//! flags, Opus frames), parsed by the same fuzzed parser as native media.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use viz_proto::{AdminOp, OwnedMedia};
+
+/// Longest JSON text message a browser may send (a hello with name and password).
+pub const MAX_BROWSER_TEXT: usize = 4096;
+
+/// A browser's control message.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BrowserIn {
+    /// First message: who joins and how. `identity` is a random secret the page keeps
+    /// in local storage, so settings an admin made survive reloads.
+    Hello {
+        #[serde(default)]
+        name: String,
+        identity: String,
+        #[serde(default = "yes")]
+        sends: bool,
+        #[serde(default = "yes")]
+        receives: bool,
+        #[serde(default)]
+        echo: bool,
+        #[serde(default)]
+        password: Option<String>,
+    },
+    /// The user's own mute.
+    Mute { muted: bool },
+    /// What the page measures of the audio it receives, once a second.
+    Report { loss: f32 },
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl BrowserIn {
+    /// Parses one text frame; never panics, refuses oversized input.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.len() > MAX_BROWSER_TEXT {
+            return Err(format!("control message longer than {MAX_BROWSER_TEXT} bytes"));
+        }
+        serde_json::from_str(text).map_err(|e| format!("bad control message: {e}"))
+    }
+}
+
+/// A roster line as the browser sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BrowserRosterEntry {
+    pub id: u32,
+    pub name: String,
+    pub kind: &'static str,
+    pub you: bool,
+    pub self_muted: bool,
+    pub admin_muted: bool,
+    pub gain_percent: u16,
+    pub sends: bool,
+    pub receives: bool,
+}
+
+/// The room's control messages to a browser.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BrowserOut {
+    Welcome {
+        room: String,
+        you: u32,
+        frame_ms: u32,
+        bitrate: u32,
+        echo: bool,
+    },
+    /// New or changed entries (the first one after Welcome is the whole roster).
+    Roster {
+        entries: Vec<BrowserRosterEntry>,
+    },
+    Left {
+        id: u32,
+        reason: String,
+    },
+    Talking {
+        ids: Vec<u32>,
+    },
+    /// The session is over; `reconnect` says whether trying again makes sense.
+    Bye {
+        reason: String,
+        reconnect: bool,
+    },
+}
+
+/// What a browser's WebSocket task sends to the room.
+#[derive(Debug)]
+pub enum WebEvent {
+    BrowserOpen { conn: u64, peer: SocketAddr, tx: mpsc::Sender<BrowserFrame> },
+    BrowserControl { conn: u64, msg: BrowserIn },
+    BrowserMedia { conn: u64, at: Instant, media: OwnedMedia },
+    BrowserClosed { conn: u64 },
+    Api { request: ApiRequest, reply: oneshot::Sender<ApiReply> },
+}
+
+/// What the room sends down a browser's WebSocket.
+#[derive(Debug)]
+pub enum BrowserFrame {
+    Text(String),
+    Binary(Vec<u8>),
+    /// Send this text, then close.
+    Close(String),
+}
+
+/// A REST call the room answers.
+#[derive(Debug)]
+pub enum ApiRequest {
+    Room,
+    Participants,
+    Participant(u32),
+    Admin(AdminOp),
+    SetRoom(RoomPatch),
+    Stats,
+}
+
+#[derive(Debug)]
+pub enum ApiReply {
+    Room(RoomInfo),
+    Participants(Vec<ParticipantInfo>),
+    Participant(Option<ParticipantInfo>),
+    Done(Result<String, AdminError>),
+    Stats(StatsInfo),
+}
+
+/// Why a room operation failed; the HTTP status follows from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminError {
+    /// No such participant (404).
+    NotFound(String),
+    /// The request names something that cannot be done (422).
+    Invalid(String),
+    /// Saving the change failed (500: the server's disk, not the request).
+    Storage(String),
+}
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotFound(m) | Self::Invalid(m) | Self::Storage(m) => f.write_str(m),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomPatch {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomInfo {
+    pub name: String,
+    pub password_required: bool,
+    pub participants: usize,
+    pub sample_rate: u32,
+    pub frame_ms: u32,
+    pub bitrate: u32,
+    pub fec: bool,
+    pub dtx: bool,
+    pub pass_through: bool,
+    pub jitter_max_ms: u32,
+    pub test_source: bool,
+    pub udp_port: u16,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ParticipantInfo {
+    pub id: u32,
+    pub name: String,
+    /// native, browser or test source
+    pub kind: &'static str,
+    pub address: String,
+    pub transport: String,
+    pub key: String,
+    pub talking: bool,
+    pub level_dbfs: f32,
+    pub loss_percent: f32,
+    pub jitter_ms: f32,
+    pub gain_percent: u16,
+    pub muted: bool,
+    pub self_muted: bool,
+    pub sends: bool,
+    pub receives: bool,
+    pub connected_s: u64,
+}
+
+/// One second of the room, for the admin page's graphs.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StatsPoint {
+    /// Seconds since the server started.
+    pub t: u64,
+    pub mix_mean_ms: f32,
+    pub mix_p99_ms: f32,
+    pub mix_max_ms: f32,
+    pub participants: u32,
+    pub active_sources: u32,
+    /// Worst inbound loss of any participant, percent.
+    pub loss_max_percent: f32,
+    /// Mean inbound loss over participants, percent.
+    pub loss_mean_percent: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsInfo {
+    pub uptime_s: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub late_ticks: u64,
+    pub history: Vec<StatsPoint>,
+}

@@ -1,0 +1,120 @@
+//! The room's HTTP side (axum): the web page and admin page embedded in the binary
+//! ([`assets`]), the browser participant's WebSocket ([`ws`]), the REST API ([`api`])
+//! and Prometheus `/metrics`, over plain HTTP or HTTPS ([`tls`]).
+//!
+//! Handlers never touch room state: they send a [`messages::WebEvent`] to the room's
+//! task and await its answer, so the REST API runs exactly the operations the native
+//! admin channel runs.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::sync::mpsc;
+use zeroize::Zeroizing;
+
+pub mod api;
+pub mod assets;
+pub mod messages;
+pub mod tls;
+mod ws;
+
+pub use tls::TlsMode;
+
+use crate::room::RoomError;
+use crate::room::metrics::{self, Snapshot};
+use crate::room::ratelimit::FailureLimiter;
+use messages::WebEvent;
+
+/// Events queued from the HTTP side to the room before senders wait (control) or
+/// drop (browser media).
+pub const EVENT_QUEUE: usize = 4096;
+
+#[derive(Clone)]
+pub struct WebState {
+    events: mpsc::Sender<WebEvent>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    admin_token: Arc<Zeroizing<String>>,
+    /// Bad admin tokens per address, like the native admin channel's.
+    limiter: Arc<Mutex<FailureLimiter>>,
+    next_conn: Arc<AtomicU64>,
+}
+
+impl WebState {
+    pub fn new(events: mpsc::Sender<WebEvent>, snapshot: Arc<Mutex<Snapshot>>, admin_token: Zeroizing<String>) -> Self {
+        Self {
+            events,
+            snapshot,
+            admin_token: Arc::new(admin_token),
+            limiter: Arc::new(Mutex::new(FailureLimiter::default())),
+            next_conn: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+/// Where the web server listens.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub addr: SocketAddr,
+    /// The page's address as a user types it (`https://` when TLS is on).
+    pub url: String,
+    pub cert_fingerprint: Option<String>,
+}
+
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/ws", get(ws::upgrade))
+        .merge(assets::routes())
+        .nest("/api", api::routes())
+        .with_state(state)
+}
+
+async fn metrics_text(State(s): State<WebState>) -> impl IntoResponse {
+    let snap = s.snapshot.lock().map(|g| g.clone()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(&snap))
+}
+
+/// Binds `addr` and serves in the background; errors (port taken, bad certificate)
+/// come back before anything is served.
+pub async fn serve(addr: SocketAddr, tls: &TlsMode, state: WebState) -> Result<Served, RoomError> {
+    let http_err = |e: std::io::Error| RoomError::Http { addr, reason: e.to_string() };
+    let loaded = tls::load(tls)?;
+    let listener = std::net::TcpListener::bind(addr).map_err(http_err)?;
+    listener.set_nonblocking(true).map_err(http_err)?;
+    let bound = listener.local_addr().map_err(http_err)?;
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let shown = if bound.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port())
+    } else {
+        bound
+    };
+    let served = match loaded {
+        Some(l) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(l.config);
+            let server = axum_server::from_tcp_rustls(listener, config).map_err(http_err)?;
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(app).await {
+                    tracing::error!("HTTPS server stopped: {e}");
+                }
+            });
+            Served { addr: bound, url: format!("https://{shown}"), cert_fingerprint: Some(l.fingerprint) }
+        }
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(http_err)?;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("HTTP server stopped: {e}");
+                }
+            });
+            Served { addr: bound, url: format!("http://{shown}"), cert_fingerprint: None }
+        }
+    };
+    tracing::info!(addr = %served.addr, "web page at {}, API at {}/api, metrics at {}/metrics", served.url, served.url, served.url);
+    Ok(served)
+}

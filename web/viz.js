@@ -1,0 +1,426 @@
+// The browser participant: join (microphone) or listen, Opus over a WebSocket.
+// Wire: text frames are JSON control messages; binary frames are media packets
+// (kind 0x01 | stream u8 | seq u16 | timestamp u32 | flags u8 | sizes | Opus frames),
+// the same payload native clients send inside their encrypted datagrams.
+
+import { makeEncoder, makeDecoder } from '/assets/codec.js';
+
+const FRAME = 960;
+const params = new URLSearchParams(location.search);
+const forceWasm = params.get('codec') === 'wasm';
+const recordSeconds = Number(params.get('record') || 0);
+const $ = (id) => document.getElementById(id);
+
+const session = {
+  mode: null,          // 'join' | 'listen' | 'echo'
+  ws: null,
+  ctx: null,
+  mic: null,
+  capture: null,
+  playback: null,
+  encoder: null,
+  decoder: null,
+  you: null,
+  roster: new Map(),
+  talking: new Set(),
+  muted: false,
+  wanted: false,       // the user wants to be connected (reconnect after drops)
+  retry: 0,
+  retryTimer: null,
+  stream: 0,
+  seq: 0,
+  lastSentTs: null,
+  rx: { highest: null, expected: 0, received: 0, loss: 0, packets: 0 },
+  level: 0,
+  sent: 0,
+  reportTimer: null,
+  pool: [],
+  dumps: {},
+};
+
+function identity() {
+  let id = localStorage.getItem('viz-identity');
+  if (!id) {
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    id = btoa(String.fromCharCode(...b)).replace(/[+/=]/g, (c) => ({ '+': '-', '/': '_', '=': '' })[c]);
+    localStorage.setItem('viz-identity', id);
+  }
+  return id;
+}
+
+function setState(state, text) {
+  const el = $('state');
+  el.dataset.state = state;
+  el.textContent = text;
+}
+
+function notice(text) {
+  const el = $('notice');
+  el.hidden = !text;
+  el.textContent = text || '';
+}
+
+// ---------- audio ----------
+
+async function startAudio(mode) {
+  if (!window.isSecureContext) {
+    throw new Error('This page needs HTTPS (or http://localhost) for audio. Ask the host to start viz serve with --tls-self-signed, or use an https tunnel.');
+  }
+  if (!window.AudioWorkletNode) throw new Error('This browser has no AudioWorklet; use a current Chrome, Edge, Firefox or Safari.');
+  const ctx = new AudioContext({ sampleRate: 48000, latencyHint: 'interactive' });
+  await ctx.audioWorklet.addModule('/assets/worklets.js');
+  const playback = new AudioWorkletNode(ctx, 'viz-playback', {
+    numberOfInputs: 0, outputChannelCount: [1], processorOptions: { recordSeconds },
+  });
+  playback.connect(ctx.destination);
+  playback.port.onmessage = (e) => {
+    if (e.data instanceof Float32Array) { if (session.pool.length < 16) session.pool.push(e.data); }
+    else if (e.data.dump) session.dumps.output = e.data;
+    else if (e.data.stats) session.playbackStats = e.data.stats;
+  };
+  session.ctx = ctx;
+  session.playback = playback;
+  session.decoder = await makeDecoder({ forceWasm, onPcm: (pcm) => toSpeakers(pcm) });
+  if (mode !== 'listen') {
+    const mic = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+    });
+    const source = ctx.createMediaStreamSource(mic);
+    const capture = new AudioWorkletNode(ctx, 'viz-capture', {
+      numberOfOutputs: 0, processorOptions: { recordSeconds },
+    });
+    source.connect(capture);
+    capture.port.onmessage = (e) => onCaptured(e.data);
+    session.mic = mic;
+    session.capture = capture;
+    session.captureFrames = 0;
+    session.encoder = await makeEncoder({
+      forceWasm, bitrate: 32000, frameSamples: FRAME, onPacket: (bytes, ts) => sendPacket(bytes, ts),
+    });
+  }
+  await ctx.resume();
+  $('codec-line').textContent =
+    `Opus through ${session.decoder.kind}` + (session.encoder ? ` (encoding: ${session.encoder.kind})` : '') +
+    `, ${ctx.sampleRate} Hz, output latency ${Math.round((ctx.outputLatency || ctx.baseLatency || 0) * 1000)} ms`;
+}
+
+function stopAudio() {
+  if (session.encoder) session.encoder.close();
+  if (session.decoder) session.decoder.close();
+  if (session.mic) session.mic.getTracks().forEach((t) => t.stop());
+  if (session.ctx) session.ctx.close();
+  Object.assign(session, { encoder: null, decoder: null, mic: null, ctx: null, capture: null, playback: null });
+}
+
+function onCaptured(msg) {
+  if (!(msg instanceof Float32Array)) {
+    if (msg.dump) session.dumps.input = msg;
+    return;
+  }
+  let sum = 0;
+  for (let i = 0; i < msg.length; i++) sum += msg[i] * msg[i];
+  const rms = Math.sqrt(sum / msg.length);
+  session.level = Math.max(rms, session.level * 0.8);
+  const ts = session.captureFrames * FRAME;
+  session.captureFrames++;
+  if (session.encoder && !session.muted && session.ws && session.ws.readyState === WebSocket.OPEN && session.you !== null) {
+    session.encoder.encode(msg, ts);
+  }
+  session.capture.port.postMessage(msg, [msg.buffer]); // back to the worklet's pool
+}
+
+function toSpeakers(pcm) {
+  if (!session.playback) return;
+  let buf = pcm;
+  if (pcm.length === FRAME && session.pool.length) {
+    buf = session.pool.pop();
+    buf.set(pcm);
+  }
+  session.playback.port.postMessage(buf, [buf.buffer]);
+}
+
+// ---------- wire ----------
+
+function sendPacket(opus, ts) {
+  // DTX: one- and two-byte packets only say "still silent"; the room treats a pause
+  // as silence, so they are not sent.
+  if (opus.length <= 2) return;
+  const ws = session.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  const marker = session.lastSentTs === null || ts - session.lastSentTs > FRAME;
+  session.lastSentTs = ts;
+  const p = new Uint8Array(9 + opus.length);
+  const v = new DataView(p.buffer);
+  p[0] = 0x01;
+  p[1] = session.stream;
+  v.setUint16(2, session.seq);
+  v.setUint32(4, (session.tsBase + ts) >>> 0);
+  p[8] = marker ? 0x10 : 0;
+  p.set(opus, 9);
+  session.seq = (session.seq + 1) & 0xffff;
+  ws.send(p);
+  session.sent++;
+}
+
+function onMedia(buf) {
+  const b = new Uint8Array(buf);
+  if (b.length < 10 || b[0] !== 0x01) return;
+  const v = new DataView(buf);
+  const seq = v.getUint16(2);
+  const ts = v.getUint32(4);
+  const count = (b[8] & 0x0f) + 1;
+  const sizes = [];
+  let at = 9;
+  for (let i = 0; i < count - 1; i++) {
+    if (at >= b.length) return;
+    const first = b[at];
+    if (first < 252) { sizes.push(first); at += 1; } else { if (at + 1 >= b.length) return; sizes.push(first + 4 * b[at + 1]); at += 2; }
+  }
+  countReceived(seq);
+  for (let i = 0; i < count; i++) {
+    const len = i < count - 1 ? sizes[i] : b.length - at;
+    if (len <= 0 || at + len > b.length) return;
+    if (session.decoder) session.decoder.decode(b.subarray(at, at + len), ts + i * FRAME);
+    at += len;
+  }
+}
+
+function countReceived(seq) {
+  const rx = session.rx;
+  rx.packets++;
+  const ahead = rx.highest === null ? 1 : (seq - rx.highest) & 0xffff;
+  if (ahead !== 0 && ahead < 0x8000) {
+    rx.expected += ahead;
+    rx.received++;
+    rx.highest = seq;
+  }
+}
+
+function sendJson(msg) {
+  if (session.ws && session.ws.readyState === WebSocket.OPEN) session.ws.send(JSON.stringify(msg));
+}
+
+function report() {
+  const rx = session.rx;
+  if (rx.expected > 0) rx.loss = Math.max(0, 1 - rx.received / rx.expected);
+  rx.expected = 0;
+  rx.received = 0;
+  sendJson({ type: 'report', loss: rx.loss });
+  if (session.playback) session.playback.port.postMessage('stats');
+}
+
+function onControl(msg) {
+  switch (msg.type) {
+    case 'welcome':
+      session.you = msg.you;
+      session.retry = 0;
+      $('room-name').textContent = msg.room;
+      document.title = `${msg.room} · Viz`;
+      setState('connected', msg.echo ? 'echo test: you hear yourself' : (session.mode === 'listen' ? 'listening' : 'connected'));
+      break;
+    case 'roster':
+      for (const e of msg.entries) session.roster.set(e.id, e);
+      drawRoster();
+      break;
+    case 'left':
+      session.roster.delete(msg.id);
+      session.talking.delete(msg.id);
+      drawRoster();
+      break;
+    case 'talking':
+      session.talking = new Set(msg.ids);
+      drawRoster();
+      break;
+    case 'bye':
+      session.byeReason = msg.reason;
+      if (!msg.reconnect) session.wanted = false;
+      notice(msg.reason);
+      break;
+    default:
+      break;
+  }
+}
+
+function connect() {
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const ws = new WebSocket(`${proto}//${location.host}/ws`);
+  ws.binaryType = 'arraybuffer';
+  session.ws = ws;
+  session.stream = crypto.getRandomValues(new Uint8Array(1))[0];
+  session.tsBase = crypto.getRandomValues(new Uint32Array(1))[0];
+  session.seq = crypto.getRandomValues(new Uint16Array(1))[0];
+  session.lastSentTs = null;
+  session.rx.highest = null;
+  session.byeReason = null;
+  setState('connecting', session.retry ? `reconnecting (attempt ${session.retry + 1})` : 'connecting');
+  ws.onopen = () => {
+    sendJson({
+      type: 'hello', name: $('name').value, identity: identity(),
+      sends: session.mode !== 'listen', receives: true, echo: session.mode === 'echo',
+      password: $('password').value || null,
+    });
+  };
+  ws.onmessage = (e) => {
+    if (typeof e.data === 'string') {
+      try { onControl(JSON.parse(e.data)); } catch (err) { console.warn('bad control message', err); }
+    } else {
+      onMedia(e.data);
+    }
+  };
+  ws.onclose = () => {
+    session.you = null;
+    session.roster.clear();
+    session.talking.clear();
+    drawRoster();
+    if (session.ws !== ws) return;
+    if (!session.wanted) {
+      finish(session.byeReason ? `disconnected: ${session.byeReason}` : 'disconnected');
+      return;
+    }
+    const delay = Math.min(5000, 500 * 2 ** Math.min(session.retry, 4));
+    session.retry++;
+    setState('reconnecting', `connection lost; reconnecting in ${(delay / 1000).toFixed(1)} s`);
+    session.retryTimer = setTimeout(connect, delay);
+  };
+}
+
+async function start(mode) {
+  notice('');
+  session.mode = mode;
+  session.wanted = true;
+  session.retry = 0;
+  localStorage.setItem('viz-name', $('name').value);
+  try {
+    await startAudio(mode);
+  } catch (e) {
+    stopAudio();
+    session.wanted = false;
+    notice(e.message || String(e));
+    setState('idle', 'not connected');
+    return;
+  }
+  $('join-form').hidden = true;
+  $('in-call').hidden = false;
+  $('mute').disabled = mode === 'listen';
+  connect();
+  session.reportTimer = setInterval(report, 1000);
+}
+
+function finish(text) {
+  clearInterval(session.reportTimer);
+  clearTimeout(session.retryTimer);
+  stopAudio();
+  $('join-form').hidden = false;
+  $('in-call').hidden = true;
+  setState('idle', text);
+}
+
+function leave() {
+  session.wanted = false;
+  const ws = session.ws;
+  session.ws = null;
+  if (ws) ws.close(1000, 'leaving');
+  finish('not connected');
+}
+
+function toggleMute() {
+  session.muted = !session.muted;
+  $('mute').textContent = session.muted ? 'Unmute' : 'Mute';
+  $('mute').setAttribute('aria-pressed', String(session.muted));
+  sendJson({ type: 'mute', muted: session.muted });
+}
+
+// ---------- view ----------
+
+function drawRoster() {
+  const ul = $('roster');
+  ul.replaceChildren();
+  const entries = [...session.roster.values()].sort((a, b) => a.id - b.id);
+  for (const e of entries) {
+    const li = document.createElement('li');
+    li.dataset.id = e.id;
+    const dot = document.createElement('span');
+    dot.className = 'talk-dot' + (session.talking.has(e.id) ? ' talking' : '');
+    dot.title = session.talking.has(e.id) ? 'talking' : 'quiet';
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = e.name + (e.you ? ' (you)' : '');
+    const tags = document.createElement('span');
+    tags.className = 'tags';
+    const t = [e.kind];
+    if (!e.sends) t.push('listening');
+    if (e.self_muted) t.push('muted');
+    if (e.admin_muted) t.push('muted by admin');
+    if (e.gain_percent !== 100) t.push(`${e.gain_percent} %`);
+    tags.textContent = t.join(' · ');
+    li.append(dot, name, tags);
+    ul.append(li);
+  }
+  if (!entries.length) {
+    const li = document.createElement('li');
+    li.className = 'empty';
+    li.textContent = session.ws ? 'nobody yet' : 'join or listen to see who is here';
+    ul.append(li);
+  }
+}
+
+function drawLevel() {
+  const pct = Math.min(100, Math.max(0, (20 * Math.log10(session.level + 1e-6) + 60) / 60 * 100));
+  $('level').style.width = `${session.muted ? 0 : pct}%`;
+  session.level *= 0.9;
+  requestAnimationFrame(drawLevel);
+}
+
+async function loadRoom() {
+  try {
+    const r = await fetch('/api/room');
+    if (!r.ok) return;
+    const room = await r.json();
+    $('room-name').textContent = room.name;
+    document.title = `${room.name} · Viz`;
+    $('password-row').hidden = !room.password_required;
+  } catch (_) { /* the server may be down; joining reports it */ }
+}
+
+// ---------- hooks for tests and the curious ----------
+
+function pcm16Base64(f32) {
+  const i16 = new Int16Array(f32.length);
+  for (let i = 0; i < f32.length; i++) i16[i] = Math.max(-32768, Math.min(32767, Math.round(f32[i] * 32767)));
+  const bytes = new Uint8Array(i16.buffer);
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+async function dump(node, key) {
+  if (!node) return null;
+  session.dumps[key] = null;
+  node.port.postMessage('dump');
+  for (let i = 0; i < 100 && !session.dumps[key]; i++) await new Promise((r) => setTimeout(r, 20));
+  const d = session.dumps[key];
+  return d ? { start: d.start, pcm: pcm16Base64(d.dump) } : null;
+}
+
+window.vizTest = {
+  state: () => ({
+    state: $('state').dataset.state, text: $('state').textContent, you: session.you,
+    sent: session.sent, received: session.rx.packets, level: session.level,
+    encoder: session.encoder && session.encoder.kind, decoder: session.decoder && session.decoder.kind,
+    roster: [...session.roster.values()], talking: [...session.talking], playback: session.playbackStats || null,
+  }),
+  // What the microphone gave and what the speakers played, as 16-bit PCM (base64),
+  // each with the AudioContext frame of its first sample (same clock for both).
+  recordings: async () => ({ input: await dump(session.capture, 'input'), output: await dump(session.playback, 'output') }),
+  dropSocket: () => { if (session.ws) session.ws.close(4000, 'test drop'); },
+};
+
+$('name').value = localStorage.getItem('viz-name') || '';
+$('join').onclick = () => start('join');
+$('listen').onclick = () => start('listen');
+$('echo').onclick = () => start('echo');
+$('leave').onclick = leave;
+$('mute').onclick = toggleMute;
+drawRoster();
+requestAnimationFrame(drawLevel);
+loadRoom();

@@ -1,0 +1,150 @@
+// Audio-thread code for the page. Nothing here allocates once running: frames travel
+// in a fixed pool of buffers handed back and forth with transfer, and the jitter
+// buffer and the optional test recording are allocated in the constructors.
+
+const FRAME = 960; // 20 ms at 48 kHz
+
+// Microphone → 20 ms frames for the encoder, with the input level.
+class Capture extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    this.pool = [];
+    for (let i = 0; i < 8; i++) this.pool.push(new Float32Array(FRAME));
+    this.current = this.pool.pop();
+    this.fill = 0;
+    this.dropped = 0;
+    this.started = false;
+    const seconds = (options.processorOptions && options.processorOptions.recordSeconds) || 0;
+    this.record = seconds > 0 ? new Float32Array(seconds * sampleRate) : null;
+    this.recorded = 0;
+    this.port.onmessage = (e) => {
+      if (e.data instanceof Float32Array) this.pool.push(e.data);
+      else if (e.data === 'dump' && this.record) {
+        this.port.postMessage({ dump: this.record.subarray(0, this.recorded), start: this.recordStart });
+      }
+    };
+  }
+
+  process(inputs) {
+    const input = inputs[0] && inputs[0][0];
+    if (!input) return true;
+    if (!this.started) {
+      this.started = true;
+      this.recordStart = currentFrame;
+      this.port.postMessage({ start: currentFrame });
+    }
+    if (this.record) {
+      const n = Math.min(input.length, this.record.length - this.recorded);
+      this.record.set(input.subarray(0, n), this.recorded);
+      this.recorded += n;
+    }
+    for (let i = 0; i < input.length; i++) {
+      if (this.current) this.current[this.fill] = input[i];
+      this.fill++;
+      if (this.fill === FRAME) {
+        if (this.current) this.port.postMessage(this.current, [this.current.buffer]);
+        else this.dropped++;
+        this.current = this.pool.pop() || null; // none free: the main thread is behind
+        this.fill = 0;
+      }
+    }
+    return true;
+  }
+}
+
+// Decoded audio → speakers, through a small adaptive jitter buffer: it starts playing
+// once `target` samples are queued, grows the target after an underrun, and trims
+// the queue when it stayed above the target for a whole second.
+class Playback extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    this.ring = new Float32Array(sampleRate); // 1 s
+    this.read = 0;
+    this.write = 0;
+    this.minTarget = 0.02 * sampleRate;
+    this.maxTarget = 0.3 * sampleRate;
+    this.target = 0.04 * sampleRate;
+    this.playing = false;
+    this.underruns = 0;
+    this.trimmed = 0;
+    this.windowMin = Infinity;
+    this.windowLeft = sampleRate;
+    this.calm = 0;
+    const seconds = (options.processorOptions && options.processorOptions.recordSeconds) || 0;
+    this.record = seconds > 0 ? new Float32Array(seconds * sampleRate) : null;
+    this.recorded = 0;
+    this.recordStart = -1;
+    this.port.onmessage = (e) => {
+      if (e.data instanceof Float32Array) this.push(e.data);
+      else if (e.data === 'dump' && this.record) {
+        this.port.postMessage({ dump: this.record.subarray(0, this.recorded), start: this.recordStart });
+      } else if (e.data === 'stats') {
+        this.port.postMessage({
+          stats: { buffered_ms: this.queued() * 1000 / sampleRate, target_ms: this.target * 1000 / sampleRate,
+            underruns: this.underruns, trimmed_ms: this.trimmed * 1000 / sampleRate },
+        });
+      }
+    };
+  }
+
+  queued() { return (this.write - this.read + this.ring.length) % this.ring.length; }
+
+  push(pcm) {
+    const free = this.ring.length - 1 - this.queued();
+    const n = Math.min(pcm.length, free);
+    for (let i = 0; i < n; i++) {
+      this.ring[this.write] = pcm[i];
+      this.write = (this.write + 1) % this.ring.length;
+    }
+    this.port.postMessage(pcm, [pcm.buffer]); // hand the buffer back for reuse
+  }
+
+  process(_inputs, outputs) {
+    const out = outputs[0][0];
+    const have = this.queued();
+    if (!this.playing && have >= this.target) this.playing = true;
+    if (this.playing && have < out.length) {
+      this.playing = false;
+      this.underruns++;
+      this.target = Math.min(this.maxTarget, this.target + 0.01 * sampleRate);
+      this.calm = 0;
+    }
+    if (this.playing) {
+      for (let i = 0; i < out.length; i++) {
+        out[i] = this.ring[this.read];
+        this.read = (this.read + 1) % this.ring.length;
+      }
+      this.windowMin = Math.min(this.windowMin, this.queued());
+    } else {
+      out.fill(0);
+    }
+    this.windowLeft -= out.length;
+    if (this.windowLeft <= 0) {
+      this.windowLeft = sampleRate;
+      this.calm++;
+      // Ten calm seconds: try a smaller target.
+      if (this.calm >= 10) {
+        this.calm = 0;
+        this.target = Math.max(this.minTarget, this.target - 0.005 * sampleRate);
+      }
+      // Queue above target for the whole second: drop the excess (half at a time).
+      if (this.playing && this.windowMin !== Infinity && this.windowMin > this.target + 0.01 * sampleRate) {
+        const drop = Math.floor((this.windowMin - this.target) / 2);
+        this.read = (this.read + drop) % this.ring.length;
+        this.trimmed += drop;
+      }
+      this.windowMin = Infinity;
+    }
+    if (this.record) {
+      if (this.recordStart < 0) this.recordStart = currentFrame;
+      const n = Math.min(out.length, this.record.length - this.recorded);
+      this.record.set(out.subarray(0, n), this.recorded);
+      this.recorded += n;
+    }
+    for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
+    return true;
+  }
+}
+
+registerProcessor('viz-capture', Capture);
+registerProcessor('viz-playback', Playback);
