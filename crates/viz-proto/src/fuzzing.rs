@@ -81,3 +81,11 @@ pub fn identity(data: &[u8]) {
         assert_eq!(Fingerprint::parse(&fp.to_string()), Some(fp));
     }
 }
+
+/// A browser's control message: any text parses to a message or an error, never a
+/// panic, and nothing longer than the limit is accepted.
+pub fn browser_control(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let parsed = crate::browser::BrowserIn::parse(text);
+    assert!(parsed.is_err() || text.len() <= crate::browser::MAX_BROWSER_TEXT);
+}

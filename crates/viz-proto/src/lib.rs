@@ -20,6 +20,7 @@
 //! datagram is dropped and counted ([`error::DropReason`]), never answered, and never
 //! panics (see the length-sweep tests, the property tests and `fuzz/`).
 
+pub mod browser;
 pub mod control;
 pub mod crypto;
 pub mod endpoint;

@@ -109,6 +109,15 @@ proptest! {
     }
 
     #[test]
+    fn fuzz_entry_browser_control(
+        data in proptest::collection::vec(any::<u8>(), 0..300),
+        text in r#"\{"type":"(hello|mute|report)"[ -~]{0,80}"#,
+    ) {
+        viz_proto::fuzzing::browser_control(&data);
+        viz_proto::fuzzing::browser_control(text.as_bytes());
+    }
+
+    #[test]
     fn fuzz_entry_identity(data in proptest::collection::vec(any::<u8>(), 0..200), text in "[a-z2-7 -]{0,40}") {
         viz_proto::fuzzing::identity(&data);
         viz_proto::fuzzing::identity(text.as_bytes());

@@ -201,3 +201,76 @@ async fn admin_page_controls_a_native_participant() {
     assert!(stored.contains("Natalie") && stored.contains("\"gain_percent\": 50"), "{stored}");
     page.close().await;
 }
+
+/// Over HTTPS with a self-signed certificate: a listener is refused without the room
+/// password, admitted with it, plays the room's test source, and comes back by itself
+/// after its WebSocket drops (as one participant, not two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_listener_over_https_needs_the_password_and_reconnects_after_a_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_dir = dir.path().join("server");
+    std::fs::create_dir_all(&server_dir).unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "open sesame\n").unwrap();
+    let mut server =
+        serve(&server_dir, &["--test-source", "--tls-self-signed", "--password-file", super::s(&password)]);
+    assert!(server.web.starts_with("https://"), "{}", server.web);
+    let line = server.proc.expect_line("TLS certificate SHA-256:", Duration::from_secs(5));
+    let printed = line.rsplit(' ').next().unwrap().to_owned();
+    let pem = std::fs::read_to_string(server_dir.join("tls-cert.pem")).unwrap();
+    assert_eq!(printed, super::pem_fingerprint(&pem), "the printed fingerprint is not the certificate's");
+
+    let page = Chrome::start_insecure_tls().await;
+    page.goto(&format!("{}/?record=60", server.web)).await;
+    page.wait_for(
+        "return !document.getElementById('password-row').hidden;",
+        Duration::from_secs(5),
+        "the password field",
+    )
+    .await;
+    page.click("#listen").await;
+    page.wait_for(
+        "return document.getElementById('notice').textContent.includes('needs a password');",
+        Duration::from_secs(10),
+        "the refusal",
+    )
+    .await;
+    page.type_into("#password", "wrong").await;
+    page.click("#listen").await;
+    page.wait_for(
+        "return document.getElementById('notice').textContent.includes('wrong password');",
+        Duration::from_secs(10),
+        "the wrong-password refusal",
+    )
+    .await;
+    page.type_into("#password", "open sesame").await;
+    page.type_into("#name", "web-bob").await;
+    page.click("#listen").await;
+    page.wait_for("return window.vizTest.state().state === 'connected';", Duration::from_secs(10), "admission").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (_, (_, played)) = recordings(&page).await;
+    let level = analysis::rms_dbfs(&played[played.len().saturating_sub(96_000)..]);
+    println!("listener plays the test source at {level:.1} dBFS");
+    assert!(level > -40.0, "the listener plays nothing ({level:.1} dBFS)");
+
+    page.eval("window.vizTest.dropSocket(); return true;").await;
+    page.wait_for(
+        "return window.vizTest.state().state === 'reconnecting' || window.vizTest.state().state === 'connecting';",
+        Duration::from_secs(5),
+        "the page to notice the drop",
+    )
+    .await;
+    page.wait_for("return window.vizTest.state().state === 'connected';", Duration::from_secs(15), "the reconnect")
+        .await;
+    // The API over HTTPS, from the page (the test's HTTP client speaks no TLS).
+    let list = page
+        .eval(&format!(
+            "const r = await fetch('/api/participants', {{ headers: {{ Authorization: 'Bearer {ADMIN_TOKEN}' }} }}); \
+             return await r.json();"
+        ))
+        .await;
+    let browsers: Vec<&Value> = list.as_array().unwrap().iter().filter(|p| p["kind"] == "browser").collect();
+    assert_eq!(browsers.len(), 1, "one browser participant after the reconnect: {list}");
+    assert_eq!((browsers[0]["name"].as_str(), browsers[0]["sends"].as_bool()), (Some("web-bob"), Some(false)));
+    page.close().await;
+}

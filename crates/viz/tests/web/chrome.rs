@@ -37,6 +37,16 @@ impl Chrome {
     /// Starts chromedriver and a fresh headless Chromium whose fake microphone plays
     /// `microphone` (a WAV file, looped), if given.
     pub async fn start(microphone: Option<&Path>) -> Chrome {
+        Self::launch(microphone, false).await
+    }
+
+    /// A browser that accepts the server's self-signed certificate, as a user who
+    /// checked its fingerprint would.
+    pub async fn start_insecure_tls() -> Chrome {
+        Self::launch(None, true).await
+    }
+
+    async fn launch(microphone: Option<&Path>, accept_any_certificate: bool) -> Chrome {
         assert!(
             Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
             "the browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
@@ -61,6 +71,9 @@ impl Chrome {
             "--window-size=1280,1000".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        if accept_any_certificate {
+            args.push("--ignore-certificate-errors".into());
+        }
         if let Some(wav) = microphone {
             args.push(format!("--use-file-for-fake-audio-capture={}", wav.display()));
         }

@@ -132,3 +132,11 @@ pub fn wait_participant(server: &Server, name: &str, timeout: Duration) -> Value
 pub fn tone_in(x: &[f32], hz: f32) -> (f32, f32) {
     (analysis::band_energy_fraction(x, 48_000, hz, 40.0), analysis::rms_dbfs(x))
 }
+
+/// SHA-256 of a PEM certificate's DER, as `viz serve` prints it (AA:BB:...).
+pub fn pem_fingerprint(pem: &str) -> String {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = data_encoding::BASE64.decode(b64.as_bytes()).unwrap();
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&der);
+    digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
