@@ -98,7 +98,7 @@ pub enum RoomError {
     Settings(#[from] settings::SettingsError),
     #[error("cannot start the mixer: {0}")]
     Mixer(String),
-    #[error("cannot serve HTTP on {addr}: {reason}")]
+    #[error("cannot serve HTTP on {addr}: {reason} (choose another port with --http PORT, or --no-http)")]
     Http { addr: SocketAddr, reason: String },
     #[error(transparent)]
     Tls(#[from] web::tls::TlsError),
@@ -307,6 +307,11 @@ impl Room {
             println!("Web page:    {}  (admin page: {}/admin)", h.url, h.url);
             if let Some(fp) = &h.cert_fingerprint {
                 println!("TLS certificate SHA-256: {fp}");
+            }
+            if h.needs_tls_for_lan {
+                println!(
+                    "             (browsers on other machines need HTTPS for audio: --tls-self-signed, or an https tunnel)"
+                );
             }
         }
         if self.cfg.test_source {

@@ -63,6 +63,8 @@ pub struct Served {
     pub addr: SocketAddr,
     /// The page's address as a user types it (`https://` when TLS is on).
     pub url: String,
+    /// Plain HTTP reachable from other machines, where browsers refuse audio.
+    pub needs_tls_for_lan: bool,
     pub cert_fingerprint: Option<String>,
 }
 
@@ -89,10 +91,13 @@ pub async fn serve(addr: SocketAddr, tls: &TlsMode, state: WebState) -> Result<S
     listener.set_nonblocking(true).map_err(http_err)?;
     let bound = listener.local_addr().map_err(http_err)?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let shown = if bound.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port())
-    } else {
-        bound
+    // What to print: with HTTPS the address friends use; without, the local one (other
+    // machines get no microphone over plain HTTP; see the README).
+    let shown = match (bound.ip().is_unspecified(), loaded.is_some()) {
+        (true, true) => crate::host::guess_local_ip()
+            .map_or_else(|| format!("localhost:{}", bound.port()), |ip| SocketAddr::new(ip, bound.port()).to_string()),
+        (true, false) => format!("localhost:{}", bound.port()),
+        (false, _) => bound.to_string(),
     };
     let served = match loaded {
         Some(l) => {
@@ -103,7 +108,12 @@ pub async fn serve(addr: SocketAddr, tls: &TlsMode, state: WebState) -> Result<S
                     tracing::error!("HTTPS server stopped: {e}");
                 }
             });
-            Served { addr: bound, url: format!("https://{shown}"), cert_fingerprint: Some(l.fingerprint) }
+            Served {
+                addr: bound,
+                url: format!("https://{shown}"),
+                cert_fingerprint: Some(l.fingerprint),
+                needs_tls_for_lan: false,
+            }
         }
         None => {
             let listener = tokio::net::TcpListener::from_std(listener).map_err(http_err)?;
@@ -112,9 +122,14 @@ pub async fn serve(addr: SocketAddr, tls: &TlsMode, state: WebState) -> Result<S
                     tracing::error!("HTTP server stopped: {e}");
                 }
             });
-            Served { addr: bound, url: format!("http://{shown}"), cert_fingerprint: None }
+            Served {
+                addr: bound,
+                url: format!("http://{shown}"),
+                cert_fingerprint: None,
+                needs_tls_for_lan: !bound.ip().is_loopback(),
+            }
         }
     };
-    tracing::info!(addr = %served.addr, "web page at {}, API at {}/api, metrics at {}/metrics", served.url, served.url, served.url);
+    tracing::debug!(addr = %served.addr, "web page at {}, API at {}/api, metrics at {}/metrics", served.url, served.url, served.url);
     Ok(served)
 }
