@@ -22,6 +22,10 @@ use crate::cli::CommonArgs;
 const BURST_SECONDS: f64 = 3.0;
 /// Round trips longer than this are not searched for (1 s).
 const MAX_RTT_SAMPLES: i64 = 48_000;
+/// The delay is measured per window of this many samples (0.5 s).
+const WINDOW: usize = 24_000;
+/// Windows of the reference quieter than this (pauses) are not measured.
+const MIN_WINDOW_RMS: f32 = 0.01;
 
 pub struct EchoTest {
     reference: Option<Arc<[f32]>>,
@@ -69,23 +73,32 @@ impl EchoTest {
             return Ok(());
         };
         let recorded = wav::read_mono_48k(&path).with_context(|| format!("{}", path.display()))?;
-        match analysis::find_delay_within(&reference, &recorded, 0, MAX_RTT_SAMPLES) {
-            Some(d) if d.correlation >= 0.5 => {
+        // Half-second windows, each with its own delay: the jitter buffer may move by a
+        // few milliseconds during the burst, which would blur one lag over the whole.
+        let windows = analysis::windowed_delays(&reference, &recorded, WINDOW, 0, MAX_RTT_SAMPLES, MIN_WINDOW_RMS);
+        let voiced = windows.len();
+        let mut good: Vec<_> = windows.iter().map(|w| w.estimate).filter(|d| d.correlation >= 0.5).collect();
+        good.sort_by_key(|d| d.lag_samples);
+        match good.get(good.len() / 2) {
+            Some(median) if good.len() * 2 >= voiced => {
+                let (lo, hi) = (good[0].lag_ms(48_000), good[good.len() - 1].lag_ms(48_000));
                 let line = format!(
-                    "Echo round trip: {:.1} ms (you -> server -> you, one clock; correlation {:.2}, level {:+.1} dB)",
-                    d.lag_ms(48_000),
-                    d.correlation,
-                    d.gain_db
+                    "Echo round trip: {:.1} ms (you -> server -> you, one clock; median of {} half-second windows, \
+                     range {lo:.1}-{hi:.1} ms; correlation {:.2}, level {:+.1} dB)",
+                    median.lag_ms(48_000),
+                    good.len(),
+                    median.correlation,
+                    median.gain_db
                 );
                 // The measurement is the point of the command: print it even with --quiet.
                 println!("{line}");
                 Ok(())
             }
-            Some(d) => anyhow::bail!(
-                "echo test: what came back does not match what was sent (correlation {:.2}); heavy loss?",
-                d.correlation
+            _ if voiced > 0 => anyhow::bail!(
+                "echo test: what came back does not match what was sent ({} of {voiced} half-second windows match); heavy loss?",
+                good.len()
             ),
-            None => anyhow::bail!("echo test: nothing came back from the server"),
+            _ => anyhow::bail!("echo test: nothing came back from the server"),
         }
     }
 }
