@@ -138,6 +138,13 @@ pub struct WebArgs {
     #[arg(long, conflicts_with_all = ["http", "tls_cert", "tls_self_signed"])]
     pub no_http: bool,
 
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// HTTPS for the web page.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
     /// HTTPS with this certificate chain (PEM). Browsers give the microphone only to
     /// https:// pages (or http://localhost), so friends on a LAN need HTTPS.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -274,6 +281,20 @@ pub struct HostArgs {
     /// Do not accept WebSocket connections (UDP only).
     #[arg(long)]
     pub no_websocket: bool,
+
+    /// Also serve the web page on this port or address (default 4011): the call becomes
+    /// a room that browsers, and more than one native friend, can join, with the admin
+    /// page and REST API (the admin token is printed at start).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "4011", value_parser = parse_http_addr)]
+    pub http: Option<std::net::SocketAddr>,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// With --http: where the room keeps participant settings and the TLS certificate
+    /// (default: the config directory's host/).
+    #[arg(long, value_name = "DIR", requires = "http")]
+    pub state_dir: Option<PathBuf>,
 
     #[command(flatten)]
     pub common: CommonArgs,

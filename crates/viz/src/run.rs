@@ -90,6 +90,9 @@ fn report_engine(engine: EngineHandle, console: Console) -> Result<()> {
 }
 
 pub async fn host(args: HostArgs) -> Result<()> {
+    if args.http.is_none() && (args.tls.tls_cert.is_some() || args.tls.tls_self_signed) {
+        anyhow::bail!("--tls-cert and --tls-self-signed are for the web page: add --http");
+    }
     let console = console(&args.common);
     let keypair = load_identity(&args.common, console)?;
     let config = engine_config(&args.common)?;
@@ -107,6 +110,42 @@ pub async fn host(args: HostArgs) -> Result<()> {
         status_interval: Duration::from_secs(5),
     };
     let commands = keyboard::spawn();
+    if let Some(http) = args.http {
+        let state_dir = match &args.state_dir {
+            Some(d) => d.clone(),
+            None => store::config_dir()?.join("host"),
+        };
+        let room_cfg = RoomConfig {
+            bind: cfg.bind,
+            websocket: cfg.websocket,
+            keypair: cfg.keypair,
+            room_name: cfg.name.clone(),
+            params: cfg.params,
+            jitter: args.common.audio.jitter(),
+            session: cfg.session,
+            password: None,
+            admin_token: room::generate_admin_token(),
+            tls: web_tls(&args.tls, &state_dir),
+            state_dir,
+            test_source: false,
+            pass_through: true,
+            http: Some(http),
+            stats_interval: Duration::from_secs(5),
+            duration: cfg.duration,
+            announce: true,
+        };
+        let local =
+            viz_server::room::local::LocalAudio { engine: &engine, outgoing, commands, console, name: cfg.name };
+        let result = room::run_with_local(room_cfg, Some(local), std::future::pending(), None).await;
+        report_engine(engine, console)?;
+        let summary = result?;
+        console.line(format!(
+            "Stopped hosting: {} joins, at most {} in the room (you included).",
+            summary.joins,
+            summary.peak_participants.max(1)
+        ));
+        return Ok(());
+    }
     let result = host::run(cfg, &engine, outgoing, commands, console, None).await;
     report_engine(engine, console)?;
     let summary = result?;
@@ -227,7 +266,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         test_source: args.test_source,
         pass_through: !args.no_pass_through,
         http: (!args.web.no_http).then_some(args.web.http),
-        tls: web_tls(&args.web, &state_dir_for_tls),
+        tls: web_tls(&args.web.tls, &state_dir_for_tls),
         stats_interval: Duration::from_secs(args.stats_interval.max(1)),
         duration,
         announce: true,
@@ -259,7 +298,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 
 /// The TLS choice of `viz serve`'s flags. A self-signed certificate names localhost,
 /// the loopback addresses, this machine's LAN address and its host name.
-fn web_tls(web: &crate::cli::WebArgs, state_dir: &std::path::Path) -> viz_server::web::TlsMode {
+fn web_tls(web: &crate::cli::TlsArgs, state_dir: &std::path::Path) -> viz_server::web::TlsMode {
     use viz_server::web::TlsMode;
     if let (Some(cert), Some(key)) = (&web.tls_cert, &web.tls_key) {
         return TlsMode::Files { cert: cert.clone(), key: key.clone() };

@@ -110,7 +110,7 @@ fn frame_json(msg: &BrowserOut) -> BrowserFrame {
     BrowserFrame::Text(serde_json::to_string(msg).unwrap_or_else(|_| "{}".into()))
 }
 
-impl Room {
+impl Room<'_> {
     pub(crate) fn on_browser_open(&mut self, conn: u64, peer: SocketAddr, tx: mpsc::Sender<BrowserFrame>) {
         if self.shutting_down.is_some() {
             let (reason, reconnect) = bye_text(ByeReason::ShuttingDown);

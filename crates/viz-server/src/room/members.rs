@@ -70,7 +70,7 @@ impl Member {
     }
 }
 
-impl Room {
+impl Room<'_> {
     pub(crate) fn on_control(&mut self, id: u32, msg: ControlMessage, now: Instant) {
         match msg {
             ControlMessage::PasswordStart(start) => self.on_password_start(id, &start, now),
@@ -268,6 +268,7 @@ impl Room {
                 self.dirty.push(sid);
             }
         }
+        self.show_local(&ControlMessage::Roster(vec![entry.clone()]));
         let shown = self.browser_entry(&entry);
         for (&conn, b) in &self.browsers {
             let Some(j) = b.joined.as_ref().filter(|j| !j.role.echo) else { continue };
@@ -373,6 +374,9 @@ impl Room {
         }
         let not_found = || AdminError::NotFound(format!("no participant with id {target}"));
         let link = *self.by_pid.get(&target).ok_or_else(not_found)?;
+        if link == Link::Local && matches!(op, AdminOp::Kick { .. }) {
+            return Err(AdminError::Invalid("the host's own audio cannot be removed".into()));
+        }
         let p = self.party(target).ok_or_else(not_found)?;
         let (key, name) = (p.key, p.name.to_owned());
         let store = |e: settings::SettingsError| AdminError::Storage(e.to_string());

@@ -27,6 +27,7 @@ use crate::web::messages::{BrowserOut, StatsPoint};
 use crate::web::{self, TlsMode};
 
 pub mod browser;
+pub mod local;
 pub mod members;
 pub mod metrics;
 pub mod mixing;
@@ -123,12 +124,14 @@ pub(crate) enum Link {
     Native(u32),
     /// A web page, by its WebSocket connection number.
     Browser(u64),
+    /// The host's own audio, in process (`viz host --http`).
+    Local,
 }
 
 /// Seconds of one-second points the admin page's graphs can show.
 const HISTORY_SECONDS: usize = 600;
 
-pub(crate) struct Room {
+pub(crate) struct Room<'a> {
     cfg: RoomConfig,
     listener: Listener,
     endpoint: Endpoint<Path>,
@@ -151,6 +154,7 @@ pub(crate) struct Room {
     summary: RoomSummary,
     shutting_down: Option<Instant>,
     started: Instant,
+    local: Option<local::Local<'a>>,
     history: std::collections::VecDeque<StatsPoint>,
     /// Sessions touched since they were last serviced.
     dirty: Vec<u32>,
@@ -163,6 +167,25 @@ pub(crate) struct Room {
 /// bound address once listening.
 pub async fn run(
     cfg: RoomConfig,
+    stop: impl std::future::Future<Output = ()>,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+) -> Result<RoomSummary, RoomError> {
+    run_with_local(cfg, None, stop, ready).await
+}
+
+/// Waits on a receiver that may not exist (then forever).
+async fn recv_or_pending<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// As [`run`], with the host's own audio as a participant when `local` is given
+/// (`viz host --http`); its Leave command ends the room like `stop`.
+pub async fn run_with_local(
+    cfg: RoomConfig,
+    local: Option<local::LocalAudio<'_>>,
     stop: impl std::future::Future<Output = ()>,
     ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> Result<RoomSummary, RoomError> {
@@ -192,6 +215,19 @@ pub async fn run(
     if room.cfg.announce {
         room.announce(http.as_ref());
     }
+    let (mut local_media, mut local_commands) = (None, None);
+    if let Some(l) = local {
+        local_media = Some(l.outgoing);
+        local_commands = Some(l.commands);
+        let name = l.name;
+        room.add_local(local::Local {
+            engine: l.engine,
+            console: l.console,
+            name,
+            muted: false,
+            roster: Default::default(),
+        });
+    }
     if let Some(r) = ready {
         let _ = r.send(room.listener.local);
     }
@@ -216,6 +252,14 @@ pub async fn run(
             },
             Some(msg) = mix_rx.recv() => room.on_mixer(msg).await,
             Some(ev) = web_rx.recv() => room.on_web(ev, Instant::now()),
+            m = recv_or_pending(&mut local_media) => match m {
+                Some(media) => room.on_local_media(media),
+                None => local_media = None,
+            },
+            c = recv_or_pending(&mut local_commands) => match c {
+                Some(cmd) => room.on_local_command(cmd, Instant::now()),
+                None => local_commands = None,
+            },
             _ = &mut stop, if !stop_requested => {
                 stop_requested = true;
                 room.begin_shutdown(Instant::now());
@@ -254,7 +298,7 @@ pub async fn run(
     Ok(summary)
 }
 
-impl Room {
+impl<'a> Room<'a> {
     fn new(
         cfg: RoomConfig,
         listener: Listener,
@@ -281,6 +325,7 @@ impl Room {
             summary: RoomSummary::default(),
             shutting_down: None,
             started: Instant::now(),
+            local: None,
             history: std::collections::VecDeque::with_capacity(HISTORY_SECONDS),
             dirty: Vec::new(),
             plain: vec![0u8; MAX_DATAGRAM],
@@ -392,6 +437,12 @@ impl Room {
                             }
                             continue;
                         }
+                        Some(&Link::Local) => {
+                            if let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) {
+                                self.deliver_local(&frame);
+                            }
+                            continue;
+                        }
                         None => continue,
                     };
                     let Some(path) = self.endpoint.path(sid) else { continue };
@@ -423,6 +474,7 @@ impl Room {
                 self.dirty.push(m.session);
             }
         }
+        self.show_local(msg);
         let shown = match msg {
             ControlMessage::Talking(ids) => BrowserOut::Talking { ids: ids.clone() },
             ControlMessage::Left { id, reason } => BrowserOut::Left { id: *id, reason: reason.to_string() },
@@ -551,6 +603,7 @@ impl Room {
     }
 
     fn log_stats(&self) {
+        self.local_status();
         let mix = &self.last_mix;
         let admitted = self.admitted_count();
         tracing::info!(

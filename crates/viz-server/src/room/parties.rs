@@ -17,6 +17,7 @@ use crate::web::messages::{
 pub(crate) const KIND_NATIVE: &str = "native";
 pub(crate) const KIND_BROWSER: &str = "browser";
 pub(crate) const KIND_TEST_SOURCE: &str = "test source";
+pub(crate) const KIND_HOST: &str = "host";
 
 /// What the room knows of one admitted participant, however connected.
 pub(crate) struct Party<'a> {
@@ -26,7 +27,7 @@ pub(crate) struct Party<'a> {
     pub role: Role,
 }
 
-impl Room {
+impl Room<'_> {
     pub(crate) fn party(&self, pid: ParticipantId) -> Option<Party<'_>> {
         match *self.by_pid.get(&pid)? {
             Link::Native(sid) => {
@@ -37,12 +38,17 @@ impl Room {
                 let j = self.browsers.get(&conn)?.joined.as_ref()?;
                 Some(Party { name: &j.name, key: j.key, self_muted: j.self_muted, role: j.role })
             }
+            Link::Local => {
+                let l = self.local.as_ref()?;
+                Some(Party { name: &l.name, key: self.cfg.keypair.public(), self_muted: l.muted, role: Role::SPEAKER })
+            }
         }
     }
 
     pub(crate) fn kind_of(&self, pid: ParticipantId) -> &'static str {
         match self.by_pid.get(&pid) {
             Some(Link::Browser(_)) => KIND_BROWSER,
+            Some(Link::Local) => KIND_HOST,
             None if pid == TEST_SOURCE_ID && self.cfg.test_source => KIND_TEST_SOURCE,
             _ => KIND_NATIVE,
         }
@@ -75,6 +81,7 @@ impl Room {
                     b.joined = None; // its media and close no longer speak for the participant
                 }
             }
+            Link::Local => {} // the host's audio ends with the room
         }
     }
 
@@ -88,6 +95,11 @@ impl Room {
             Link::Browser(conn) => {
                 if let Some(j) = self.browsers.get_mut(&conn).and_then(|b| b.joined.as_mut()) {
                     j.name = name;
+                }
+            }
+            Link::Local => {
+                if let Some(l) = self.local.as_mut() {
+                    l.name = name;
                 }
             }
         }
@@ -153,6 +165,7 @@ impl Room {
                 let j = b.joined.as_ref()?;
                 (canonical(b.peer).to_string(), "browser WebSocket", j.inbound.loss, j.inbound.jitter_ms(), b.since)
             }
+            Link::Local => (String::new(), "in process", 0.0, 0.0, self.started),
         };
         Some(ParticipantInfo {
             id: pid,

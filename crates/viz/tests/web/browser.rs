@@ -274,3 +274,101 @@ async fn browser_listener_over_https_needs_the_password_and_reconnects_after_a_d
     assert_eq!((browsers[0]["name"].as_str(), browsers[0]["sends"].as_bool()), (Some("web-bob"), Some(false)));
     page.close().await;
 }
+
+/// `viz host --http`: the call becomes a room with the host's own audio in process;
+/// a browser and a native friend join it, and everyone hears everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_with_http_takes_a_browser_and_a_native_friend() {
+    let dir = tempfile::tempdir().unwrap();
+    let host_wav = dir.path().join("host.wav");
+    let mut host = viz(
+        &dir.path().join("host"),
+        &[
+            "host",
+            "--port",
+            "0",
+            "--http",
+            "127.0.0.1:0",
+            "--name",
+            "hostess",
+            "--input",
+            "tone:440",
+            "--output",
+            super::s(&host_wav),
+            "--duration",
+            "30",
+        ],
+    );
+    let line = host.expect_line("on port", Duration::from_secs(10));
+    let port = line.split("on port ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_owned();
+    let fp = line.rsplit(' ').next().unwrap().to_owned();
+    let token_line = host.expect_line("Admin token:", Duration::from_secs(5));
+    let token = token_line.rsplit(' ').next().unwrap().to_owned();
+    let web = host.expect_line("Web page:", Duration::from_secs(5)).split_whitespace().nth(2).unwrap().to_owned();
+
+    let page = Chrome::start(None).await;
+    page.goto(&format!("{web}/?record=60")).await;
+    page.type_into("#name", "web-listener").await;
+    page.click("#listen").await;
+    page.wait_for("return window.vizTest.state().state === 'connected';", Duration::from_secs(15), "joining the host")
+        .await;
+    host.expect_line("web-listener joined", Duration::from_secs(5));
+
+    let join_wav = dir.path().join("friend.wav");
+    let mut friend = viz(
+        &dir.path().join("friend"),
+        &[
+            "join",
+            &format!("viz://127.0.0.1:{port}#{fp}"),
+            "--name",
+            "friend",
+            "--input",
+            "tone:880",
+            "--output",
+            super::s(&join_wav),
+            "--duration",
+            "8",
+        ],
+    );
+    host.expect_line("friend joined", Duration::from_secs(10));
+    let list = page
+        .eval(&format!(
+            "const r = await fetch('/api/participants', {{ headers: {{ Authorization: 'Bearer {token}' }} }}); \
+             return await r.json();"
+        ))
+        .await;
+    let mut kinds: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["kind"].as_str().unwrap()).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["browser", "host", "native"], "{list}");
+    let (status, out) = friend.finish(Duration::from_secs(30));
+    assert!(status.success(), "{out}");
+
+    let (_, (_, played)) = recordings(&page).await;
+    // The browser heard the host (440) and the friend (880) together: pick 3 s where
+    // both were there (the loudest window).
+    let win = 48_000 * 3;
+    assert!(played.len() > win, "the browser played {} samples", played.len());
+    let both = (0..=(played.len() - win) / 4800)
+        .map(|i| &played[i * 4800..i * 4800 + win])
+        .max_by(|a, b| analysis::rms(a).total_cmp(&analysis::rms(b)))
+        .unwrap();
+    let (s440, _) = tone_in(both, 440.0);
+    let (s880, level) = tone_in(both, 880.0);
+    println!("host room: the browser hears 440 Hz {s440:.2} and 880 Hz {s880:.2} at {level:.1} dBFS");
+    assert!(s440 > 0.2 && s880 > 0.2, "the browser should hear host and friend: {s440} / {s880}");
+    let friend_heard = wav::read_mono_48k(&join_wav).unwrap();
+    let (f440, _) = tone_in(&friend_heard[48_000.min(friend_heard.len())..], 440.0);
+    println!("host room: the friend hears the host's 440 Hz at share {f440:.2}");
+    assert!(f440 > 0.8, "the friend should hear the host: {f440}");
+    page.close().await;
+    // Ctrl-C, so the host finishes its recording.
+    let pid = host.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let (_, out) = host.finish(Duration::from_secs(15));
+    assert!(out.contains("Stopped hosting"), "{out}");
+    let host_heard = wav::read_mono_48k(&host_wav).unwrap();
+    let (h880, _) = tone_in(&host_heard, 880.0);
+    let (h440, _) = tone_in(&host_heard, 440.0);
+    println!("host room: the host hears 880 Hz {h880:.2}, its own 440 Hz {h440:.3}");
+    assert!(h880 > 0.8 && h440 < 0.01, "the host should hear the friend and not itself: {h880} / {h440}");
+}

@@ -23,9 +23,19 @@ pub struct Chrome {
 }
 
 impl Drop for Chrome {
+    /// chromedriver leaves Chromium running when it dies, and a failed test never
+    /// reaches `close`: end every process that uses this test's profile directory.
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let profile = self._profile.path().to_string_lossy().into_owned();
+        let Ok(procs) = std::fs::read_dir("/proc") else { return };
+        for p in procs.flatten() {
+            let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else { continue };
+            if String::from_utf8_lossy(&cmdline).contains(&profile) {
+                let _ = Command::new("kill").arg("-9").arg(p.file_name()).status();
+            }
+        }
     }
 }
 

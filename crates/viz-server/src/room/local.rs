@@ -1,0 +1,112 @@
+//! The host's own audio as a room participant (`viz host --http`): its engine's
+//! packets go straight into the mixer and its mix straight into the engine, in
+//! process (no socket, no crypto on that hop). With one friend, every mix is one
+//! unity-gain source, so both directions are forwarded unchanged, as in a direct call.
+
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use viz_audio::mixer::{ParticipantId, Role};
+use viz_client::engine::EngineHandle;
+use viz_client::join::UserCommand;
+use viz_client::roster::Roster;
+use viz_client::status::Console;
+use viz_proto::{ControlMessage, MediaFrame, OwnedMedia, RosterEntry};
+
+use super::mixing::ToMixer;
+use super::{Link, Room};
+
+/// Participant id of the host's own audio (ids below 100 are reserved).
+pub const LOCAL_ID: ParticipantId = 2;
+
+/// What `viz host` hands the room: its engine and the user's commands.
+pub struct LocalAudio<'a> {
+    pub engine: &'a EngineHandle,
+    pub outgoing: mpsc::Receiver<OwnedMedia>,
+    pub commands: mpsc::Receiver<UserCommand>,
+    pub console: Console,
+    pub name: String,
+}
+
+pub(crate) struct Local<'a> {
+    pub engine: &'a EngineHandle,
+    pub console: Console,
+    pub name: String,
+    pub muted: bool,
+    /// The host's view of the room, as a native joiner keeps it, for its console lines.
+    pub roster: Roster,
+}
+
+impl<'a> Room<'a> {
+    /// Takes the host into the room and starts its audio.
+    pub(crate) fn add_local(&mut self, local: Local<'a>) {
+        let key = self.cfg.keypair.public();
+        let stored = self.settings.get(&key);
+        let name = stored.name.clone().unwrap_or_else(|| local.name.clone());
+        local.engine.start();
+        self.local = Some(Local { name, ..local });
+        self.by_pid.insert(LOCAL_ID, Link::Local);
+        self.mixer.send(ToMixer::Add {
+            id: LOCAL_ID,
+            role: Role::SPEAKER,
+            gain: f32::from(stored.gain_percent) / 100.0,
+            muted: stored.muted,
+        });
+        let entries = self.full_roster(Some(LOCAL_ID));
+        self.show_local(&ControlMessage::Roster(entries));
+        if let Some(l) = self.local.as_mut()
+            && let Some(line) = l.roster.settle()
+        {
+            l.console.line(line);
+        }
+    }
+
+    pub(crate) fn on_local_media(&mut self, media: OwnedMedia) {
+        if self.local.is_some() && self.shutting_down.is_none() {
+            self.net.media_in += 1;
+            self.mixer.send(ToMixer::Media { id: LOCAL_ID, at: Instant::now(), media });
+        }
+    }
+
+    pub(crate) fn deliver_local(&mut self, frame: &MediaFrame<'_>) {
+        if let Some(l) = &self.local {
+            l.engine.deliver(Instant::now(), OwnedMedia::from_frame(frame));
+            self.net.media_out += 1;
+        }
+    }
+
+    pub(crate) fn on_local_command(&mut self, cmd: UserCommand, now: Instant) {
+        match cmd {
+            UserCommand::ToggleMute => {
+                let Some(l) = self.local.as_mut() else { return };
+                l.muted = !l.muted;
+                l.engine.set_muted(l.muted);
+                l.console.line(if l.muted { "Microphone muted (m to unmute)" } else { "Microphone on" });
+                let entry = self.roster_entry(LOCAL_ID);
+                self.broadcast_roster(entry);
+            }
+            UserCommand::Leave => self.begin_shutdown(now),
+        }
+    }
+
+    /// Feeds a room message to the host's roster view and prints what it says.
+    pub(crate) fn show_local(&mut self, msg: &ControlMessage) {
+        let Some(l) = self.local.as_mut() else { return };
+        let msg = match msg {
+            ControlMessage::Roster(entries) => ControlMessage::Roster(
+                entries.iter().map(|e| RosterEntry { you: e.id == LOCAL_ID, ..e.clone() }).collect(),
+            ),
+            other => other.clone(),
+        };
+        if let Some(line) = l.roster.apply(&msg) {
+            l.console.line(line);
+        }
+    }
+
+    /// The host's periodic line: who is in the room.
+    pub(crate) fn local_status(&self) {
+        if let Some(l) = &self.local {
+            l.console.line(format!("Room '{}': {}", self.cfg.room_name, l.roster.summary()));
+        }
+    }
+}
