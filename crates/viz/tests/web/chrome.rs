@@ -16,10 +16,16 @@ use serde_json::{Value, json};
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
+/// At most this many browsers run at once. Each plays and records real-time audio; on
+/// a 2-core CI machine, seven at once starved their audio threads (a page stopped
+/// playing, a recording lost its timing), which made the tests measure the machine.
+static BROWSER_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 pub struct Chrome {
     pub client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
+    _slot: tokio::sync::SemaphorePermit<'static>,
 }
 
 impl Drop for Chrome {
@@ -61,6 +67,7 @@ impl Chrome {
             Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
             "the browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
         );
+        let slot = BROWSER_SLOTS.acquire().await.expect("the browser semaphore is never closed");
         let port = free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -105,7 +112,7 @@ impl Chrome {
                 Err(e) => panic!("cannot start Chromium through chromedriver: {e}"),
             }
         };
-        Chrome { client, driver, _profile: profile }
+        Chrome { client, driver, _profile: profile, _slot: slot }
     }
 
     pub async fn goto(&self, url: &str) {

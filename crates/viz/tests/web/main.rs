@@ -140,3 +140,18 @@ pub fn pem_fingerprint(pem: &str) -> String {
     let digest = <sha2::Sha256 as sha2::Digest>::digest(&der);
     digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
+
+/// How well a recording of looped speech matches the speech: each voiced second of the
+/// recording is looked up in two back-to-back copies of the speech (a loop boundary
+/// can fall anywhere), so a delay that drifts, as adaptive jitter buffers make it, does
+/// not blur the match. Returns the per-second correlations, sorted.
+pub fn speech_match(speech: &[f32], heard: &[f32]) -> Vec<f32> {
+    let twice: Vec<f32> = speech.iter().chain(speech).copied().collect();
+    let mut c: Vec<f32> =
+        analysis::windowed_delays(heard, &twice, 48_000, -(heard.len() as i64), twice.len() as i64, 0.01)
+            .iter()
+            .map(|w| w.estimate.correlation)
+            .collect();
+    c.sort_by(f32::total_cmp);
+    c
+}
