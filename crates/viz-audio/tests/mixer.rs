@@ -312,3 +312,39 @@ fn echo_participants_hear_only_themselves_and_nobody_hears_them() {
     assert!(!got.packets.contains_key(&2));
     assert!(m.audible().is_empty());
 }
+
+#[test]
+fn a_tap_gets_its_source_unchanged_even_when_muted_for_the_room() {
+    let mut m = mixer();
+    m.add(1, Role::SEND_ONLY, 0.5, false).unwrap();
+    m.add(2, Role::SEND_ONLY, 1.0, false).unwrap();
+    m.add(9, Role::LISTENER, 1.0, false).unwrap();
+    m.add_tap(50, 1).unwrap();
+    m.set_muted(1, true);
+    let mut senders = vec![ToneSender::new(1, 500.0, 0.2), ToneSender::new(2, 1300.0, 0.2)];
+    let mut sent_by_1 = Vec::new();
+    let mut got = Received::default();
+    let t0 = Instant::now();
+    for i in 0..30u64 {
+        let now = t0 + Duration::from_millis(20 * i);
+        for s in senders.iter_mut() {
+            let (seq, ts, p) = s.next();
+            if s.id == 1 {
+                sent_by_1.push(p.clone());
+            }
+            let frames: [&[u8]; 1] = [&p];
+            m.push(now, s.id, PacketRef { stream: 0, seq, timestamp: ts, frames: &frames }, false, &mut |o| {
+                got.take(o)
+            });
+        }
+        m.tick(now + Duration::from_millis(1), &mut |o| got.take(o));
+    }
+    assert_eq!(m.route(50), Some(Route::Forward(1)));
+    let tapped: Vec<&Vec<u8>> = got.packets[&50].iter().map(|g| &g.2).collect();
+    assert_eq!(tapped.len(), sent_by_1.len());
+    assert!(tapped.iter().zip(&sent_by_1).all(|(a, b)| *a == b), "the tap's packets are the source's");
+    // The room does not hear the muted source, and nobody hears the tap.
+    assert_eq!(m.route(9), Some(Route::Forward(2)));
+    assert_eq!(m.audible(), &[2]);
+    assert!(got.packets[&9].iter().all(|g| g.3 == StreamKey::Forward(2)));
+}

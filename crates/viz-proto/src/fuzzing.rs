@@ -89,3 +89,41 @@ pub fn browser_control(data: &[u8]) {
     let parsed = crate::browser::BrowserIn::parse(text);
     assert!(parsed.is_err() || text.len() <= crate::browser::MAX_BROWSER_TEXT);
 }
+
+/// Plain RTP and RTCP as they arrive on the room's RTP ports. Whatever parses is fully
+/// accounted for (header, payload and padding add up to the datagram), re-writes to
+/// the same header, and feeds the sequence bookkeeping without breaking its counts.
+pub fn rtp(data: &[u8]) {
+    use crate::rtcp::{RtcpCompound, RtcpPacket};
+    use crate::rtp::{RtpPacket, SequenceState};
+    match RtpPacket::parse(data) {
+        Ok(p) => {
+            assert_eq!(p.header_len() + p.payload.len() + usize::from(p.padding), data.len());
+            let mut out = vec![0u8; data.len() + 12];
+            let n = p.header.write(p.payload, &mut out).expect("a parsed header re-writes");
+            let again = RtpPacket::parse(&out[..n]).expect("a written packet parses");
+            assert_eq!((again.header, again.payload), (p.header, p.payload));
+        }
+        Err(crate::rtp::RtpError::Rtcp) => assert!(crate::rtp::is_rtcp(data)),
+        Err(_) => {}
+    }
+    if let Ok(c) = RtcpCompound::parse(data) {
+        for packet in c.packets() {
+            if let RtcpPacket::SourceDescription(items) = packet {
+                for (_, _, text) in items {
+                    assert!(text.len() <= 255);
+                }
+            }
+        }
+    }
+    // The bytes as a run of sequence numbers: counts stay consistent.
+    let mut seq = SequenceState::default();
+    for pair in data.chunks_exact(2) {
+        let verdict = seq.update(u16::from_be_bytes([pair[0], pair[1]]));
+        if verdict != crate::rtp::SeqVerdict::Probation {
+            assert!(seq.received() >= 1 && seq.expected() >= 1, "{verdict:?} {seq:?}");
+        }
+        let loss = seq.loss_since_last();
+        assert!((0.0..=1.0).contains(&loss));
+    }
+}

@@ -15,6 +15,8 @@
 //!   replay protection and rekeying ([`crypto`], [`replay`]), media, reliable control
 //!   messages ([`reliable`], [`control`]), receiver reports ([`payload`]), idle timeout.
 //! * [`identity`] — static keys, fingerprints, short authentication strings.
+//! * [`rtp`], [`rtcp`] — plain RTP/Opus and RTCP for standard senders and receivers
+//!   (the room's one unencrypted door), with RFC 3550's sequence and jitter bookkeeping.
 //!
 //! Anything a peer sends is parsed defensively: a malformed, replayed or forged
 //! datagram is dropped and counted ([`error::DropReason`]), never answered, and never
@@ -35,6 +37,8 @@ pub mod password;
 pub mod payload;
 pub mod reliable;
 pub mod replay;
+pub mod rtcp;
+pub mod rtp;
 pub mod session;
 pub mod wire;
 

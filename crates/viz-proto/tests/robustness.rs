@@ -109,6 +109,15 @@ proptest! {
     }
 
     #[test]
+    fn fuzz_entry_rtp(data in proptest::collection::vec(any::<u8>(), 0..300), first in 0x80u8..0xc0, second: u8) {
+        viz_proto::fuzzing::rtp(&data);
+        // Mostly valid-looking headers, so the deeper paths are reached too.
+        let mut d = data.clone();
+        d.splice(0..0, [first, second]);
+        viz_proto::fuzzing::rtp(&d);
+    }
+
+    #[test]
     fn fuzz_entry_browser_control(
         data in proptest::collection::vec(any::<u8>(), 0..300),
         text in r#"\{"type":"(hello|mute|report)"[ -~]{0,80}"#,

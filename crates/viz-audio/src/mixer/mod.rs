@@ -171,6 +171,9 @@ struct Participant {
     loss_percent: u8,
     /// This participant's mix-minus encoder, made the first time they need one.
     minus: Option<MixChannel>,
+    /// A tap: hears exactly this source's packets, forwarded whatever its gain or mute
+    /// (a per-participant recording or RTP forward).
+    tap: Option<ParticipantId>,
 }
 
 pub struct Mixer {
@@ -286,9 +289,23 @@ impl Mixer {
                 out: OutStream::new(id.wrapping_mul(2_654_435_761)),
                 loss_percent: 0,
                 minus: None,
+                tap: None,
             },
         );
         self.routes_dirty = true;
+        Ok(())
+    }
+
+    /// Adds a tap `id` that receives every packet `source` sends, unchanged, as they
+    /// arrive: not mixed, not affected by the source's gain or mute (an admin muting
+    /// someone for the room does not stop their own recording). It is no source
+    /// itself and nobody hears it.
+    pub fn add_tap(&mut self, id: ParticipantId, source: ParticipantId) -> Result<(), CodecError> {
+        self.add(id, Role::LISTENER, 1.0, false)?;
+        if let Some(p) = self.participants.get_mut(&id) {
+            p.tap = Some(source);
+        }
+        self.update_routes();
         Ok(())
     }
 
@@ -400,7 +417,9 @@ impl Mixer {
         }
         self.forwarding.clear();
         for (&id, p) in self.participants.iter_mut() {
-            let route = if !p.role.receives {
+            let route = if let Some(source) = p.tap {
+                Route::Forward(source)
+            } else if !p.role.receives {
                 Route::Silent
             } else if p.role.echo {
                 if p.active { Route::Forward(id) } else { Route::Silent }
