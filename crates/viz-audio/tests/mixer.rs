@@ -321,7 +321,7 @@ fn a_tap_gets_its_source_unchanged_even_when_muted_for_the_room() {
     m.add(9, Role::LISTENER, 1.0, false).unwrap();
     m.add_tap(50, 1).unwrap();
     m.set_muted(1, true);
-    let mut senders = vec![ToneSender::new(1, 500.0, 0.2), ToneSender::new(2, 1300.0, 0.2)];
+    let mut senders = [ToneSender::new(1, 500.0, 0.2), ToneSender::new(2, 1300.0, 0.2)];
     let mut sent_by_1 = Vec::new();
     let mut got = Received::default();
     let t0 = Instant::now();

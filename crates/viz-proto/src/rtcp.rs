@@ -88,6 +88,9 @@ impl<'a> Iterator for SsrcList<'a> {
     }
 }
 
+/// One SDES item: (SSRC of its chunk, item type, text).
+pub type SdesItem<'a> = (u32, u8, &'a [u8]);
+
 /// The items of an SDES packet, validated: yields (SSRC, item type, text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SdesItems<'a> {
@@ -110,7 +113,7 @@ impl<'a> SdesItems<'a> {
 
     /// The next item, or `None` at the end. Each chunk is an SSRC, items of
     /// (type, length, text), a zero type, then zero padding to a 4-byte boundary.
-    fn step(&mut self) -> Result<Option<(u32, u8, &'a [u8])>, RtcpError> {
+    fn step(&mut self) -> Result<Option<SdesItem<'a>>, RtcpError> {
         loop {
             let ssrc = match self.current {
                 Some(s) => s,
@@ -144,7 +147,7 @@ impl<'a> SdesItems<'a> {
 }
 
 impl<'a> Iterator for SdesItems<'a> {
-    type Item = (u32, u8, &'a [u8]);
+    type Item = SdesItem<'a>;
     fn next(&mut self) -> Option<Self::Item> {
         self.step().ok().flatten()
     }
