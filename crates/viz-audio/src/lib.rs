@@ -8,6 +8,7 @@
 //! * [`codec`]: Opus encoder/decoder over libopus, 48 kHz mono, FEC, DTX, PLC.
 //! * [`jitter`]: the adaptive jitter buffer (timestamp-indexed, FEC then PLC concealment).
 //! * [`wav`], [`resample`]: file I/O and rate conversion for inputs that are not 48 kHz.
+//! * [`ogg_opus`]: Ogg Opus recordings written as packets arrive (RFC 7845).
 //! * [`signals`]: tone, silence and speech-like test signals.
 //! * [`analysis`]: delay by cross-correlation, levels and spectra for measurements.
 
@@ -17,6 +18,7 @@ pub mod codec;
 pub mod fuzzing;
 pub mod jitter;
 pub mod mixer;
+pub mod ogg_opus;
 pub mod params;
 pub mod resample;
 pub mod signals;
