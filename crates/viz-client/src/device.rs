@@ -26,6 +26,12 @@ pub enum DeviceError {
     Backend(String),
     #[error("the {kind} device uses sample format {format}, which viz does not support")]
     Format { kind: &'static str, format: String },
+    #[error(
+        "cannot capture what output device '{device}' plays: {reason}. Loopback capture works with WASAPI \
+         (Windows); on Linux with PulseAudio or PipeWire, capture the sink's monitor instead: \
+         PULSE_SOURCE=\"$(pactl get-default-sink).monitor\" viz send ... --input pulse"
+    )]
+    Loopback { device: String, reason: String },
 }
 
 fn backend(e: impl std::fmt::Display) -> DeviceError {
@@ -144,8 +150,22 @@ fn stream_config(supported: &cpal::SupportedStreamConfig) -> StreamConfig {
 
 pub fn open_capture(selector: Option<&str>) -> Result<Capture, DeviceError> {
     let device = select(selector, true)?;
-    let name = device_name(&device);
     let supported = device.default_input_config().map_err(backend)?;
+    capture_from(device, supported)
+}
+
+/// Captures what an *output* device plays (its loopback: "what you hear"), where the
+/// backend offers that (WASAPI builds an input stream on an output device).
+pub fn open_loopback(selector: Option<&str>) -> Result<Capture, DeviceError> {
+    let device = select(selector, false)?;
+    let name = device_name(&device);
+    let fail = |reason: String| DeviceError::Loopback { device: name.clone(), reason };
+    let supported = device.default_output_config().map_err(|e| fail(e.to_string()))?;
+    capture_from(device, supported).map_err(|e| fail(e.to_string()))
+}
+
+fn capture_from(device: cpal::Device, supported: cpal::SupportedStreamConfig) -> Result<Capture, DeviceError> {
+    let name = device_name(&device);
     let config = stream_config(&supported);
     let (producer, consumer) =
         rtrb::RingBuffer::new((config.sample_rate / RING_SECONDS_DIV) as usize * usize::from(config.channels));

@@ -110,6 +110,19 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub web: WebArgs,
 
+    #[command(flatten)]
+    pub rtp: RtpArgs,
+
+    /// Record the room mix as Ogg Opus files in this directory (one per run, named
+    /// ROOM-mix-UTCTIME.opus; pages reach the disk every 200 ms).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
+    /// With --record: also a file per participant (ROOM-NAME-ID-UTCTIME.opus), of the
+    /// packets they send, from when they join until they leave.
+    #[arg(long, requires = "record")]
+    pub record_each: bool,
+
     /// Seconds between statistics log lines.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub stats_interval: u64,
@@ -140,6 +153,39 @@ pub struct WebArgs {
 
     #[command(flatten)]
     pub tls: TlsArgs,
+}
+
+/// Plain RTP/Opus in and out (RFC 3550 + RFC 7587), for ffmpeg, GStreamer, VLC and
+/// hardware senders. Unencrypted and unauthenticated by nature: only allowed SSRCs
+/// are mixed.
+#[derive(Debug, Args)]
+pub struct RtpArgs {
+    /// Accept plain RTP/Opus on this UDP port (RTCP on the next one); off unless given.
+    /// The usual port is 4010.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "4010")]
+    pub rtp_port: Option<u16>,
+
+    /// RTP payload type of Opus, in and out (a dynamic type, 96..=127).
+    #[arg(long, value_name = "PT", default_value_t = viz_proto::rtp::DEFAULT_OPUS_PAYLOAD_TYPE,
+          value_parser = clap::value_parser!(u8).range(96..=127))]
+    pub rtp_payload_type: u8,
+
+    /// Mix this sender: SSRC (held to the address its first packet comes from),
+    /// SSRC@IP (any port of that host) or SSRC@IP:PORT; SSRC in decimal or 0x-hex.
+    /// Repeat for more. Other SSRCs wait for an admin (web page or API).
+    #[arg(long, value_name = "SSRC[@ADDR]", requires = "rtp_port")]
+    pub rtp_allow: Vec<viz_server::room::rtp_allow::AllowRule>,
+
+    /// Mix every SSRC without asking (a trusted LAN only: anyone who reaches the port
+    /// is heard).
+    #[arg(long, requires = "rtp_port")]
+    pub rtp_open: bool,
+
+    /// Send the room mix as plain RTP/Opus to HOST:PORT (repeatable). An SDP file for
+    /// players (ffmpeg, VLC) is written to the state directory; more forwards, also of
+    /// single participants, through the API.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub rtp_forward: Vec<String>,
 }
 
 /// HTTPS for the web page.
@@ -524,7 +570,9 @@ pub fn rewrite_legacy(args: Vec<String>) -> Vec<String> {
     }
     let rest: Vec<String> = iter.collect();
     let is_command =
-        |a: &str| matches!(a, "host" | "join" | "devices" | "demo" | "serve" | "admin" | "loadtest" | "bench" | "help");
+        |a: &str| {
+        matches!(a, "host" | "join" | "send" | "devices" | "demo" | "serve" | "admin" | "loadtest" | "bench" | "help")
+    };
     let first_positional = rest.iter().position(|a| !a.starts_with('-'));
     let legacy = rest.iter().position(|a| {
         matches!(a.as_str(), "-s" | "-c" | "--server" | "--client") || a.starts_with("-s=") || a.starts_with("-c=")

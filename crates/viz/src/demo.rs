@@ -391,6 +391,7 @@ fn run_room(sides: Sides, pass_through: bool, out_dir: &Path) -> Result<Run> {
         stats_interval: Duration::from_secs(3600),
         duration: None,
         announce: false,
+        media: Default::default(),
     };
     let (ready_tx, ready_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -133,6 +133,7 @@ pub async fn host(args: HostArgs) -> Result<()> {
             stats_interval: Duration::from_secs(5),
             duration: cfg.duration,
             announce: true,
+            media: Default::default(),
         };
         let local =
             viz_server::room::local::LocalAudio { engine: &engine, outgoing, commands, console, name: cfg.name };
@@ -248,12 +249,30 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         None => store::config_dir()?.join("server"),
     };
     let state_dir_for_tls = state_dir.clone();
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    let bind_ip = args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    let rtp = args.rtp.rtp_port.map(|port| viz_server::room::rtp_in::RtpInputConfig {
+        bind: SocketAddr::new(bind_ip, port),
+        payload_type: args.rtp.rtp_payload_type,
+        allow: args.rtp.rtp_allow.clone(),
+        open: args.rtp.rtp_open,
+    });
+    let mut rtp_forwards = Vec::new();
+    for target in &args.rtp.rtp_forward {
+        let addr = tokio::net::lookup_host(target.as_str())
+            .await
+            .with_context(|| format!("--rtp-forward {target}: not HOST:PORT that resolves"))?
+            .next()
+            .with_context(|| format!("--rtp-forward {target}: no address"))?;
+        rtp_forwards.push(addr);
+    }
+    let record = args.record.clone().map(|dir| viz_server::room::recorder::RecordConfig { dir, each: args.record_each });
     let duration = args
         .duration
         .map(|s| Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero()).context("--duration must be positive"))
         .transpose()?;
     let cfg = RoomConfig {
-        bind: SocketAddr::new(args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)), args.port),
+        bind: SocketAddr::new(bind_ip, args.port),
         websocket: !args.no_websocket,
         keypair,
         room_name: viz_proto::control::sanitize_name(&args.room),
@@ -270,6 +289,12 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         stats_interval: Duration::from_secs(args.stats_interval.max(1)),
         duration,
         announce: true,
+        media: viz_server::room::MediaOptions {
+            rtp,
+            rtp_forwards,
+            rtp_payload_type: args.rtp.rtp_payload_type,
+            record,
+        },
     };
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;

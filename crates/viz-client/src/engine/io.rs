@@ -23,6 +23,9 @@ use crate::device;
 pub enum InputSpec {
     /// A capture device by name or index; `None` is the default device.
     Device(Option<String>),
+    /// What an output device plays (`loopback`, `loopback:NAME`), where the platform
+    /// offers it.
+    Loopback(Option<String>),
     Wav(PathBuf),
     Tone(f32),
     Silence,
@@ -59,6 +62,12 @@ impl InputSpec {
         if lower == "silence" {
             return Ok(Self::Silence);
         }
+        if lower == "loopback" {
+            return Ok(Self::Loopback(None));
+        }
+        if let Some(name) = s.strip_prefix("loopback:") {
+            return Ok(Self::Loopback(Some(name.to_owned()).filter(|n| !n.is_empty() && n != "default")));
+        }
         if lower.ends_with(".wav") || s.contains('/') || s.contains(std::path::MAIN_SEPARATOR) {
             return Ok(Self::Wav(PathBuf::from(s)));
         }
@@ -69,6 +78,8 @@ impl InputSpec {
         match self {
             Self::Device(None) => "default input device".into(),
             Self::Device(Some(d)) => format!("input device '{d}'"),
+            Self::Loopback(None) => "what the default output device plays".into(),
+            Self::Loopback(Some(d)) => format!("what output device '{d}' plays"),
             Self::Wav(p) => p.display().to_string(),
             Self::Tone(f) => format!("{f} Hz tone"),
             Self::Silence => "silence".into(),
@@ -129,17 +140,21 @@ impl Source {
             }
             InputSpec::Tone(f) => Self::Tone { osc: ToneOscillator::new(*f, 0.3), start: None, delivered: 0 },
             InputSpec::Silence => Self::Silence { start: None, delivered: 0 },
-            InputSpec::Device(sel) => {
-                let dev = device::open_capture(sel.as_deref()).map_err(|e| e.to_string())?;
-                let resampler = if dev.rate == SAMPLE_RATE {
-                    None
-                } else {
-                    Some(StreamResampler::new(dev.rate, SAMPLE_RATE, 10).map_err(|e| e.to_string())?)
-                };
-                tracing::info!(device = %dev.name, rate = dev.rate, channels = dev.channels, "capture device open");
-                Self::Device { dev, resampler, scratch: Vec::with_capacity(48_000), mono: Vec::with_capacity(48_000) }
-            }
+            InputSpec::Device(sel) => Self::device(device::open_capture(sel.as_deref()))?,
+            InputSpec::Loopback(sel) => Self::device(device::open_loopback(sel.as_deref()))?,
         })
+    }
+
+    /// A capture device as a source, resampled to 48 kHz on the engine thread.
+    fn device(opened: Result<device::Capture, device::DeviceError>) -> Result<Self, String> {
+        let dev = opened.map_err(|e| e.to_string())?;
+        let resampler = if dev.rate == SAMPLE_RATE {
+            None
+        } else {
+            Some(StreamResampler::new(dev.rate, SAMPLE_RATE, 10).map_err(|e| e.to_string())?)
+        };
+        tracing::info!(device = %dev.name, rate = dev.rate, channels = dev.channels, "capture device open");
+        Ok(Self::Device { dev, resampler, scratch: Vec::with_capacity(48_000), mono: Vec::with_capacity(48_000) })
     }
 
     /// Marks the moment the call starts: files and tones begin here.
@@ -396,6 +411,8 @@ mod tests {
         assert_eq!(InputSpec::parse("dir/x").unwrap(), InputSpec::Wav("dir/x".into()));
         assert_eq!(InputSpec::parse("2").unwrap(), InputSpec::Device(Some("2".into())));
         assert_eq!(InputSpec::parse("default").unwrap(), InputSpec::Device(None));
+        assert_eq!(InputSpec::parse("loopback").unwrap(), InputSpec::Loopback(None));
+        assert_eq!(InputSpec::parse("loopback:Speakers").unwrap(), InputSpec::Loopback(Some("Speakers".into())));
         assert_eq!(OutputSpec::parse("null"), OutputSpec::Null);
         assert_eq!(OutputSpec::parse("out.wav"), OutputSpec::Wav("out.wav".into()));
         assert_eq!(OutputSpec::parse("USB Headset"), OutputSpec::Device(Some("USB Headset".into())));

@@ -215,12 +215,7 @@ impl Room<'_> {
         let _ = b.tx.try_send(frame_json(&welcome));
         self.by_pid.insert(pid, Link::Browser(conn));
         self.summary.joins += 1;
-        self.mixer.send(ToMixer::Add {
-            id: pid,
-            role,
-            gain: f32::from(stored.gain_percent) / 100.0,
-            muted: stored.muted,
-        });
+        self.join_mixer(pid, role, stored.gain_percent, stored.muted, &shown_name);
         if role.echo {
             tracing::info!(%via, "echo test started (browser)");
             return;
@@ -251,7 +246,7 @@ impl Room<'_> {
             return; // replaced by a newer session
         }
         self.by_pid.remove(&j.pid);
-        self.mixer.send(ToMixer::Remove { id: j.pid });
+        self.leave_mixer(j.pid);
         if !j.role.echo {
             tracing::info!(id = j.pid, "{} left (browser)", j.name);
             self.broadcast(&viz_proto::ControlMessage::Left { id: j.pid, reason: ByeReason::Leaving });

@@ -46,12 +46,8 @@ impl<'a> Room<'a> {
         local.engine.start();
         self.local = Some(Local { name, ..local });
         self.by_pid.insert(LOCAL_ID, Link::Local);
-        self.mixer.send(ToMixer::Add {
-            id: LOCAL_ID,
-            role: Role::SPEAKER,
-            gain: f32::from(stored.gain_percent) / 100.0,
-            muted: stored.muted,
-        });
+        let shown = self.local.as_ref().map(|l| l.name.clone()).unwrap_or_default();
+        self.join_mixer(LOCAL_ID, Role::SPEAKER, stored.gain_percent, stored.muted, &shown);
         let entries = self.full_roster(Some(LOCAL_ID));
         self.show_local(&ControlMessage::Roster(entries));
         if let Some(l) = self.local.as_mut()

@@ -183,12 +183,7 @@ impl Room<'_> {
         let (name, via) = (m.name.clone(), m.via.clone());
         self.by_pid.insert(pid, Link::Native(id));
         self.summary.joins += 1;
-        self.mixer.send(ToMixer::Add {
-            id: pid,
-            role,
-            gain: f32::from(stored.gain_percent) / 100.0,
-            muted: stored.muted,
-        });
+        self.join_mixer(pid, role, stored.gain_percent, stored.muted, &name);
         let greeting = ControlMessage::Hello(Hello {
             version: PROTOCOL_VERSION,
             name: self.cfg.room_name.clone(),
@@ -310,7 +305,7 @@ impl Room<'_> {
             return; // never admitted, or already replaced by a newer session
         }
         self.by_pid.remove(&m.pid);
-        self.mixer.send(ToMixer::Remove { id: m.pid });
+        self.leave_mixer(m.pid);
         if m.role.echo {
             return;
         }
@@ -406,7 +401,7 @@ impl Room<'_> {
             AdminOp::Kick { .. } => {
                 self.end_link(link, ByeReason::Kicked, now);
                 self.by_pid.remove(&target);
-                self.mixer.send(ToMixer::Remove { id: target });
+                self.leave_mixer(target);
                 tracing::info!(id = target, "{name} {}", ByeReason::Kicked);
                 self.broadcast(&ControlMessage::Left { id: target, reason: ByeReason::Kicked });
                 return Ok(format!("{name} was removed"));

@@ -30,6 +30,8 @@ const TALKING_INTERVAL: Duration = Duration::from_millis(100);
 pub enum ToMixer {
     Media { id: ParticipantId, at: Instant, media: OwnedMedia },
     Add { id: ParticipantId, role: Role, gain: f32, muted: bool },
+    /// An output that gets `source`'s packets unchanged (see `Mixer::add_tap`).
+    AddTap { id: ParticipantId, source: ParticipantId },
     Remove { id: ParticipantId },
     Gain { id: ParticipantId, gain: f32 },
     Mute { id: ParticipantId, muted: bool },
@@ -276,6 +278,11 @@ impl MixerLoop {
             ToMixer::Add { id, role, gain, muted } => {
                 if let Err(e) = self.mixer.add(id, role, gain, muted) {
                     tracing::error!("cannot add participant {id} to the mixer: {e}");
+                }
+            }
+            ToMixer::AddTap { id, source } => {
+                if let Err(e) = self.mixer.add_tap(id, source) {
+                    tracing::error!("cannot add output {id} to the mixer: {e}");
                 }
             }
             ToMixer::Remove { id } => {

@@ -31,8 +31,14 @@ pub mod local;
 pub mod members;
 pub mod metrics;
 pub mod mixing;
+pub mod outputs;
 mod parties;
 pub mod ratelimit;
+pub mod recorder;
+pub mod rtp_allow;
+mod rtp_api;
+pub mod rtp_in;
+pub mod rtp_out;
 pub mod settings;
 
 use members::Member;
@@ -70,6 +76,32 @@ pub struct RoomConfig {
     pub duration: Option<Duration>,
     /// Print the join line, fingerprint and admin token on stdout at start.
     pub announce: bool,
+    /// Plain RTP in and out, and recording.
+    pub media: MediaOptions,
+}
+
+/// Where audio enters and leaves the room besides its participants' sessions.
+#[derive(Debug, Clone)]
+pub struct MediaOptions {
+    /// Plain RTP/Opus input (`--rtp-port`), off when `None`.
+    pub rtp: Option<rtp_in::RtpInputConfig>,
+    /// Where the room mix is forwarded as plain RTP from the start (`--rtp-forward`).
+    pub rtp_forwards: Vec<SocketAddr>,
+    /// Payload type of forwarded RTP (the input's, by default 111).
+    pub rtp_payload_type: u8,
+    /// Recording (`--record DIR`, `--record-each`).
+    pub record: Option<recorder::RecordConfig>,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        Self {
+            rtp: None,
+            rtp_forwards: Vec::new(),
+            rtp_payload_type: viz_proto::rtp::DEFAULT_OPUS_PAYLOAD_TYPE,
+            record: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for RoomConfig {
@@ -103,6 +135,12 @@ pub enum RoomError {
     Http { addr: SocketAddr, reason: String },
     #[error(transparent)]
     Tls(#[from] web::tls::TlsError),
+    #[error("{0} (choose another port with --rtp-port)")]
+    Rtp(String),
+    #[error(transparent)]
+    RtpSenders(#[from] rtp_allow::AllowError),
+    #[error("{0}")]
+    Record(String),
 }
 
 /// Counters of the network side.
@@ -115,6 +153,8 @@ pub struct NetCounters {
     pub dropped: u64,
     /// Media for browsers dropped because their WebSocket was full.
     pub browser_dropped: u64,
+    /// RTP forward packets the socket would not take.
+    pub forward_dropped: u64,
 }
 
 /// How an admitted participant is connected.
@@ -126,6 +166,8 @@ pub(crate) enum Link {
     Browser(u64),
     /// The host's own audio, in process (`viz host --http`).
     Local,
+    /// A plain RTP sender, by SSRC.
+    Rtp(u32),
 }
 
 /// Seconds of one-second points the admin page's graphs can show.
@@ -156,6 +198,11 @@ pub(crate) struct Room<'a> {
     started: Instant,
     local: Option<local::Local<'a>>,
     history: std::collections::VecDeque<StatsPoint>,
+    rtp: Option<rtp_in::RtpInput>,
+    outputs: outputs::Outputs,
+    recorder: Option<recorder::Recorder>,
+    /// Sends the RTP forwards (opened with the first one).
+    forward_socket: Option<tokio::net::UdpSocket>,
     /// Sessions touched since they were last serviced.
     dirty: Vec<u32>,
     plain: Vec<u8>,
@@ -211,9 +258,23 @@ pub async fn run_with_local(
         }
         None => None,
     };
+    let rtp = match &cfg.media.rtp {
+        Some(r) => {
+            let allow = rtp_allow::AllowList::open(&cfg.state_dir, &r.allow, r.open)?;
+            Some(rtp_in::RtpInput::bind(r, allow).await.map_err(RoomError::Rtp)?)
+        }
+        None => None,
+    };
+    let recorder = match &cfg.media.record {
+        Some(r) => Some(recorder::Recorder::spawn(&r.dir).map_err(RoomError::Record)?),
+        None => None,
+    };
     let mut room = Room::new(cfg, listener, mixer, settings, snapshot);
+    room.rtp = rtp;
+    room.recorder = recorder;
+    let sdp_files = room.start_outputs()?;
     if room.cfg.announce {
-        room.announce(http.as_ref());
+        room.announce(http.as_ref(), &sdp_files);
     }
     let (mut local_media, mut local_commands) = (None, None);
     if let Some(l) = local {
@@ -236,6 +297,8 @@ pub async fn run_with_local(
     let mut next_second = started + Duration::from_secs(1);
     let mut next_log = started + room.cfg.stats_interval;
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut rtp_buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut rtcp_buf = vec![0u8; MAX_DATAGRAM + 1];
     tokio::pin!(stop);
     let mut stop_requested = false;
     loop {
@@ -249,6 +312,14 @@ pub async fn run_with_local(
                 if let WsEvent::Datagram { id, at, data } = ev {
                     room.on_datagram(Path::Ws(id), at, &data).await;
                 }
+            },
+            r = rtp_in::recv_on(room.rtp.as_ref().map(|r| &r.rtp), &mut rtp_buf) => match r {
+                Ok((n, from)) => room.on_rtp(from, Instant::now(), &rtp_buf[..n]),
+                Err(e) => tracing::debug!("RTP receive error: {e}"),
+            },
+            r = rtp_in::recv_on(room.rtp.as_ref().map(|r| &r.rtcp), &mut rtcp_buf) => match r {
+                Ok((n, from)) => room.on_rtcp(from, Instant::now(), &rtcp_buf[..n]),
+                Err(e) => tracing::debug!("RTCP receive error: {e}"),
             },
             Some(msg) = mix_rx.recv() => room.on_mixer(msg).await,
             Some(ev) = web_rx.recv() => room.on_web(ev, Instant::now()),
@@ -292,9 +363,13 @@ pub async fn run_with_local(
             room.log_stats();
         }
     }
+    room.close_recordings();
     let summary = room.summary.clone();
-    let Room { mixer, .. } = room;
+    let Room { mixer, recorder, .. } = room;
     mixer.stop();
+    if let Some(r) = recorder {
+        r.stop();
+    }
     Ok(summary)
 }
 
@@ -327,6 +402,10 @@ impl<'a> Room<'a> {
             started: Instant::now(),
             local: None,
             history: std::collections::VecDeque::with_capacity(HISTORY_SECONDS),
+            rtp: None,
+            outputs: outputs::Outputs::default(),
+            recorder: None,
+            forward_socket: None,
             dirty: Vec::new(),
             plain: vec![0u8; MAX_DATAGRAM],
             reply: vec![0u8; MAX_DATAGRAM],
@@ -334,7 +413,28 @@ impl<'a> Room<'a> {
         }
     }
 
-    fn announce(&self, http: Option<&web::Served>) {
+    /// The mix recording and the command line's forwards, from the start. Returns the
+    /// SDP file written for each forward.
+    fn start_outputs(&mut self) -> Result<Vec<(SocketAddr, PathBuf)>, RoomError> {
+        if self.recorder.is_some() {
+            self.open_recording(outputs::OutputSource::Mix, "mix");
+        }
+        let mut sdp_files = Vec::new();
+        for target in self.cfg.media.rtp_forwards.clone() {
+            let id = self
+                .add_forward(target, outputs::OutputSource::Mix, self.cfg.media.rtp_payload_type)
+                .map_err(|e| RoomError::Rtp(format!("--rtp-forward {target}: {e}")))?;
+            if let Some(sdp) = self.forward_sdp(id) {
+                let path = self.cfg.state_dir.join(format!("rtp-forward-{id}.sdp"));
+                std::fs::write(&path, sdp)
+                    .map_err(|e| RoomError::Record(format!("cannot write {}: {e}", path.display())))?;
+                sdp_files.push((target, path));
+            }
+        }
+        Ok(sdp_files)
+    }
+
+    fn announce(&self, http: Option<&web::Served>, sdp_files: &[(SocketAddr, PathBuf)]) {
         let local = self.listener.local;
         let fp = self.cfg.keypair.fingerprint();
         let shown_ip =
@@ -361,6 +461,26 @@ impl<'a> Room<'a> {
         }
         if self.cfg.test_source {
             println!("Test source: on (a music loop; listen to it with: viz join ... --listen-only)");
+        }
+        if let Some(rtp) = &self.rtp {
+            let who = if rtp.allow.is_open() {
+                "every SSRC (--rtp-open)".to_owned()
+            } else {
+                "allowed SSRCs only; others wait for an admin".to_owned()
+            };
+            println!(
+                "RTP input:   UDP {} (RTCP {}), Opus payload type {}, {who}",
+                rtp.port(),
+                rtp.port().wrapping_add(1),
+                rtp.payload_type
+            );
+        }
+        for (target, path) in sdp_files {
+            println!("RTP forward: the room mix to {target}  (SDP: {})", path.display());
+        }
+        if let Some(r) = &self.cfg.media.record {
+            let what = if r.each { "the mix and each participant" } else { "the mix" };
+            println!("Recording:   {what}, Ogg Opus files in {}", r.dir.display());
         }
     }
 
@@ -443,7 +563,12 @@ impl<'a> Room<'a> {
                             }
                             continue;
                         }
-                        None => continue,
+                        // RTP senders hear nothing.
+                        Some(&Link::Rtp(_)) => continue,
+                        None => {
+                            self.deliver_output(d, src.frames(), Instant::now());
+                            continue;
+                        }
                     };
                     let Some(path) = self.endpoint.path(sid) else { continue };
                     let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) else { continue };
@@ -573,6 +698,9 @@ impl<'a> Room<'a> {
     }
 
     fn every_second(&mut self) {
+        let now = Instant::now();
+        self.rtp_every_second(now);
+        self.forward_reports(now);
         // FEC of each mix follows the loss its listeners report.
         for m in self.members.values() {
             if m.is_admitted()
@@ -648,7 +776,20 @@ impl<'a> Room<'a> {
                 talking: p.talking,
             })
             .collect();
-        metrics::Snapshot { mix, net: self.net, participants, failed_attempts_refused: self.limiter.refused() }
+        let rtp = self.rtp.as_ref().map(|r| {
+            let pending = r.senders.keys().filter(|&&ssrc| r.allow.rule(ssrc).is_none()).count();
+            (r.counters, pending)
+        });
+        let recorder_dropped =
+            self.recorder.as_ref().map_or(0, |r| r.dropped.load(std::sync::atomic::Ordering::Relaxed));
+        metrics::Snapshot {
+            mix,
+            net: self.net,
+            participants,
+            failed_attempts_refused: self.limiter.refused(),
+            rtp,
+            recorder_dropped,
+        }
     }
 }
 

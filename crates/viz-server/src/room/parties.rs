@@ -18,6 +18,7 @@ pub(crate) const KIND_NATIVE: &str = "native";
 pub(crate) const KIND_BROWSER: &str = "browser";
 pub(crate) const KIND_TEST_SOURCE: &str = "test source";
 pub(crate) const KIND_HOST: &str = "host";
+pub(crate) const KIND_RTP: &str = "RTP";
 
 /// What the room knows of one admitted participant, however connected.
 pub(crate) struct Party<'a> {
@@ -42,6 +43,10 @@ impl Room<'_> {
                 let l = self.local.as_ref()?;
                 Some(Party { name: &l.name, key: self.cfg.keypair.public(), self_muted: l.muted, role: Role::SPEAKER })
             }
+            Link::Rtp(ssrc) => {
+                let s = self.rtp.as_ref()?.senders.get(&ssrc)?;
+                Some(Party { name: &s.name, key: super::rtp_in::rtp_key(ssrc), self_muted: false, role: Role::SEND_ONLY })
+            }
         }
     }
 
@@ -49,6 +54,7 @@ impl Room<'_> {
         match self.by_pid.get(&pid) {
             Some(Link::Browser(_)) => KIND_BROWSER,
             Some(Link::Local) => KIND_HOST,
+            Some(Link::Rtp(_)) => KIND_RTP,
             None if pid == TEST_SOURCE_ID && self.cfg.test_source => KIND_TEST_SOURCE,
             _ => KIND_NATIVE,
         }
@@ -82,6 +88,19 @@ impl Room<'_> {
                 }
             }
             Link::Local => {} // the host's audio ends with the room
+            Link::Rtp(ssrc) => {
+                // Plain RTP cannot be told to stop: removing a sender revokes it, so
+                // what it keeps sending is pending again until an admin accepts it.
+                if let Some(rtp) = self.rtp.as_mut() {
+                    if let Err(e) = rtp.allow.revoke(ssrc) {
+                        tracing::error!("RTP sender {ssrc:#010x} removed, but not for good: {e}");
+                    }
+                    if let Some(s) = rtp.senders.get_mut(&ssrc) {
+                        s.pid = None;
+                        s.joined_at = None;
+                    }
+                }
+            }
         }
     }
 
@@ -100,6 +119,11 @@ impl Room<'_> {
             Link::Local => {
                 if let Some(l) = self.local.as_mut() {
                     l.name = name;
+                }
+            }
+            Link::Rtp(ssrc) => {
+                if let Some(s) = self.rtp.as_mut().and_then(|r| r.senders.get_mut(&ssrc)) {
+                    s.name = name;
                 }
             }
         }
@@ -166,6 +190,10 @@ impl Room<'_> {
                 (canonical(b.peer).to_string(), "browser WebSocket", j.inbound.loss, j.inbound.jitter_ms(), b.since)
             }
             Link::Local => (String::new(), "in process", 0.0, 0.0, self.started),
+            Link::Rtp(ssrc) => {
+                let s = self.rtp.as_ref()?.senders.get(&ssrc)?;
+                (s.from.to_string(), "RTP/UDP", s.loss, s.jitter_ms(), s.joined_at.unwrap_or(s.first_seen))
+            }
         };
         Some(ParticipantInfo {
             id: pid,
@@ -173,7 +201,10 @@ impl Room<'_> {
             kind: self.kind_of(pid),
             address,
             transport: transport.into(),
-            key: p.key.fingerprint().compact().to_owned(),
+            key: match self.by_pid.get(&pid) {
+                Some(Link::Rtp(ssrc)) => format!("ssrc {ssrc:#010x}"),
+                _ => p.key.fingerprint().compact().to_owned(),
+            },
             talking,
             level_dbfs,
             loss_percent: loss * 100.0,
@@ -262,6 +293,13 @@ impl Room<'_> {
                 ApiReply::Done(result)
             }
             ApiRequest::SetRoom(patch) => ApiReply::Done(self.set_room(patch)),
+            r @ (ApiRequest::Rtp
+            | ApiRequest::RtpAllow { .. }
+            | ApiRequest::RtpRevoke(_)
+            | ApiRequest::AddForward { .. }
+            | ApiRequest::RemoveForward(_)
+            | ApiRequest::ForwardSdp(_)
+            | ApiRequest::Recordings) => self.answer_rtp(r, now),
             ApiRequest::Stats => ApiReply::Stats(StatsInfo {
                 uptime_s: self.started.elapsed().as_secs(),
                 packets_in: self.net.media_in,

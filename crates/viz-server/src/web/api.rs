@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -37,6 +37,12 @@ pub fn routes() -> Router<WebState> {
         .route("/participants", get(list_participants))
         .route("/participants/{id}", get(get_participant).patch(patch_participant).delete(kick_participant))
         .route("/stats", get(get_stats))
+        .route("/rtp", get(super::api_rtp::get_rtp))
+        .route("/rtp/senders/{ssrc}", put(super::api_rtp::put_sender).delete(super::api_rtp::delete_sender))
+        .route("/rtp/forwards", get(super::api_rtp::list_forwards).post(super::api_rtp::post_forward))
+        .route("/rtp/forwards/{id}", axum::routing::delete(super::api_rtp::delete_forward))
+        .route("/rtp/forwards/{id}/sdp", get(super::api_rtp::get_sdp))
+        .route("/recordings", get(super::api_rtp::get_recordings))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint (see docs/api.md)") })
 }
 
@@ -48,7 +54,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self { status, message: message.into() }
     }
 }
@@ -81,6 +87,7 @@ impl From<AdminError> for ApiError {
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AdminError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
         };
         Self::new(status, e.to_string())
     }
@@ -126,7 +133,7 @@ impl FromRequestParts<WebState> for Admin {
 }
 
 /// Asks the room and waits for its answer.
-async fn ask(state: &WebState, request: ApiRequest) -> Result<ApiReply, ApiError> {
+pub(crate) async fn ask(state: &WebState, request: ApiRequest) -> Result<ApiReply, ApiError> {
     let (reply, answer) = oneshot::channel();
     let gone = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the room is shutting down");
     state.events.send(WebEvent::Api { request, reply }).await.map_err(|_| gone())?;
@@ -137,7 +144,7 @@ async fn ask(state: &WebState, request: ApiRequest) -> Result<ApiReply, ApiError
     }
 }
 
-fn unexpected() -> ApiError {
+pub(crate) fn unexpected() -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the room gave an unexpected answer")
 }
 
@@ -247,7 +254,7 @@ async fn get_stats(_: Admin, State(s): State<WebState>) -> Result<Response, ApiE
     }
 }
 
-fn done(reply: ApiReply) -> Result<String, ApiError> {
+pub(crate) fn done(reply: ApiReply) -> Result<String, ApiError> {
     match reply {
         ApiReply::Done(r) => r.map_err(ApiError::from),
         _ => Err(unexpected()),

@@ -42,6 +42,15 @@ pub enum ApiRequest {
     Admin(AdminOp),
     SetRoom(RoomPatch),
     Stats,
+    /// The RTP door: input, senders, forwards.
+    Rtp,
+    /// Allow (accept) an RTP sender, from an address (`None`: where it was seen).
+    RtpAllow { ssrc: u32, from: Option<String>, name: Option<String> },
+    RtpRevoke(u32),
+    AddForward { target: SocketAddr, source: Option<u32>, payload_type: Option<u8> },
+    RemoveForward(u32),
+    ForwardSdp(u32),
+    Recordings,
 }
 
 #[derive(Debug)]
@@ -51,6 +60,11 @@ pub enum ApiReply {
     Participant(Option<ParticipantInfo>),
     Done(Result<String, AdminError>),
     Stats(StatsInfo),
+    Rtp(RtpInfo),
+    Sender(Result<RtpSenderInfo, AdminError>),
+    Forward(Result<ForwardInfo, AdminError>),
+    Sdp(Option<String>),
+    Recordings(Vec<RecordingInfo>),
 }
 
 /// Why a room operation failed; the HTTP status follows from it.
@@ -62,12 +76,14 @@ pub enum AdminError {
     Invalid(String),
     /// Saving the change failed (500: the server's disk, not the request).
     Storage(String),
+    /// The server is not set up for this (409), e.g. RTP input is off.
+    Conflict(String),
 }
 
 impl std::fmt::Display for AdminError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::NotFound(m) | Self::Invalid(m) | Self::Storage(m) => f.write_str(m),
+            Self::NotFound(m) | Self::Invalid(m) | Self::Storage(m) | Self::Conflict(m) => f.write_str(m),
         }
     }
 }
@@ -139,4 +155,71 @@ pub struct StatsInfo {
     pub packets_out: u64,
     pub late_ticks: u64,
     pub history: Vec<StatsPoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RtpInfo {
+    /// `None` when the server has no RTP input (`--rtp-port`).
+    pub input: Option<RtpInputInfo>,
+    pub senders: Vec<RtpSenderInfo>,
+    pub forwards: Vec<ForwardInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RtpInputInfo {
+    pub port: u16,
+    pub rtcp_port: u16,
+    pub payload_type: u8,
+    /// `--rtp-open`: every SSRC is admitted.
+    pub open: bool,
+    pub counters: crate::room::rtp_in::RtpCounters,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RtpSenderInfo {
+    pub ssrc: u32,
+    /// The SSRC as 0x-hex, as tools print it.
+    pub ssrc_hex: String,
+    /// `pending` (not mixed until accepted) or `accepted`.
+    pub state: &'static str,
+    /// Where it may send from: "" (where it was first seen), "IP", "IP:PORT" or "*".
+    pub allowed_from: String,
+    /// Where its last packet came from ("" if never seen).
+    pub address: String,
+    /// Its participant id while it is in the room.
+    pub participant_id: Option<u32>,
+    pub name: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Seconds since its last packet (RTP or RTCP); `None` if never seen.
+    pub last_seen_s: Option<f64>,
+    /// Packets refused because they came from another address.
+    pub wrong_address_packets: u64,
+    pub last_wrong_address: Option<String>,
+    /// What its RTCP sender reports say it sent.
+    pub reported_packets: Option<u32>,
+    pub loss_percent: f32,
+    pub jitter_ms: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ForwardInfo {
+    pub id: u32,
+    pub target: String,
+    /// "mix", or the participant id it follows.
+    pub source: serde_json::Value,
+    pub payload_type: u8,
+    pub ssrc: u32,
+    pub packets: u64,
+    /// Where the SDP describing the stream is served.
+    pub sdp: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingInfo {
+    pub path: String,
+    /// "mix", or the participant id.
+    pub source: serde_json::Value,
+    pub seconds: u64,
+    pub packets: u64,
 }

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 pub mod api;
+mod api_rtp;
 pub mod assets;
 pub mod messages;
 pub mod tls;
