@@ -27,6 +27,16 @@ pub fn read_mono_48k(path: &Path) -> Result<Vec<f32>, WavError> {
     decode_mono_48k(std::io::BufReader::new(file), &path.display().to_string())
 }
 
+/// How long a WAV file plays, from its header.
+pub fn duration(path: &Path) -> Result<std::time::Duration, WavError> {
+    let reader = hound::WavReader::open(path).map_err(|e| match e {
+        hound::Error::IoError(error) => WavError::Open { path: path.to_owned(), error },
+        e => WavError::Format { path: path.to_owned(), reason: e.to_string() },
+    })?;
+    let rate = reader.spec().sample_rate.max(1);
+    Ok(std::time::Duration::from_secs_f64(f64::from(reader.duration()) / f64::from(rate)))
+}
+
 /// As [`read_mono_48k`], from any reader; `name` labels errors.
 pub fn decode_mono_48k<R: std::io::Read>(reader: R, name: &str) -> Result<Vec<f32>, WavError> {
     let path = PathBuf::from(name);

@@ -42,6 +42,9 @@ pub enum Command {
     Host(HostArgs),
     /// Join a call (original form: viz -c ADDR).
     Join(JoinArgs),
+    /// Send audio without listening: a capture PC, a music feed (encrypted to a room or
+    /// call, or plain RTP/Opus with --rtp).
+    Send(SendArgs),
     /// List audio input and output devices.
     Devices,
     /// Run a host and a joiner in this process over an impaired loopback network and
@@ -283,6 +286,30 @@ pub struct LoadtestArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub ramp: f64,
 
+    /// The clients are plain RTP/Opus senders to this HOST:PORT (the room's --rtp-port;
+    /// their SSRCs count up from 0x7e570000: start the room with --rtp-open); ADDR is
+    /// then where the --listeners join.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub rtp: Option<String>,
+
+    /// With --rtp: RTP payload type of Opus.
+    #[arg(long, value_name = "PT", default_value_t = viz_proto::rtp::DEFAULT_OPUS_PAYLOAD_TYPE,
+          value_parser = clap::value_parser!(u8).range(96..=127))]
+    pub rtp_payload_type: u8,
+
+    /// With --rtp: encrypted clients that join ADDR and listen to the mix.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "rtp")]
+    pub listeners: usize,
+
+    /// The room's /metrics URL (http://HOST:4011/metrics): report its mixer's cycle
+    /// time during the run.
+    #[arg(long, value_name = "URL")]
+    pub metrics: Option<String>,
+
+    /// With --metrics: the server's process id, to report its CPU use (Linux).
+    #[arg(long, value_name = "PID", requires = "metrics")]
+    pub server_pid: Option<u32>,
+
     #[command(flatten)]
     pub password: PasswordArgs,
 
@@ -378,6 +405,72 @@ pub struct JoinArgs {
 
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    viz send viz://203.0.113.7:8443#k3xq-7m2a-pq4z-rt6b-ya2c --input music.wav --loop\n  \
+    viz send 192.168.1.20 --rtp --input loopback        plain RTP to a room's --rtp-port 4010\n  \
+    viz send 127.0.0.1:5004 --rtp --ssrc 0x1234 --input tone:440 --duration 10")]
+pub struct SendArgs {
+    /// Where to send: a room or host address as for viz join; with --rtp, HOST[:PORT] of
+    /// an RTP receiver (port 4010 unless given).
+    #[arg(value_name = "ADDR")]
+    pub address: String,
+
+    /// What to send: a device name or index (see `viz devices`), loopback[:OUTPUT] (what
+    /// an output device plays, where the platform allows), PATH.wav, tone[:HZ] or silence.
+    #[arg(short, long, value_name = "SOURCE", default_value = "default")]
+    pub input: String,
+
+    /// Send plain RTP/Opus (RFC 3550/7587) instead: no encryption, no handshake, to any
+    /// RTP receiver (viz serve --rtp-port, ffmpeg, GStreamer).
+    #[arg(long)]
+    pub rtp: bool,
+
+    /// With --rtp: the SSRC that names this sender (decimal or 0x-hex; default: one made
+    /// once and kept in the config directory, so a room admin accepts it once).
+    #[arg(long, value_name = "SSRC", requires = "rtp", value_parser = viz_server::room::rtp_allow::parse_ssrc)]
+    pub ssrc: Option<u32>,
+
+    /// With --rtp: the RTP payload type of Opus (96..=127).
+    #[arg(long, value_name = "PT", default_value_t = viz_proto::rtp::DEFAULT_OPUS_PAYLOAD_TYPE,
+          value_parser = clap::value_parser!(u8).range(96..=127))]
+    pub payload_type: u8,
+
+    /// Your name as the room shows it (default: your login name).
+    #[arg(short, long)]
+    pub name: Option<String>,
+
+    /// Repeat a WAV input; without it a file is sent once and viz send ends.
+    #[arg(long = "loop")]
+    pub loop_input: bool,
+
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// Known-hosts file (default: in the config directory).
+    #[arg(long, value_name = "PATH", conflicts_with = "rtp")]
+    pub known_hosts: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub password: PasswordArgs,
+
+    /// Do not reconnect when the connection breaks.
+    #[arg(long, conflicts_with = "rtp")]
+    pub no_reconnect: bool,
+
+    /// Identity key file (default: in the config directory; created on first run).
+    #[arg(long, value_name = "PATH", conflicts_with = "rtp")]
+    pub identity: Option<PathBuf>,
+
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub audio: AudioArgs,
 }
 
 #[derive(Debug, Args)]
@@ -569,8 +662,7 @@ pub fn rewrite_legacy(args: Vec<String>) -> Vec<String> {
         out.push(bin);
     }
     let rest: Vec<String> = iter.collect();
-    let is_command =
-        |a: &str| {
+    let is_command = |a: &str| {
         matches!(a, "host" | "join" | "send" | "devices" | "demo" | "serve" | "admin" | "loadtest" | "bench" | "help")
     };
     let first_positional = rest.iter().position(|a| !a.starts_with('-'));

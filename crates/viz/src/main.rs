@@ -10,6 +10,7 @@ mod keyboard;
 mod loadtest;
 mod proxy;
 mod run;
+mod send;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -56,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Host(a) => block_on(run::host(a)),
         Command::Join(a) => block_on(run::join(a)),
+        Command::Send(a) => block_on(send::run(a)),
         Command::Serve(a) => block_on(run::serve(a)),
         Command::Admin(a) => block_on(admin::run(a)),
         Command::Loadtest(a) => block_on(loadtest::run(a)),

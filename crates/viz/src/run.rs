@@ -249,7 +249,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         None => store::config_dir()?.join("server"),
     };
     let state_dir_for_tls = state_dir.clone();
-    std::fs::create_dir_all(&state_dir).with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
     let bind_ip = args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     let rtp = args.rtp.rtp_port.map(|port| viz_server::room::rtp_in::RtpInputConfig {
         bind: SocketAddr::new(bind_ip, port),
@@ -266,7 +267,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("--rtp-forward {target}: no address"))?;
         rtp_forwards.push(addr);
     }
-    let record = args.record.clone().map(|dir| viz_server::room::recorder::RecordConfig { dir, each: args.record_each });
+    let record =
+        args.record.clone().map(|dir| viz_server::room::recorder::RecordConfig { dir, each: args.record_each });
     let duration = args
         .duration
         .map(|s| Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero()).context("--duration must be positive"))

@@ -70,14 +70,34 @@ pub fn render(s: &Snapshot) -> String {
     if let Some((c, pending)) = &s.rtp {
         gauge(&mut r, "rtp_datagrams", "Datagrams received on the RTP port", c.datagrams as f64);
         gauge(&mut r, "rtp_mixed", "RTP packets passed to the mixer", c.mixed as f64);
-        gauge(&mut r, "rtp_dropped", "RTP datagrams dropped (malformed, wrong payload type, not Opus, pending, wrong address, table full)", c.dropped() as f64);
-        gauge(&mut r, "rtp_malformed", "RTP datagrams that did not parse", (c.too_short + c.bad_version + c.csrc_past_end + c.extension_past_end + c.bad_padding) as f64);
+        gauge(
+            &mut r,
+            "rtp_dropped",
+            "RTP datagrams dropped (malformed, wrong payload type, not Opus, pending, wrong address, table full)",
+            c.dropped() as f64,
+        );
+        gauge(
+            &mut r,
+            "rtp_malformed",
+            "RTP datagrams that did not parse",
+            (c.too_short + c.bad_version + c.csrc_past_end + c.extension_past_end + c.bad_padding) as f64,
+        );
         gauge(&mut r, "rtp_pending_dropped", "RTP packets from senders not accepted", c.pending as f64);
-        gauge(&mut r, "rtp_wrong_address", "RTP packets of an accepted SSRC from another address", c.wrong_address as f64);
+        gauge(
+            &mut r,
+            "rtp_wrong_address",
+            "RTP packets of an accepted SSRC from another address",
+            c.wrong_address as f64,
+        );
         gauge(&mut r, "rtp_pending_senders", "RTP senders waiting for an admin", *pending as f64);
         gauge(&mut r, "rtcp_packets", "RTCP datagrams received", c.rtcp as f64);
     }
-    gauge(&mut r, "recorder_dropped", "Packets the recorder dropped because the disk fell behind", s.recorder_dropped as f64);
+    gauge(
+        &mut r,
+        "recorder_dropped",
+        "Packets the recorder dropped because the disk fell behind",
+        s.recorder_dropped as f64,
+    );
     let loss = Family::<ParticipantLabels, FloatGauge>::default();
     let jitter = Family::<ParticipantLabels, FloatGauge>::default();
     let talking = Family::<ParticipantLabels, FloatGauge>::default();

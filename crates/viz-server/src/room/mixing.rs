@@ -28,14 +28,37 @@ const CYCLE_WINDOW: usize = 256;
 const TALKING_INTERVAL: Duration = Duration::from_millis(100);
 
 pub enum ToMixer {
-    Media { id: ParticipantId, at: Instant, media: OwnedMedia },
-    Add { id: ParticipantId, role: Role, gain: f32, muted: bool },
+    Media {
+        id: ParticipantId,
+        at: Instant,
+        media: OwnedMedia,
+    },
+    Add {
+        id: ParticipantId,
+        role: Role,
+        gain: f32,
+        muted: bool,
+    },
     /// An output that gets `source`'s packets unchanged (see `Mixer::add_tap`).
-    AddTap { id: ParticipantId, source: ParticipantId },
-    Remove { id: ParticipantId },
-    Gain { id: ParticipantId, gain: f32 },
-    Mute { id: ParticipantId, muted: bool },
-    ListenerLoss { id: ParticipantId, percent: u8 },
+    AddTap {
+        id: ParticipantId,
+        source: ParticipantId,
+    },
+    Remove {
+        id: ParticipantId,
+    },
+    Gain {
+        id: ParticipantId,
+        gain: f32,
+    },
+    Mute {
+        id: ParticipantId,
+        muted: bool,
+    },
+    ListenerLoss {
+        id: ParticipantId,
+        percent: u8,
+    },
 }
 
 /// A packet for some listeners: the Opus frames once, a header for each listener.

@@ -45,7 +45,12 @@ impl Room<'_> {
             }
             Link::Rtp(ssrc) => {
                 let s = self.rtp.as_ref()?.senders.get(&ssrc)?;
-                Some(Party { name: &s.name, key: super::rtp_in::rtp_key(ssrc), self_muted: false, role: Role::SEND_ONLY })
+                Some(Party {
+                    name: &s.name,
+                    key: super::rtp_in::rtp_key(ssrc),
+                    self_muted: false,
+                    role: Role::SEND_ONLY,
+                })
             }
         }
     }

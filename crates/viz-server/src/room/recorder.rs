@@ -44,7 +44,8 @@ pub(crate) struct Recorder {
 impl Recorder {
     /// Creates the directory if needed and starts the thread.
     pub(crate) fn spawn(dir: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the recording directory {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the recording directory {}: {e}", dir.display()))?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let thread = std::thread::Builder::new()
             .name("viz-recorder".into())

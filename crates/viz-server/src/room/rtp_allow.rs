@@ -151,8 +151,8 @@ impl AllowList {
                 let mut m = BTreeMap::new();
                 for (k, v) in f.allowed {
                     let ssrc = parse_ssrc(&k).map_err(|reason| AllowError::Parse { path: path.clone(), reason })?;
-                    let from =
-                        AllowedFrom::parse(&v.from).map_err(|reason| AllowError::Parse { path: path.clone(), reason })?;
+                    let from = AllowedFrom::parse(&v.from)
+                        .map_err(|reason| AllowError::Parse { path: path.clone(), reason })?;
                     m.insert(ssrc, from);
                 }
                 m
@@ -245,10 +245,7 @@ mod tests {
             "0xDEADbeef@10.0.0.5".parse::<AllowRule>().unwrap(),
             AllowRule { ssrc: 0xdeadbeef, from: AllowedFrom::Host("10.0.0.5".parse().unwrap()) }
         );
-        assert_eq!(
-            "7@10.0.0.5:5004".parse::<AllowRule>().unwrap().from,
-            AllowedFrom::Exact(addr("10.0.0.5:5004"))
-        );
+        assert_eq!("7@10.0.0.5:5004".parse::<AllowRule>().unwrap().from, AllowedFrom::Exact(addr("10.0.0.5:5004")));
         assert_eq!("7@[::1]:5004".parse::<AllowRule>().unwrap().from, AllowedFrom::Exact(addr("[::1]:5004")));
         assert_eq!("7@[::1]".parse::<AllowRule>().unwrap().from, AllowedFrom::Host("::1".parse().unwrap()));
         assert_eq!("7@*".parse::<AllowRule>().unwrap().from, AllowedFrom::Anywhere);

@@ -9,9 +9,7 @@ use super::Room;
 use super::outputs::{OutputKind, OutputSource};
 use super::rtp_allow::AllowedFrom;
 use super::rtp_in::rtp_key;
-use crate::web::messages::{
-    AdminError, ApiReply, ForwardInfo, RecordingInfo, RtpInfo, RtpInputInfo, RtpSenderInfo,
-};
+use crate::web::messages::{AdminError, ApiReply, ForwardInfo, RecordingInfo, RtpInfo, RtpInputInfo, RtpSenderInfo};
 
 fn source_json(source: OutputSource) -> serde_json::Value {
     match source {
@@ -92,7 +90,8 @@ impl Room<'_> {
                     open: r.allow.is_open(),
                     counters: r.counters,
                 });
-                let mut ssrcs: Vec<u32> = self.rtp.as_ref().map(|r| r.senders.keys().copied().collect()).unwrap_or_default();
+                let mut ssrcs: Vec<u32> =
+                    self.rtp.as_ref().map(|r| r.senders.keys().copied().collect()).unwrap_or_default();
                 ssrcs.sort_unstable();
                 let senders = ssrcs.into_iter().filter_map(|s| self.rtp_sender_info(s, now)).collect();
                 ApiReply::Rtp(RtpInfo { input, senders, forwards: self.forward_infos() })
@@ -162,7 +161,10 @@ impl Room<'_> {
             // A new binding replaces the first-seen one.
             s.bound = None;
         }
-        tracing::info!("RTP sender {ssrc:#010x} accepted (from {})", if from.to_text().is_empty() { "where it first sends".to_owned() } else { from.to_text() });
+        tracing::info!(
+            "RTP sender {ssrc:#010x} accepted (from {})",
+            if from.to_text().is_empty() { "where it first sends".to_owned() } else { from.to_text() }
+        );
         self.rtp_sender_info(ssrc, now).ok_or_else(|| AdminError::Storage("the sender vanished".into()))
     }
 

@@ -156,10 +156,20 @@ impl RtpSender {
         }
     }
 
-    /// Whether an RTCP packet from `from` (the RTCP port, usually RTP's + 1) comes from
-    /// this sender's host.
-    fn same_host(&self, from: SocketAddr) -> bool {
-        self.bound.unwrap_or(self.from).ip() == from.ip()
+    /// Whether an RTCP packet from `from` may speak for this sender (rename it, say it
+    /// left): from its RTP address or the port above it (RFC 3550 §11), or as its rule
+    /// allows.
+    fn rtcp_admits(&self, rule: Option<AllowedFrom>, from: SocketAddr) -> bool {
+        let near = |a: SocketAddr| {
+            let a = canonical(a);
+            a.ip() == from.ip() && (a.port() == from.port() || a.port().wrapping_add(1) == from.port())
+        };
+        match rule {
+            Some(AllowedFrom::Anywhere) => true,
+            Some(r @ AllowedFrom::Host(_)) => r.admits(from),
+            Some(AllowedFrom::Exact(a)) => near(a),
+            Some(AllowedFrom::FirstSeen) | None => near(self.bound.unwrap_or(self.from)),
+        }
     }
 }
 
@@ -187,7 +197,8 @@ impl RtpInput {
     pub(crate) async fn bind(cfg: &RtpInputConfig, allow: AllowList) -> Result<Self, String> {
         let mut last = String::new();
         for _ in 0..20 {
-            let rtp = bind_udp(cfg.bind).await.map_err(|e| format!("cannot listen for RTP on UDP {}: {e}", cfg.bind))?;
+            let rtp =
+                bind_udp(cfg.bind).await.map_err(|e| format!("cannot listen for RTP on UDP {}: {e}", cfg.bind))?;
             let local = rtp.local_addr().map_err(|e| e.to_string())?;
             let rtcp_addr = SocketAddr::new(local.ip(), local.port().wrapping_add(1));
             match bind_udp(rtcp_addr).await {
@@ -256,8 +267,7 @@ impl Room<'_> {
             rtp.counters.wrong_payload_type += 1;
             return;
         }
-        if p.payload.len() > viz_proto::payload::MAX_FRAME_LEN || viz_audio::codec::packet_samples(p.payload).is_err()
-        {
+        if p.payload.len() > viz_proto::payload::MAX_FRAME_LEN || viz_audio::codec::packet_samples(p.payload).is_err() {
             rtp.counters.not_opus += 1;
             return;
         }
@@ -275,11 +285,11 @@ impl Room<'_> {
             }
             RtpSender::new(from, at)
         });
-        sender.last_seen = at;
-        sender.from = from;
         sender.packets += 1;
         sender.bytes += p.payload.len() as u64;
         let Some(rule) = rule else {
+            sender.last_seen = at;
+            sender.from = from;
             rtp.counters.pending += 1;
             return;
         };
@@ -292,6 +302,8 @@ impl Room<'_> {
             sender.last_wrong_address = Some(from);
             return;
         }
+        sender.last_seen = at;
+        sender.from = from;
         match sender.seq.update(p.header.sequence) {
             SeqVerdict::Probation => {
                 rtp.counters.probation += 1;
@@ -334,14 +346,18 @@ impl Room<'_> {
         for packet in compound.packets() {
             match packet {
                 RtcpPacket::SenderReport(sr) => {
-                    if let Some(s) = rtp.senders.get_mut(&sr.ssrc).filter(|s| s.same_host(from)) {
+                    let rule = rtp.allow.rule(sr.ssrc);
+                    if let Some(s) = rtp.senders.get_mut(&sr.ssrc).filter(|s| s.rtcp_admits(rule, from)) {
                         s.sender_packets = Some(sr.packet_count);
                         s.last_seen = at;
                     }
                 }
                 RtcpPacket::SourceDescription(items) => {
                     for (ssrc, kind, text) in items {
-                        let Some(s) = rtp.senders.get_mut(&ssrc).filter(|s| s.same_host(from)) else { continue };
+                        let rule = rtp.allow.rule(ssrc);
+                        let Some(s) = rtp.senders.get_mut(&ssrc).filter(|s| s.rtcp_admits(rule, from)) else {
+                            continue;
+                        };
                         if kind != SDES_NAME && !(kind == SDES_CNAME && s.sdes_name.is_none()) {
                             continue;
                         }
@@ -354,7 +370,8 @@ impl Room<'_> {
                 }
                 RtcpPacket::Bye { ssrcs, .. } => {
                     for ssrc in ssrcs {
-                        if rtp.senders.get(&ssrc).is_some_and(|s| s.pid.is_some() && s.same_host(from)) {
+                        let rule = rtp.allow.rule(ssrc);
+                        if rtp.senders.get(&ssrc).is_some_and(|s| s.pid.is_some() && s.rtcp_admits(rule, from)) {
                             left.push(ssrc);
                         }
                     }
@@ -465,7 +482,10 @@ mod tests {
         assert!(s.admits(AllowedFrom::FirstSeen, a));
         assert!(!s.admits(AllowedFrom::FirstSeen, b));
         assert!(s.admits(AllowedFrom::Anywhere, b));
-        assert!(s.same_host("10.0.0.1:5001".parse().unwrap()));
-        assert!(!s.same_host(b));
+        // RTCP from the RTP port or the one above it; not from elsewhere on the host.
+        let rule = Some(AllowedFrom::FirstSeen);
+        assert!(s.rtcp_admits(rule, a) && s.rtcp_admits(rule, "10.0.0.1:5001".parse().unwrap()));
+        assert!(!s.rtcp_admits(rule, "10.0.0.1:6000".parse().unwrap()) && !s.rtcp_admits(rule, b));
+        assert!(s.rtcp_admits(Some(AllowedFrom::Host("10.0.0.1".parse().unwrap())), "10.0.0.1:6000".parse().unwrap()));
     }
 }

@@ -28,7 +28,8 @@ fn ssrc_from(path: Result<Path<String>, PathRejection>) -> Result<u32, ApiError>
 }
 
 fn forward_id(path: Result<Path<u32>, PathRejection>) -> Result<u32, ApiError> {
-    let Path(id) = path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad forward id: {}", e.body_text())))?;
+    let Path(id) =
+        path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad forward id: {}", e.body_text())))?;
     Ok(id)
 }
 
@@ -146,19 +147,18 @@ pub(crate) async fn post_forward(
     let payload_type = match post.payload_type {
         None => None,
         Some(pt) => Some(u8::try_from(pt).ok().filter(|p| (96..=127).contains(p)).ok_or_else(|| {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("payload_type {pt} is outside the dynamic range 96..=127"))
-        })?),
-    };
-    let target = tokio::net::lookup_host(&post.target)
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("target '{}' is not HOST:PORT that resolves", post.target),
+                format!("payload_type {pt} is outside the dynamic range 96..=127"),
             )
-        })?;
+        })?),
+    };
+    let target = tokio::net::lookup_host(&post.target).await.ok().and_then(|mut a| a.next()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("target '{}' is not HOST:PORT that resolves", post.target),
+        )
+    })?;
     match ask(&s, ApiRequest::AddForward { target, source, payload_type }).await? {
         ApiReply::Forward(r) => Ok((StatusCode::CREATED, Json(r?)).into_response()),
         _ => Err(unexpected()),

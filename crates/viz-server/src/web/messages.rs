@@ -45,9 +45,17 @@ pub enum ApiRequest {
     /// The RTP door: input, senders, forwards.
     Rtp,
     /// Allow (accept) an RTP sender, from an address (`None`: where it was seen).
-    RtpAllow { ssrc: u32, from: Option<String>, name: Option<String> },
+    RtpAllow {
+        ssrc: u32,
+        from: Option<String>,
+        name: Option<String>,
+    },
     RtpRevoke(u32),
-    AddForward { target: SocketAddr, source: Option<u32>, payload_type: Option<u8> },
+    AddForward {
+        target: SocketAddr,
+        source: Option<u32>,
+        payload_type: Option<u8>,
+    },
     RemoveForward(u32),
     ForwardSdp(u32),
     Recordings,

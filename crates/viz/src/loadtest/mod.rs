@@ -1,4 +1,5 @@
-//! `viz loadtest ADDR`: many real encrypted clients from one process.
+//! `viz loadtest ADDR`: many real encrypted clients from one process (or, with
+//! `--rtp`, plain RTP senders: see [`rtp`]).
 //!
 //! Every client has its own identity, its own UDP socket, does the real Noise handshake
 //! (and the CPace password exchange when a password is given), says Hello and stays
@@ -29,6 +30,8 @@ use viz_proto::{
 
 use crate::cli::LoadtestArgs;
 
+mod rtp;
+
 /// Listeners that decode and record for the latency measurement.
 const RECORDING_LISTENERS: usize = 3;
 /// Seconds of each speaker's signal (looped).
@@ -38,7 +41,7 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One speaker's audio, pre-encoded: per 20 ms frame, the samples and the packet
 /// (`None` where DTX sends nothing).
-struct Voice {
+pub(crate) struct Voice {
     pcm: Vec<f32>,
     packets: Vec<Option<Vec<u8>>>,
 }
@@ -62,7 +65,7 @@ fn prepare_voice(seed: u64) -> Result<Voice> {
 }
 
 #[derive(Debug, Default)]
-struct ClientResult {
+pub(crate) struct ClientResult {
     joined: bool,
     failure: Option<String>,
     join_ms: f64,
@@ -83,7 +86,7 @@ struct Heard {
     pcm: Vec<f32>,
 }
 
-struct ClientSpec {
+pub(crate) struct ClientSpec {
     index: usize,
     speaker: Option<usize>,
     records: bool,
@@ -105,6 +108,9 @@ struct Report {
     media_sent: u64,
     latency_ms: Vec<f64>,
     latency_correlation: Vec<f64>,
+    /// With --metrics: the server's mixer during the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<rtp::ServerFigures>,
 }
 
 /// Unwraps 16-bit sequence numbers to count expected packets.
@@ -367,6 +373,16 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         .with_context(|| format!("cannot resolve {}", address.socket_target()))?
         .next()
         .context("no address")?;
+    let rtp_target = match &args.rtp {
+        Some(a) => Some(
+            tokio::net::lookup_host(a.as_str())
+                .await
+                .with_context(|| format!("--rtp {a}: not HOST:PORT that resolves"))?
+                .next()
+                .context("no address")?,
+        ),
+        None => None,
+    };
     let policy = match &address.fingerprint {
         Some(fp) => HostKeyPolicy::Pinned(fp.clone()),
         None => HostKeyPolicy::FirstUse,
@@ -379,25 +395,53 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
     let epoch = Instant::now();
     let stop_at = epoch + ramp + run_for;
     if !args.json {
-        println!(
-            "Load test: {} clients ({} speaking) joining {target} over {:.0} s, then {:.0} s of audio",
-            args.clients,
-            args.speakers,
-            ramp.as_secs_f64(),
-            run_for.as_secs_f64()
-        );
+        match rtp_target {
+            Some(t) => println!(
+                "Load test: {} plain RTP senders ({} speaking, SSRCs from {:#010x}) to {t} over {:.0} s, \
+                 {} encrypted listener(s) at {target}, then {:.0} s of audio",
+                args.clients,
+                args.speakers,
+                rtp::FIRST_SSRC,
+                ramp.as_secs_f64(),
+                args.listeners,
+                run_for.as_secs_f64()
+            ),
+            None => println!(
+                "Load test: {} clients ({} speaking) joining {target} over {:.0} s, then {:.0} s of audio",
+                args.clients,
+                args.speakers,
+                ramp.as_secs_f64(),
+                run_for.as_secs_f64()
+            ),
+        }
     }
-    let mut tasks = Vec::with_capacity(args.clients);
+    let server =
+        args.metrics.clone().map(|url| tokio::spawn(rtp::watch_server(url, epoch + ramp, stop_at, args.server_pid)));
+    let mut tasks = Vec::with_capacity(args.clients + args.listeners);
     let mut listeners_recording = 0;
     for i in 0..args.clients {
         let speaker = (i < args.speakers).then_some(i);
+        let start_at = epoch + ramp.mul_f64(i as f64 / args.clients as f64);
+        if let Some(rtp_target) = rtp_target {
+            let spec = ClientSpec { index: i, speaker, records: false, start_at, stop_at };
+            let voices = voices.clone();
+            let pt = args.rtp_payload_type;
+            tasks.push(tokio::spawn(async move { rtp::sender(spec, rtp_target, pt, &voices).await }));
+            continue;
+        }
         let records = speaker.is_none() && listeners_recording < RECORDING_LISTENERS;
         if records {
             listeners_recording += 1;
         }
-        let start_at = epoch + ramp.mul_f64(i as f64 / args.clients as f64);
         let spec = ClientSpec { index: i, speaker, records, start_at, stop_at };
         tasks.push(tokio::spawn(client(spec, target, policy.clone(), password.clone(), voices.clone())));
+    }
+    if rtp_target.is_some() {
+        for l in 0..args.listeners {
+            let records = l < RECORDING_LISTENERS;
+            let spec = ClientSpec { index: args.clients + l, speaker: None, records, start_at: epoch, stop_at };
+            tasks.push(tokio::spawn(client(spec, target, policy.clone(), password.clone(), voices.clone())));
+        }
     }
     let mut results = Vec::with_capacity(tasks.len());
     for t in tasks {
@@ -424,7 +468,7 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         }
     }
     let report = Report {
-        clients: args.clients,
+        clients: results.len(),
         speakers: args.speakers,
         joined: joined.len(),
         failed: results.iter().filter(|r| r.failure.is_some()).count(),
@@ -436,6 +480,10 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         media_sent: results.iter().map(|r| r.media_sent).sum(),
         latency_ms,
         latency_correlation,
+        server: match server {
+            Some(h) => Some(h.await.context("the metrics watcher failed")?),
+            None => None,
+        },
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -456,6 +504,23 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
                 "Latency speaker -> room -> listener (arrival, before the listener's jitter buffer): {:?} ms (correlation {:?})",
                 report.latency_ms, report.latency_correlation
             );
+        }
+        if let Some(f) = &report.server {
+            println!(
+                "Server mix cycle over {} windows of 5 s: mean {:.3} ms, p99 {:.3} ms (median window) / {:.3} ms (worst), \
+                 max {:.3} ms; late ticks {}; at most {} participants, {} active sources",
+                f.windows.len(),
+                f.mix_mean_ms,
+                f.mix_p99_ms_median_window,
+                f.mix_p99_ms_worst_window,
+                f.mix_max_ms,
+                f.late_ticks,
+                f.participants_max,
+                f.active_sources_max
+            );
+            if let Some(cpu) = f.cpu_percent {
+                println!("Server CPU: {cpu:.1} % of one core");
+            }
         }
     }
     if report.failed > 0 {
