@@ -1,6 +1,8 @@
 // The admin page: everything goes through the REST API (docs/api.md) with the admin
 // token as a bearer token; the table and graphs refresh every second.
 
+import { refreshRtp, setupRtp } from './admin-rtp.js';
+
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem('viz-admin-token') || '';
 let timer = null;
@@ -217,6 +219,7 @@ async function refresh() {
       { key: 'participants', color: '#2a7' }, { key: 'active_sources', color: '#e90' }]);
     drawGraph($('graph-loss'), stats.history, [
       { key: 'loss_max_percent', color: '#c33' }, { key: 'loss_mean_percent', color: '#2a7' }]);
+    await refreshRtp(api, act);
     $('state').dataset.state = 'connected';
     $('state').textContent = `live · up ${Math.floor(stats.uptime_s / 60)} min`;
   } catch (e) {
@@ -253,6 +256,7 @@ async function login() {
   timer = setInterval(refresh, 1000);
 }
 
+setupRtp(act);
 $('login-button').onclick = login;
 $('token').onkeydown = (e) => { if (e.key === 'Enter') login(); };
 $('room-rename-button').onclick = () => act('PATCH', '/room', { name: $('room-rename').value }, (r) => `room renamed to ${r.name}`);

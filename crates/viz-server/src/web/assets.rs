@@ -14,6 +14,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../../../web/app.css")),
     ("viz.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/viz.js")),
     ("admin.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/admin.js")),
+    ("admin-rtp.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/admin-rtp.js")),
     ("worklets.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/worklets.js")),
     ("codec.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/codec.js")),
     ("opus.wasm", "application/wasm", include_bytes!("../../../../web/vendor/opus.wasm")),

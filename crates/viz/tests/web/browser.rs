@@ -148,11 +148,17 @@ async fn browser_echo_test_measures_the_round_trip() {
 }
 
 /// The admin page changes a volume, mutes, renames and kicks through its controls;
-/// the API and the native client see each change.
+/// the API and the native client see each change. A plain RTP sender waits on the
+/// page until the admin accepts it there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_page_controls_a_native_participant() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(&dir.path().join("server"), &["--test-source"]);
+    let server = serve(&dir.path().join("server"), &["--test-source", "--rtp-port", "0"]);
+    let rtp_target = format!("127.0.0.1:{}", server.rtp_port.unwrap());
+    let _rtp = viz(
+        &dir.path().join("rtp"),
+        &["send", &rtp_target, "--rtp", "--ssrc", "0x5150", "--name", "mixer desk", "--input", "tone:300"],
+    );
     let mut nat = viz(
         &dir.path().join("nat"),
         &["join", &server.join, "--name", "nat", "--input", "tone:440", "--output", "null"],
@@ -166,6 +172,26 @@ async fn admin_page_controls_a_native_participant() {
     page.type_into("#token", ADMIN_TOKEN).await;
     page.click("#login-button").await;
     page.wait_for(&format!("return !!document.querySelector('{row}');"), Duration::from_secs(10), "nat's row").await;
+
+    // The RTP sender is pending on the page; accepting it there makes it a participant.
+    let rtp_row = "#rtp-senders tr[data-key=\"20816\"]";
+    page.wait_for(
+        &format!("return !!document.querySelector('{rtp_row} button.accept');"),
+        Duration::from_secs(10),
+        "the pending RTP sender",
+    )
+    .await;
+    page.click(&format!("{rtp_row} button.accept")).await;
+    let desk = wait_participant(&server, "mixer desk", Duration::from_secs(10));
+    assert_eq!(desk["kind"], "RTP", "{desk}");
+    let (_, rtp) = api_call(&server, "GET", "/api/rtp", None, Some(ADMIN_TOKEN));
+    assert_eq!(rtp["senders"][0]["state"], "accepted", "{rtp}");
+    page.wait_for(
+        &format!("return document.querySelector('{rtp_row}').innerText.includes('in the room');"),
+        Duration::from_secs(5),
+        "the page to show the sender in the room",
+    )
+    .await;
 
     // Volume: ten steps of 5 % down with the keyboard on the slider.
     let slider = page.client.find(fantoccini::Locator::Css(&format!("{row} input.volume"))).await.unwrap();
