@@ -26,6 +26,9 @@ pub const FILE_NAME: &str = "rtp-senders.json";
 pub enum AllowedFrom {
     /// Wherever its first packet comes from (then only there).
     FirstSeen,
+    /// The host its first packet comes from, any port (`--rtp-open`: a trusted LAN,
+    /// where a sender that restarts on a new port must not need an admin).
+    FirstSeenHost,
     /// Any port of this host.
     Host(IpAddr),
     /// Exactly this address.
@@ -38,7 +41,7 @@ impl AllowedFrom {
     pub fn admits(&self, from: SocketAddr) -> bool {
         let from = crate::listener::canonical(from);
         match *self {
-            Self::FirstSeen => true,
+            Self::FirstSeen | Self::FirstSeenHost => true,
             Self::Host(ip) => from.ip() == ip.to_canonical(),
             Self::Exact(a) => from == crate::listener::canonical(a),
             Self::Anywhere => true,
@@ -48,7 +51,7 @@ impl AllowedFrom {
     /// Text as the API and the file show it: "", "IP", "IP:PORT" or "*".
     pub fn to_text(&self) -> String {
         match self {
-            Self::FirstSeen => String::new(),
+            Self::FirstSeen | Self::FirstSeenHost => String::new(),
             Self::Host(ip) => ip.to_string(),
             Self::Exact(a) => a.to_string(),
             Self::Anywhere => "*".into(),
@@ -182,7 +185,7 @@ impl AllowList {
         if self.revoked.contains(&ssrc) {
             return None;
         }
-        self.cli.get(&ssrc).copied().or(self.open.then_some(AllowedFrom::FirstSeen))
+        self.cli.get(&ssrc).copied().or(self.open.then_some(AllowedFrom::FirstSeenHost))
     }
 
     /// Allows `ssrc` from `from`, durably.
@@ -285,7 +288,7 @@ mod tests {
         assert_eq!(reopened.rule(6), Some(AllowedFrom::Host("10.0.0.1".parse().unwrap())));
 
         let mut open = AllowList::open(tempfile::tempdir().unwrap().path(), &[], true).unwrap();
-        assert_eq!(open.rule(1234), Some(AllowedFrom::FirstSeen));
+        assert_eq!(open.rule(1234), Some(AllowedFrom::FirstSeenHost));
         open.revoke(1234).unwrap();
         assert_eq!(open.rule(1234), None);
         assert!(open.is_revoked(1234));

@@ -43,6 +43,7 @@ impl Room<'_> {
             state: if rule.is_some() { "accepted" } else { "pending" },
             allowed_from: match (rule, seen.and_then(|s| s.bound)) {
                 (Some(AllowedFrom::FirstSeen), Some(bound)) => bound.to_string(),
+                (Some(AllowedFrom::FirstSeenHost), Some(bound)) => bound.ip().to_string(),
                 (Some(r), _) => r.to_text(),
                 (None, _) => String::new(),
             },

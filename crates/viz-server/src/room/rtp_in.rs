@@ -152,6 +152,7 @@ impl RtpSender {
     fn admits(&mut self, rule: AllowedFrom, from: SocketAddr) -> bool {
         match rule {
             AllowedFrom::FirstSeen => *self.bound.get_or_insert(from) == from,
+            AllowedFrom::FirstSeenHost => self.bound.get_or_insert(from).ip() == from.ip(),
             r => r.admits(from),
         }
     }
@@ -167,6 +168,7 @@ impl RtpSender {
         match rule {
             Some(AllowedFrom::Anywhere) => true,
             Some(r @ AllowedFrom::Host(_)) => r.admits(from),
+            Some(AllowedFrom::FirstSeenHost) => self.bound.unwrap_or(self.from).ip() == from.ip(),
             Some(AllowedFrom::Exact(a)) => near(a),
             Some(AllowedFrom::FirstSeen) | None => near(self.bound.unwrap_or(self.from)),
         }
@@ -482,6 +484,10 @@ mod tests {
         assert!(s.admits(AllowedFrom::FirstSeen, a));
         assert!(!s.admits(AllowedFrom::FirstSeen, b));
         assert!(s.admits(AllowedFrom::Anywhere, b));
+        let mut open = RtpSender::new(a, now);
+        assert!(open.admits(AllowedFrom::FirstSeenHost, a));
+        assert!(open.admits(AllowedFrom::FirstSeenHost, "10.0.0.1:7000".parse().unwrap()), "a new port of the host");
+        assert!(!open.admits(AllowedFrom::FirstSeenHost, b));
         // RTCP from the RTP port or the one above it; not from elsewhere on the host.
         let rule = Some(AllowedFrom::FirstSeen);
         assert!(s.rtcp_admits(rule, a) && s.rtcp_admits(rule, "10.0.0.1:5001".parse().unwrap()));

@@ -416,14 +416,30 @@ fn malformed_rtp_is_dropped_and_counted() {
     }
     assert!(c["rtcp_malformed"].as_u64().unwrap() >= 2, "{c}");
     assert_eq!(c["mixed"], 0, "nothing malformed reaches the mixer: {c}");
-    // Still serving: a real sender is mixed after all that.
-    let _tone =
-        viz(&dir.path().join("s"), &["send", &to, "--rtp", "--ssrc", "77", "--input", "tone:600", "--duration", "10"]);
+    // Still serving: a real sender is mixed after all that. Then it restarts (a new
+    // socket, new sequence numbers and timestamps, the same SSRC): heard again, and
+    // the jitter buffer starts over rather than waiting for the old timeline.
+    let send = |name: &str, tone: &str| {
+        viz(&dir.path().join(name), &["send", &to, "--rtp", "--ssrc", "77", "--input", tone, "--duration", "6"])
+    };
+    let mut first = send("s1", "tone:600");
     let deadline = Instant::now() + Duration::from_secs(10);
     while counter(&server, "mixed") < 20 {
         assert!(Instant::now() < deadline, "no RTP mixed after the garbage: {}", rtp_state(&server));
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Killed: no BYE, so the room sees the same SSRC jump to a new sequence.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let _second = send("s2", "tone:900");
+    let mut rec = record(&server, dir.path(), "restarted", 4);
+    let heard = recorded(dir.path(), "restarted", &mut rec);
+    let (share, level) = tone_in(&heard[heard.len() / 2..], 900.0);
+    println!("after a restart with a new port and sequence: 900 Hz share {share:.3} at {level:.1} dBFS");
+    assert!(share > 0.8 && level > -40.0, "the restarted sender is not heard: {share} {level}");
+    let v = rtp_state(&server);
+    assert_eq!(v["input"]["counters"]["wrong_address"], 0, "under --rtp-open a new port of the host is fine: {v}");
+    assert_eq!(v["senders"].as_array().unwrap().len(), 1, "one sender, not two: {v}");
 }
 
 #[test]
