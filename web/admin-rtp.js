@@ -2,21 +2,9 @@
 // (pending) and accepted ones, RTP forwards with their SDP, and recordings. Rebuilt
 // from GET /api/rtp and /api/recordings each second; buttons call the same API.
 
+import { button as btn, cell as td } from './dom.js';
+
 const $ = (id) => document.getElementById(id);
-
-function td(tr, content) {
-  const c = document.createElement('td');
-  if (content instanceof Node) c.append(content); else c.textContent = content;
-  tr.append(c);
-}
-
-function btn(text, cls, onclick) {
-  const b = document.createElement('button');
-  b.textContent = text;
-  b.className = cls;
-  b.onclick = onclick;
-  return b;
-}
 
 function ago(s) {
   if (s === null || s === undefined) return 'never';

@@ -2,6 +2,7 @@
 // token as a bearer token; the table and graphs refresh every second.
 
 import { refreshRtp, setupRtp } from './admin-rtp.js';
+import { button, cell } from './dom.js';
 
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem('viz-admin-token') || '';
@@ -33,21 +34,6 @@ async function act(method, path, body, done) {
   } catch (e) {
     say(e.message, true);
   }
-}
-
-function cell(row, content) {
-  const td = document.createElement('td');
-  if (content instanceof Node) td.append(content); else td.textContent = content;
-  row.append(td);
-  return td;
-}
-
-function button(text, cls, onclick) {
-  const b = document.createElement('button');
-  b.textContent = text;
-  b.className = cls;
-  b.onclick = onclick;
-  return b;
 }
 
 // Rows are built once per participant and updated in place every second, so a

@@ -314,6 +314,19 @@ pub fn write_bye(out: &mut Vec<u8>, ssrc: u32, reason: &[u8]) {
     out.extend_from_slice(&body);
 }
 
+/// The compound an RTP sender sends every few seconds (RFC 3550 §6.1: a sender report,
+/// then an SDES with its CNAME, here also its NAME), ending with a BYE when it leaves.
+pub fn write_sender_compound(out: &mut Vec<u8>, sr: &SenderReport, cname: &str, name: Option<&str>, bye: Option<&str>) {
+    write_sender_report(out, sr);
+    match name {
+        Some(n) => write_sdes(out, sr.ssrc, &[(SDES_CNAME, cname.as_bytes()), (SDES_NAME, n.as_bytes())]),
+        None => write_sdes(out, sr.ssrc, &[(SDES_CNAME, cname.as_bytes())]),
+    }
+    if let Some(reason) = bye {
+        write_bye(out, sr.ssrc, reason.as_bytes());
+    }
+}
+
 /// NTP time (RFC 5905 short form used by RTCP) of a Unix time.
 pub fn ntp_from_unix(since_epoch: std::time::Duration) -> u64 {
     const UNIX_TO_NTP_SECONDS: u64 = 2_208_988_800;
@@ -336,9 +349,7 @@ mod tests {
             octet_count: 4000,
             report_count: 0,
         };
-        write_sender_report(&mut out, &sr);
-        write_sdes(&mut out, 0x1234, &[(SDES_CNAME, b"ann@studio"), (SDES_NAME, b"Ann")]);
-        write_bye(&mut out, 0x1234, b"done");
+        write_sender_compound(&mut out, &sr, "ann@studio", Some("Ann"), Some("done"));
         out
     }
 

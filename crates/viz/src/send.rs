@@ -9,14 +9,15 @@
 //! in the config directory, so a room's admin accepts this machine once.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tokio::net::UdpSocket;
 use viz_client::engine::{EngineConfig, EngineHandle, InputSpec, OutputSpec};
 use viz_client::store;
-use viz_proto::rtcp::{self, SDES_CNAME, SDES_NAME, SenderReport};
+use viz_proto::rtcp;
 use viz_proto::rtp::RtpHeader;
+use viz_server::room::rtp_out::sender_report;
 
 use crate::cli::{CommonArgs, JoinArgs, SendArgs};
 
@@ -208,24 +209,9 @@ async fn send_rtp(args: SendArgs) -> Result<()> {
 
 /// SR + SDES (CNAME, NAME), and a BYE when leaving.
 fn compound(ssrc: u32, sent: &Sent, now: Instant, cname: &str, name: &str, bye: Option<&str>) -> Vec<u8> {
-    let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let rtp_timestamp = sent
-        .last
-        .map_or(0, |(ts, at)| ts.wrapping_add((now.saturating_duration_since(at).as_secs_f64() * 48_000.0) as u32));
     let mut out = Vec::with_capacity(128);
-    let sr = SenderReport {
-        ssrc,
-        ntp: rtcp::ntp_from_unix(unix),
-        rtp_timestamp,
-        packet_count: sent.packets,
-        octet_count: sent.octets,
-        report_count: 0,
-    };
-    rtcp::write_sender_report(&mut out, &sr);
-    rtcp::write_sdes(&mut out, ssrc, &[(SDES_CNAME, cname.as_bytes()), (SDES_NAME, name.as_bytes())]);
-    if let Some(reason) = bye {
-        rtcp::write_bye(&mut out, ssrc, reason.as_bytes());
-    }
+    let sr = sender_report(ssrc, sent.packets, sent.octets, sent.last, now);
+    rtcp::write_sender_compound(&mut out, &sr, cname, Some(name), bye);
     out
 }
 
@@ -241,7 +227,7 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use viz_proto::rtcp::{RtcpCompound, RtcpPacket};
+    use viz_proto::rtcp::{RtcpCompound, RtcpPacket, SDES_CNAME, SDES_NAME, SenderReport};
 
     #[tokio::test]
     async fn addresses_get_the_rtp_port_when_they_have_none() {

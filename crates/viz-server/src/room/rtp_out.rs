@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use viz_proto::rtcp::{SDES_CNAME, SenderReport, ntp_from_unix, write_sdes, write_sender_report};
+use viz_proto::rtcp::{SenderReport, ntp_from_unix, write_sender_compound};
 use viz_proto::rtp::RtpHeader;
 
 /// RFC 3550 §6.2 suggests 5 s as the minimum RTCP interval.
@@ -68,22 +68,10 @@ impl RtpForward {
             return None;
         }
         self.next_report = now + SR_INTERVAL;
-        let (ts, at) = self.last?;
-        // The RTP time that corresponds to now, extrapolated from the newest packet.
-        let since = now.saturating_duration_since(at).as_secs_f64();
-        let rtp_timestamp = ts.wrapping_add((since * 48_000.0) as u32);
-        let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        self.last?;
         let mut out = Vec::with_capacity(64);
-        let sr = SenderReport {
-            ssrc: self.ssrc,
-            ntp: ntp_from_unix(unix),
-            rtp_timestamp,
-            packet_count: self.packets as u32,
-            octet_count: self.octets as u32,
-            report_count: 0,
-        };
-        write_sender_report(&mut out, &sr);
-        write_sdes(&mut out, self.ssrc, &[(SDES_CNAME, cname.as_bytes())]);
+        let sr = sender_report(self.ssrc, self.packets as u32, self.octets as u32, self.last, now);
+        write_sender_compound(&mut out, &sr, cname, None, None);
         Some(out)
     }
 
@@ -114,6 +102,22 @@ impl RtpForward {
             target = ip(self.target.ip()),
             port = self.target.port(),
         )
+    }
+}
+
+/// A sender report for now: NTP from the system clock, and the RTP time that
+/// corresponds to it, extrapolated from the newest packet sent (timestamp, when).
+pub fn sender_report(ssrc: u32, packets: u32, octets: u32, last: Option<(u32, Instant)>, now: Instant) -> SenderReport {
+    let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let rtp_timestamp =
+        last.map_or(0, |(ts, at)| ts.wrapping_add((now.saturating_duration_since(at).as_secs_f64() * 48_000.0) as u32));
+    SenderReport {
+        ssrc,
+        ntp: ntp_from_unix(unix),
+        rtp_timestamp,
+        packet_count: packets,
+        octet_count: octets,
+        report_count: 0,
     }
 }
 

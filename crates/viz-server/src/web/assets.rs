@@ -15,6 +15,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("viz.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/viz.js")),
     ("admin.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/admin.js")),
     ("admin-rtp.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/admin-rtp.js")),
+    ("dom.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/dom.js")),
     ("worklets.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/worklets.js")),
     ("codec.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/codec.js")),
     ("opus.wasm", "application/wasm", include_bytes!("../../../../web/vendor/opus.wasm")),

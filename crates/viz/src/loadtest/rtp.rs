@@ -12,13 +12,14 @@
 //! time is read from `/proc` before and after (Linux).
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio::net::UdpSocket;
-use viz_proto::rtcp::{self, SDES_CNAME, SDES_NAME, SenderReport};
+use viz_proto::rtcp;
 use viz_proto::rtp::RtpHeader;
+use viz_server::room::rtp_out::sender_report;
 
 use super::{ClientResult, ClientSpec, Voice};
 
@@ -104,20 +105,9 @@ async fn run_sender(
 }
 
 fn compound(out: &mut Vec<u8>, ssrc: u32, packets: u32, octets: u32, ts: u32, name: &str, bye: bool) {
-    let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let sr = SenderReport {
-        ssrc,
-        ntp: rtcp::ntp_from_unix(unix),
-        rtp_timestamp: ts,
-        packet_count: packets,
-        octet_count: octets,
-        report_count: 0,
-    };
-    rtcp::write_sender_report(out, &sr);
-    rtcp::write_sdes(out, ssrc, &[(SDES_CNAME, name.as_bytes()), (SDES_NAME, name.as_bytes())]);
-    if bye {
-        rtcp::write_bye(out, ssrc, b"load test over");
-    }
+    let now = Instant::now();
+    let sr = sender_report(ssrc, packets, octets, Some((ts, now)), now);
+    rtcp::write_sender_compound(out, &sr, name, Some(name), bye.then_some("load test over"));
 }
 
 /// The room's mixer, as its `/metrics` showed it during the run.
