@@ -101,8 +101,7 @@ impl Room<'_> {
                         tracing::error!("RTP sender {ssrc:#010x} removed, but not for good: {e}");
                     }
                     if let Some(s) = rtp.senders.get_mut(&ssrc) {
-                        s.pid = None;
-                        s.joined_at = None;
+                        s.left_room();
                     }
                 }
             }

@@ -30,12 +30,9 @@ impl Room<'_> {
         if rule.is_none() && seen.is_none() {
             return None;
         }
-        let stored_name = self.settings.get(&rtp_key(ssrc)).name;
         let name = match seen {
             Some(s) if s.pid.is_some() => s.name.clone(),
-            _ => stored_name
-                .or_else(|| seen.and_then(|s| s.sdes_name.clone()))
-                .unwrap_or_else(|| format!("RTP {ssrc:08x}")),
+            _ => self.rtp_name(ssrc),
         };
         Some(RtpSenderInfo {
             ssrc,

@@ -144,6 +144,16 @@ impl RtpSender {
         }
     }
 
+    /// Out of the room (left, timed out, kicked): returns the participant id it had.
+    /// What it sends next is a new stream for the jitter buffer.
+    pub(crate) fn left_room(&mut self) -> Option<ParticipantId> {
+        let pid = self.pid.take()?;
+        self.joined_at = None;
+        self.seq = SequenceState::default();
+        self.stream = self.stream.wrapping_add(1);
+        Some(pid)
+    }
+
     pub fn jitter_ms(&self) -> f32 {
         (self.jitter.get() / 48.0) as f32
     }
@@ -390,7 +400,7 @@ impl Room<'_> {
     }
 
     /// The name an RTP sender goes by: an admin's, its SDES NAME or CNAME, its SSRC.
-    fn rtp_name(&self, ssrc: u32) -> String {
+    pub(crate) fn rtp_name(&self, ssrc: u32) -> String {
         let stored = self.settings.get(&rtp_key(ssrc)).name;
         let sdes = self.rtp.as_ref().and_then(|r| r.senders.get(&ssrc)).and_then(|s| s.sdes_name.clone());
         stored.or(sdes).unwrap_or_else(|| format!("RTP {ssrc:08x}"))
@@ -432,11 +442,7 @@ impl Room<'_> {
     /// known and rejoins if it sends again while allowed.
     pub(crate) fn rtp_leave(&mut self, ssrc: u32, reason: ByeReason) {
         let Some(s) = self.rtp.as_mut().and_then(|r| r.senders.get_mut(&ssrc)) else { return };
-        let Some(pid) = s.pid.take() else { return };
-        s.joined_at = None;
-        // A restart after a BYE is a new stream for the jitter buffer.
-        s.seq = SequenceState::default();
-        s.stream = s.stream.wrapping_add(1);
+        let Some(pid) = s.left_room() else { return };
         let name = s.name.clone();
         if self.by_pid.get(&pid) == Some(&Link::Rtp(ssrc)) {
             self.by_pid.remove(&pid);
