@@ -57,12 +57,43 @@ fn device_name(d: &cpal::Device) -> String {
         .unwrap_or_else(|_| "(unnamed)".into())
 }
 
+/// Runs `f` (which enumerates or opens devices) with alsa-lib's messages captured
+/// instead of printed: probing every configured PCM makes alsa-lib write lines such as
+/// "ALSA lib pcm_dmix.c: unable to open slave" to stderr, which on a machine without
+/// sound cards buried the one line that matters. They go to the debug log instead. The
+/// capture is alsa-lib's per-thread error handler, so cpal's own threads are unaffected.
+#[cfg(target_os = "linux")]
+fn quiet_alsa<T>(f: impl FnOnce() -> T) -> T {
+    let captured = alsa::Output::local_error_handler().ok();
+    let result = f();
+    if let Some(output) = captured {
+        let text = output.borrow().to_string();
+        if !text.trim().is_empty() {
+            tracing::debug!("alsa-lib: {}", text.trim_end());
+        }
+        // Installing it again gives the thread a fresh, empty buffer.
+        let _ = alsa::Output::local_error_handler();
+    }
+    result
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quiet_alsa<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
+
 /// Lists input and output devices of the default host.
 pub fn list() -> Result<(Vec<DeviceInfo>, Vec<DeviceInfo>), DeviceError> {
+    quiet_alsa(list_devices)
+}
+
+fn list_devices() -> Result<(Vec<DeviceInfo>, Vec<DeviceInfo>), DeviceError> {
     let host = cpal::default_host();
-    let default_in = host.default_input_device().map(|d| device_name(&d));
-    let default_out = host.default_output_device().map(|d| device_name(&d));
-    let describe = |devs: Vec<cpal::Device>, default: &Option<String>, input: bool| {
+    // The default is matched by device id; names repeat (ALSA lists one card under
+    // several plugins with the same description).
+    let default_in = host.default_input_device().and_then(|d| d.id().ok());
+    let default_out = host.default_output_device().and_then(|d| d.id().ok());
+    let describe = |devs: Vec<cpal::Device>, default: &Option<cpal::DeviceId>, input: bool| {
         devs.into_iter()
             .enumerate()
             .map(|(index, d)| {
@@ -70,7 +101,8 @@ pub fn list() -> Result<(Vec<DeviceInfo>, Vec<DeviceInfo>), DeviceError> {
                 let config = if input { d.default_input_config() } else { d.default_output_config() }
                     .map(|c| format!("{} Hz, {} ch, {}", c.sample_rate(), c.channels(), c.sample_format()))
                     .unwrap_or_else(|e| format!("unavailable: {e}"));
-                DeviceInfo { index, is_default: default.as_deref() == Some(name.as_str()), name, config }
+                let is_default = default.is_some() && d.id().ok() == *default;
+                DeviceInfo { index, is_default, name, config }
             })
             .collect::<Vec<_>>()
     };
@@ -82,6 +114,10 @@ pub fn list() -> Result<(Vec<DeviceInfo>, Vec<DeviceInfo>), DeviceError> {
 /// Picks a device by index (as `viz devices` numbers them) or by name (exact, then
 /// case-insensitive substring); `None` or "default" is the system default.
 fn select(selector: Option<&str>, input: bool) -> Result<cpal::Device, DeviceError> {
+    quiet_alsa(|| select_device(selector, input))
+}
+
+fn select_device(selector: Option<&str>, input: bool) -> Result<cpal::Device, DeviceError> {
     let host = cpal::default_host();
     let kind = if input { "input" } else { "output" };
     let default = || if input { host.default_input_device() } else { host.default_output_device() };

@@ -72,9 +72,25 @@ impl JoinConfig {
     }
 }
 
-/// The user's login name, or "viz".
+/// The name others see when `--name` is not given: the login name, else this
+/// machine's name (so that people without `$USER`, in a service or a container, are
+/// not all called the same), else "viz".
 pub fn default_name() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "viz".into())
+    ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()))
+        .or_else(machine_name)
+        .unwrap_or_else(|| "viz".into())
+}
+
+/// This machine's host name, if it has one (`/etc/hostname`, or Windows'
+/// `COMPUTERNAME`).
+pub fn machine_name() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }
 
 /// The greeting each side sends first: who it is and what audio it sends.
@@ -147,6 +163,10 @@ pub enum JoinError {
     Refused(ByeReason),
     #[error("connection lost: nothing heard from the host for {0} s")]
     Lost(u64),
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+    #[error("you left before the host answered")]
+    LeftBeforeAnswer,
     #[error("stopped while reconnecting (the connection was lost: {0})")]
     GaveUp(String),
     #[error("the {0} connection to the host closed")]
@@ -320,7 +340,8 @@ pub async fn join(
                 summary.call_time = state.call_time;
                 return Ok(*summary);
             }
-            Ok(Outcome::Lost(reason)) => reason,
+            Ok(Outcome::Lost(reason)) if cfg.reconnect => reason,
+            Ok(Outcome::Lost(reason)) => return Err(JoinError::ConnectionLost(reason)),
             Err(e) if state.engine_started && cfg.reconnect && e.is_transient() => e.to_string(),
             Err(e) => return Err(e),
         };
@@ -358,18 +379,28 @@ impl JoinError {
     fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::NoAnswer { .. } | Self::Lost(_) | Self::TransportClosed(_) | Self::Io(_) | Self::Resolve { .. }
+            Self::NoAnswer { .. }
+                | Self::Lost(_)
+                | Self::ConnectionLost(_)
+                | Self::TransportClosed(_)
+                | Self::Io(_)
+                | Self::Resolve { .. }
         )
     }
 }
 
+/// A completed handshake with the host.
+pub struct Connected {
+    pub transport: Transport,
+    pub conn: viz_proto::Connection,
+    /// What to tell the user about the connection and the host's key, once the host
+    /// has let us in (a busy or refusing host is reported without a "Connected" first).
+    pub introduction: Vec<String>,
+}
+
 /// Finds the host, checks its key (pinned, known or first use, remembering it) and
-/// completes the handshake. `quiet` leaves out the key messages (a reconnect).
-pub async fn establish(
-    cfg: &JoinConfig,
-    console: &Console,
-    quiet: bool,
-) -> Result<(Transport, viz_proto::Connection), JoinError> {
+/// completes the handshake.
+pub async fn establish(cfg: &JoinConfig, console: &Console) -> Result<Connected, JoinError> {
     let mut known = KnownHosts::load(&cfg.known_hosts)
         .map_err(|e| JoinError::KnownHosts { path: cfg.known_hosts.clone(), reason: e.to_string() })?;
     let host_key_name = cfg.address.known_hosts_key();
@@ -381,29 +412,23 @@ pub async fn establish(
     let (transport, est) = connect(cfg, policy.clone(), console).await?;
     let conn = est.connection;
     let fp = est.host_key.fingerprint();
-    if !quiet {
-        console.line(format!("Connected over {} to {}", transport.kind, transport.peer));
-        match policy {
-            HostKeyPolicy::FirstUse => console.line(format!(
-                "Host fingerprint {fp} (first connection: remembered in {}; check it with the host)",
-                known.path().display()
-            )),
-            HostKeyPolicy::Pinned(_) => console.line(format!("Host fingerprint {fp} matches the address")),
-            HostKeyPolicy::Known(_) => console.line(format!("Host fingerprint {fp} (known host)")),
-        }
-    }
+    let mut introduction = vec![format!("Connected over {} to {}", transport.kind, transport.peer)];
+    introduction.push(match policy {
+        HostKeyPolicy::FirstUse => format!(
+            "Host fingerprint {fp} (first connection: remembered in {}; check it with the host)",
+            known.path().display()
+        ),
+        HostKeyPolicy::Pinned(_) => format!("Host fingerprint {fp} matches the address"),
+        HostKeyPolicy::Known(_) => format!("Host fingerprint {fp} (known host)"),
+    });
     if !matches!(policy, HostKeyPolicy::Known(_)) {
         known
             .remember(&host_key_name, est.host_key)
             .map_err(|e| JoinError::KnownHosts { path: cfg.known_hosts.clone(), reason: e.to_string() })?;
     }
-    if !quiet {
-        console.line(format!(
-            "Security code: {}  (the host shows the same code unless someone is in between)",
-            conn.sas()
-        ));
-    }
-    Ok((transport, conn))
+    introduction
+        .push(format!("Security code: {}  (the host shows the same code unless someone is in between)", conn.sas()));
+    Ok(Connected { transport, conn, introduction })
 }
 
 /// Sends everything the session has queued.
@@ -420,7 +445,11 @@ async fn connect_and_run(
     state: &mut CallState,
 ) -> Result<Outcome, JoinError> {
     let reconnecting = state.engine_started;
-    let (mut transport, mut conn) = establish(cfg, console, reconnecting).await?;
+    // Leaving while the host is still being looked for ends it at once.
+    let Connected { mut transport, mut conn, introduction } = tokio::select! {
+        connected = establish(cfg, console) => connected?,
+        () = wait_for_leave(commands, engine, state) => return Err(JoinError::LeftBeforeAnswer),
+    };
 
     // With a password, the proof goes first; the Hello follows in order, and the
     // server holds it until the proof checks out.
@@ -532,7 +561,7 @@ async fn connect_and_run(
             if let Some(start) = call_started {
                 state.call_time += now - start;
             }
-            return Ok(Outcome::Lost(format!("nothing heard from the server for {} s", STALE_AFTER.as_secs())));
+            return Ok(Outcome::Lost(format!("nothing heard from the host for {} s", STALE_AFTER.as_secs())));
         }
         if roster_settle_at.is_some_and(|t| now >= t) {
             roster_settle_at = None;
@@ -561,13 +590,16 @@ async fn connect_and_run(
                         password = None;
                     }
                     if call_started.is_none() {
+                        if !reconnecting {
+                            introduction.iter().for_each(|line| console.line(line));
+                        }
                         call_started = Some(now);
                         state.admitted = true;
                         if !state.engine_started {
                             state.engine_started = true;
                             engine.start();
                         }
-                        let keys = "Type m + Enter to mute, q + Enter or Ctrl-C to leave.";
+                        let keys = console.keys_hint("leave");
                         let what = match (in_room, cfg.echo_test, reconnecting) {
                             (_, true, _) => format!("Echo test on {peer_name}: you hear yourself back. {keys}"),
                             (true, _, false) => format!("Joined room '{peer_name}'. {keys}"),
@@ -624,7 +656,7 @@ async fn connect_and_run(
                     if let Some(start) = call_started {
                         state.call_time += now - start;
                         return Ok(Outcome::Lost(format!(
-                            "nothing heard from the server for {} s",
+                            "nothing heard from the host for {} s",
                             cfg.session.idle_timeout.as_secs()
                         )));
                     }
@@ -674,6 +706,20 @@ async fn connect_and_run(
             }
         }
     }
+}
+
+/// Returns when the user asks to leave; a mute toggle meanwhile takes effect.
+async fn wait_for_leave(commands: &mut mpsc::Receiver<UserCommand>, engine: &EngineHandle, state: &mut CallState) {
+    while let Some(cmd) = commands.recv().await {
+        match cmd {
+            UserCommand::Leave => return,
+            UserCommand::ToggleMute => {
+                state.muted = !state.muted;
+                engine.set_muted(state.muted);
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// The Hello this joiner sends, with its role and echo-test wish.

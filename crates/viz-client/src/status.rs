@@ -11,9 +11,20 @@ use crate::engine::EngineStatus;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Console {
     pub quiet: bool,
+    /// Keys act at once (a terminal in single-key mode), not after Enter.
+    pub single_keys: bool,
 }
 
 impl Console {
+    /// How to mute and how to end (`end` says what ending does: "leave", "stop hosting").
+    pub fn keys_hint(&self, end: &str) -> String {
+        if self.single_keys {
+            format!("Press m to mute, q or Ctrl-C to {end}.")
+        } else {
+            format!("Type m + Enter to mute, q + Enter or Ctrl-C to {end}.")
+        }
+    }
+
     pub fn line(&self, text: impl AsRef<str>) {
         if !self.quiet {
             let mut out = std::io::stdout().lock();

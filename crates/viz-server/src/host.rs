@@ -318,7 +318,7 @@ impl<'a> Host<'a> {
                     self.console.line(format!(
                         "{name} joined (their key {key}). Security code: {sas}  (they see the same code unless someone is in between)"
                     ));
-                    self.console.line("Type m + Enter to mute, q + Enter or Ctrl-C to stop hosting.");
+                    self.console.line(self.console.keys_hint("stop hosting"));
                     if self.first_start.is_none() {
                         self.first_start = Some(now);
                         self.engine.start();

@@ -77,7 +77,7 @@ fn listing(roster: &Roster) -> String {
 }
 
 pub async fn run(args: AdminArgs) -> Result<()> {
-    let console = Console { quiet: true };
+    let console = Console { quiet: true, single_keys: false };
     let token = token(&args)?;
     let address = JoinAddress::parse(&args.address).with_context(|| format!("invalid address '{}'", args.address))?;
     let identity = match &args.identity {
@@ -90,7 +90,7 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         None => store::default_known_hosts_path()?,
     };
     let cfg = JoinConfig::new(address, keypair, known_hosts);
-    let (mut transport, mut conn) = join::establish(&cfg, &console, true).await?;
+    let join::Connected { mut transport, mut conn, .. } = join::establish(&cfg, &console).await?;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut plain = vec![0u8; MAX_DATAGRAM];
     let mut roster = Roster::default();

@@ -186,7 +186,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         &joiner_wav,
     )?;
 
-    let console = Console { quiet: true };
+    let console = Console { quiet: true, single_keys: false };
     let out = Sides {
         a_engine: host_engine,
         b_engine: joiner_engine,

@@ -1,41 +1,223 @@
-//! Turns Ctrl-C and typed lines (`m` mute, `q` quit) into call commands. A second
-//! Ctrl-C while leaving exits at once.
+//! Keys during a call, turned into call commands.
+//!
+//! On a terminal, single keys act at once: `m` mutes, `q` leaves. The terminal is put
+//! in single-key mode (no line editing, no echo) and read through crossterm's event
+//! stream, whose reader lives outside the async runtime, so nothing waits for a key
+//! when the call ends. When stdin is not a terminal (a pipe, a file, /dev/null), lines
+//! are read instead (`m` + Enter), on a detached thread for the same reason.
+//!
+//! Ctrl-C leaves cleanly; a second Ctrl-C exits at once with status 130. The terminal
+//! mode is restored on every way out: when the [`KeyMode`] guard drops, in the panic hook,
+//! and before that immediate exit.
 
-use tokio::io::AsyncBufReadExt;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use viz_client::join::UserCommand;
 
-pub fn spawn() -> mpsc::Receiver<UserCommand> {
-    let (tx, rx) = mpsc::channel(16);
+/// The exit status of a second Ctrl-C (128 + SIGINT, as shells report it).
+pub const INTERRUPTED_EXIT: i32 = 130;
+
+/// Keeps the terminal in single-key mode while it lives.
+pub struct KeyMode {
+    /// Keys act without Enter.
+    pub single_keys: bool,
+}
+
+impl Drop for KeyMode {
+    fn drop(&mut self) {
+        terminal::restore();
+    }
+}
+
+/// Starts reading keys and Ctrl-C; the commands arrive on the receiver.
+pub fn spawn() -> (mpsc::Receiver<UserCommand>, KeyMode) {
+    let (tx, commands) = mpsc::channel(16);
     let ctrl_c = tx.clone();
     tokio::spawn(async move {
-        let mut presses = 0;
         while tokio::signal::ctrl_c().await.is_ok() {
-            presses += 1;
-            if presses > 1 {
-                eprintln!("Interrupted again: exiting without waiting.");
-                std::process::exit(130);
-            }
-            let _ = ctrl_c.send(UserCommand::Leave).await;
-        }
-    });
-    tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        // EOF (stdin is /dev/null, or closed) just ends this task.
-        while let Ok(Some(line)) = lines.next_line().await {
-            let cmd = match line.trim() {
-                "m" | "M" | "mute" => UserCommand::ToggleMute,
-                "q" | "Q" | "quit" | "exit" => UserCommand::Leave,
-                "" => continue,
-                other => {
-                    println!("Unknown command '{other}': m = mute/unmute, q = leave");
-                    continue;
-                }
-            };
-            if tx.send(cmd).await.is_err() {
+            if ctrl_c.send(interrupt()).await.is_err() {
                 return;
             }
         }
     });
-    rx
+    let single_keys = terminal::enter_single_key_mode();
+    if single_keys {
+        tokio::spawn(read_keys(tx));
+    } else {
+        spawn_line_reader(tx);
+    }
+    (commands, KeyMode { single_keys })
+}
+
+/// One Ctrl-C: the first leaves; the second restores the terminal and exits.
+fn interrupt() -> UserCommand {
+    static PRESSES: AtomicU32 = AtomicU32::new(0);
+    if PRESSES.fetch_add(1, Ordering::SeqCst) >= 1 {
+        terminal::restore();
+        eprintln!("Interrupted again: exiting without waiting.");
+        std::process::exit(INTERRUPTED_EXIT);
+    }
+    UserCommand::Leave
+}
+
+/// What a key means during a call.
+fn command_for_key(key: &str) -> Option<UserCommand> {
+    match key {
+        "m" | "M" | "mute" => Some(UserCommand::ToggleMute),
+        "q" | "Q" | "quit" | "exit" => Some(UserCommand::Leave),
+        _ => None,
+    }
+}
+
+async fn read_keys(tx: mpsc::Sender<UserCommand>) {
+    use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
+    let mut events = crossterm::event::EventStream::new();
+    while let Some(Ok(event)) = events.next().await {
+        let Event::Key(key) = event else { continue };
+        if key.kind == KeyEventKind::Release {
+            continue;
+        }
+        let cmd = match key.code {
+            // Windows delivers Ctrl-C as a key in this mode (Unix keeps it a signal).
+            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => Some(interrupt()),
+            KeyCode::Char(c) => command_for_key(c.encode_utf8(&mut [0; 4])),
+            _ => None,
+        };
+        if let Some(cmd) = cmd
+            && tx.send(cmd).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Reads commands line by line. A plain thread, detached: a read that never returns
+/// (an open pipe) must not keep the process alive after the call.
+fn spawn_line_reader(tx: mpsc::Sender<UserCommand>) {
+    let spawned = std::thread::Builder::new().name("viz-stdin".into()).spawn(move || {
+        use std::io::BufRead;
+        // EOF (stdin is /dev/null, or closed) just ends this thread.
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { return };
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            match command_for_key(line) {
+                Some(cmd) => {
+                    if tx.blocking_send(cmd).is_err() {
+                        return;
+                    }
+                }
+                None => println!("Unknown command '{line}': m = mute/unmute, q = leave"),
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot read commands from stdin: {e}");
+    }
+}
+
+/// Single-key mode of the controlling terminal, and its restoration.
+mod terminal {
+    use std::io::IsTerminal;
+    use std::sync::Once;
+
+    /// Puts stdin's terminal in single-key mode; false when stdin is no terminal or the
+    /// mode cannot be set (then lines are read).
+    pub fn enter_single_key_mode() -> bool {
+        if !std::io::stdin().is_terminal() || !platform::enter() {
+            return false;
+        }
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                restore();
+                previous(info);
+            }));
+        });
+        true
+    }
+
+    /// Gives the terminal back its mode (line editing, echo). Idempotent.
+    pub fn restore() {
+        platform::restore();
+    }
+
+    /// Unix: "cbreak" — no line editing, no echo, but output processing and signals
+    /// stay on, so `\n` still starts a line and Ctrl-C stays SIGINT. (crossterm's raw
+    /// mode would turn both off.)
+    #[cfg(unix)]
+    mod platform {
+        use std::sync::Mutex;
+
+        static SAVED: Mutex<Option<libc::termios>> = Mutex::new(None);
+
+        pub fn enter() -> bool {
+            let mut saved = std::mem::MaybeUninit::<libc::termios>::uninit();
+            // SAFETY: tcgetattr fills the termios it is given when it returns 0.
+            if unsafe { libc::tcgetattr(libc::STDIN_FILENO, saved.as_mut_ptr()) } != 0 {
+                return false;
+            }
+            // SAFETY: initialised by the successful tcgetattr above.
+            let saved = unsafe { saved.assume_init() };
+            let mut keys = saved;
+            keys.c_lflag &= !(libc::ICANON | libc::ECHO);
+            keys.c_cc[libc::VMIN] = 1;
+            keys.c_cc[libc::VTIME] = 0;
+            // SAFETY: a valid termios for stdin, which is a terminal.
+            if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &keys) } != 0 {
+                return false;
+            }
+            *SAVED.lock().unwrap_or_else(|p| p.into_inner()) = Some(saved);
+            true
+        }
+
+        pub fn restore() {
+            if let Some(saved) = SAVED.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                // SAFETY: the termios read from this terminal when the mode was entered.
+                unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &saved) };
+            }
+        }
+    }
+
+    /// Windows: crossterm's raw mode only changes the console's input mode (line
+    /// input, echo, Ctrl-C processing); output is untouched. Ctrl-C then arrives as a
+    /// key, which `read_keys` treats as the signal.
+    #[cfg(not(unix))]
+    mod platform {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        static ENTERED: AtomicBool = AtomicBool::new(false);
+
+        pub fn enter() -> bool {
+            let ok = crossterm::terminal::enable_raw_mode().is_ok();
+            ENTERED.store(ok, Ordering::SeqCst);
+            ok
+        }
+
+        pub fn restore() {
+            if ENTERED.swap(false, Ordering::SeqCst) {
+                let _ = crossterm::terminal::disable_raw_mode();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_lines_map_to_commands() {
+        assert_eq!(command_for_key("m"), Some(UserCommand::ToggleMute));
+        assert_eq!(command_for_key("mute"), Some(UserCommand::ToggleMute));
+        assert_eq!(command_for_key("Q"), Some(UserCommand::Leave));
+        assert_eq!(command_for_key("exit"), Some(UserCommand::Leave));
+        assert_eq!(command_for_key("x"), None);
+        assert_eq!(command_for_key(""), None);
+    }
 }

@@ -38,13 +38,17 @@ fn init_logging(debug: bool, format: LogFormat, server: bool) {
     };
 }
 
-/// Runs a command's future on a single-threaded runtime.
+/// Runs a command's future on a single-threaded runtime. When the command is done,
+/// blocking work still running (a DNS lookup, an HTTP fetch) gets a moment to finish
+/// and is then abandoned: nothing may keep the process alive after its command ended.
 fn block_on(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?
-        .block_on(command)
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let result = runtime.block_on(command);
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }
 
 fn main() -> std::process::ExitCode {

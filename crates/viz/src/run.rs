@@ -55,7 +55,12 @@ fn duration(common: &CommonArgs) -> Result<Option<Duration>> {
 }
 
 fn console(common: &CommonArgs) -> Console {
-    Console { quiet: common.quiet }
+    Console { quiet: common.quiet, single_keys: false }
+}
+
+/// What this side sends and where it plays what it hears.
+fn audio_line(config: &EngineConfig) -> String {
+    format!("Audio: you send {}; you hear the call on {}.", config.input.describe(), config.output.describe())
 }
 
 /// Spawns the engine (opening inputs and outputs, so their errors come first).
@@ -93,10 +98,10 @@ pub async fn host(args: HostArgs) -> Result<()> {
     if args.http.is_none() && (args.tls.tls_cert.is_some() || args.tls.tls_self_signed) {
         anyhow::bail!("--tls-cert and --tls-self-signed are for the web page: add --http");
     }
-    let console = console(&args.common);
+    let mut console = console(&args.common);
     let keypair = load_identity(&args.common, console)?;
     let config = engine_config(&args.common)?;
-    console.line(format!("Audio: {} -> you, you -> {}", config.input.describe(), config.output.describe()));
+    console.line(audio_line(&config));
     let (engine, outgoing) = start_engine(config)?;
     let bind = SocketAddr::new(args.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)), args.port);
     let cfg = HostConfig {
@@ -109,7 +114,8 @@ pub async fn host(args: HostArgs) -> Result<()> {
         duration: duration(&args.common)?,
         status_interval: Duration::from_secs(5),
     };
-    let commands = keyboard::spawn();
+    let (commands, key_mode) = keyboard::spawn();
+    console.single_keys = key_mode.single_keys;
     if let Some(http) = args.http {
         let state_dir = match &args.state_dir {
             Some(d) => d.clone(),
@@ -159,7 +165,7 @@ pub async fn host(args: HostArgs) -> Result<()> {
 }
 
 pub async fn join(args: JoinArgs) -> Result<()> {
-    let console = console(&args.common);
+    let mut console = console(&args.common);
     let address = JoinAddress::parse(&args.address).with_context(|| format!("invalid address '{}'", args.address))?;
     let keypair = load_identity(&args.common, console)?;
     let known_hosts = match &args.known_hosts {
@@ -175,7 +181,7 @@ pub async fn join(args: JoinArgs) -> Result<()> {
         config.output = OutputSpec::Null;
     }
     let echo = if args.echo_test { Some(crate::echo::prepare(&args.common, &mut config)?) } else { None };
-    console.line(format!("Audio: {} -> host, host -> {}", config.input.describe(), config.output.describe()));
+    console.line(audio_line(&config));
     let (engine, outgoing) = start_engine(config)?;
     let mut cfg = JoinConfig::new(address, keypair, known_hosts);
     cfg.name = args.common.name.clone().unwrap_or_else(join::default_name);
@@ -189,21 +195,23 @@ pub async fn join(args: JoinArgs) -> Result<()> {
         cfg.duration = Some(crate::echo::default_duration());
     }
     cfg.reconnect = !args.no_reconnect && !args.echo_test;
-    let commands = keyboard::spawn();
+    let (commands, key_mode) = keyboard::spawn();
+    console.single_keys = key_mode.single_keys;
     let result = join::join(cfg, &engine, outgoing, commands, console).await;
+    drop(key_mode);
     let engine_result = report_engine(engine, console);
     let summary = result?;
     engine_result?;
     if let Some(echo) = echo {
         echo.report(console)?;
     }
-    let how = match summary.ended {
-        EndReason::Left => "you left".to_owned(),
-        EndReason::DurationReached => "the duration was reached".to_owned(),
-        EndReason::PeerLeft(viz_proto::ByeReason::Kicked) => "an admin removed you from the room".to_owned(),
-        EndReason::PeerLeft(r) => format!("{} {r}", summary.peer_name),
-    };
-    console.line(format!("Call ended after {:.1} s: {how}.", summary.call_time.as_secs_f64()));
+    let seconds = summary.call_time.as_secs_f64();
+    console.line(match summary.ended {
+        EndReason::Left => format!("Call ended after {seconds:.1} s: you left."),
+        EndReason::DurationReached => format!("Call ended after {seconds:.1} s: the duration was reached."),
+        // Why the other side ended it was said when it happened.
+        EndReason::PeerLeft(_) => format!("Call ended after {seconds:.1} s."),
+    });
     Ok(())
 }
 
@@ -337,10 +345,6 @@ fn web_tls(web: &crate::cli::TlsArgs, state_dir: &std::path::Path) -> viz_server
     if let Some(ip) = viz_server::host::guess_local_ip() {
         names.push(ip.to_string());
     }
-    if let Ok(h) = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned())
-        && !h.is_empty()
-    {
-        names.push(h);
-    }
+    names.extend(viz_client::join::machine_name());
     TlsMode::SelfSigned { dir: state_dir.to_owned(), names }
 }

@@ -132,7 +132,8 @@ async fn send_rtp(args: SendArgs) -> Result<()> {
     let sock = UdpSocket::bind(bind).await.context("cannot open a UDP socket")?;
     let rtcp_target = SocketAddr::new(target.ip(), target.port().wrapping_add(1));
     let name = args.name.clone().unwrap_or_else(viz_client::join::default_name);
-    let cname = format!("{}@{}", viz_client::join::default_name(), hostname());
+    let host = viz_client::join::machine_name().unwrap_or_else(|| "localhost".into());
+    let cname = format!("{}@{host}", viz_client::join::default_name());
     if !args.quiet {
         println!(
             "Sending {described} to {target} as plain RTP/Opus (unencrypted), SSRC {ssrc:#010x} ({ssrc}), \
@@ -213,15 +214,6 @@ fn compound(ssrc: u32, sent: &Sent, now: Instant, cname: &str, name: &str, bye: 
     let sr = sender_report(ssrc, sent.packets, sent.octets, sent.last, now);
     rtcp::write_sender_compound(&mut out, &sr, cname, Some(name), bye);
     out
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! [`crate::web`]), from a snapshot the room refreshes every second.
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -44,6 +45,14 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
     registry.register(name, help, g);
 }
 
+/// A running total since the room started. Exported as `NAME_total` with type
+/// `counter`, so that `rate()` and counter resets work as Prometheus expects.
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
 /// Escapes a label value as the text format requires (backslash, quote, newline).
 /// prometheus-client 0.24 writes label values verbatim, and names come from users.
 fn escape_label(v: &str) -> String {
@@ -56,47 +65,42 @@ pub fn render(s: &Snapshot) -> String {
     gauge(&mut r, "mix_cycle_mean_ms", "Mixer tick duration, mean over the last 5 s", s.mix.cycle_mean_ms);
     gauge(&mut r, "mix_cycle_p99_ms", "Mixer tick duration, 99th percentile over the last 5 s", s.mix.cycle_p99_ms);
     gauge(&mut r, "mix_cycle_max_ms", "Mixer tick duration, maximum over the last 5 s", s.mix.cycle_max_ms);
-    gauge(&mut r, "mix_ticks", "Mixer ticks since start", s.mix.ticks as f64);
-    gauge(&mut r, "mix_late_ticks", "Ticks that started more than a frame late", s.mix.late_ticks as f64);
+    counter(&mut r, "mix_ticks", "Mixer ticks since start", s.mix.ticks);
+    counter(&mut r, "mix_late_ticks", "Ticks that started more than a frame late", s.mix.late_ticks);
     gauge(&mut r, "participants", "Participants in the room", s.participants.len() as f64);
     gauge(&mut r, "active_sources", "Sources sending audio now", s.mix.active_sources as f64);
     gauge(&mut r, "encodes_per_tick", "Opus encodes per mixer tick, last second", s.mix.encodes_per_tick);
-    gauge(&mut r, "media_packets_in", "Media packets received", s.net.media_in as f64);
-    gauge(&mut r, "media_packets_out", "Media packets sent", s.net.media_out as f64);
-    gauge(&mut r, "datagrams_dropped", "Datagrams dropped before a session", s.net.dropped as f64);
-    gauge(&mut r, "forwarded_packets", "Packets passed through unchanged", s.mix.forwarded_packets as f64);
-    gauge(&mut r, "mixer_inbox_dropped", "Media dropped because the mixer fell behind", s.mix.inbox_dropped as f64);
-    gauge(&mut r, "refused_attempts", "Sessions refused after too many failures", s.failed_attempts_refused as f64);
+    counter(&mut r, "media_packets_in", "Media packets received", s.net.media_in);
+    counter(&mut r, "media_packets_out", "Media packets sent", s.net.media_out);
+    counter(&mut r, "datagrams_dropped", "Datagrams dropped before a session", s.net.dropped);
+    counter(&mut r, "forwarded_packets", "Packets passed through unchanged", s.mix.forwarded_packets);
+    counter(&mut r, "mixer_inbox_dropped", "Media dropped because the mixer fell behind", s.mix.inbox_dropped);
+    counter(&mut r, "refused_attempts", "Sessions refused after too many failures", s.failed_attempts_refused);
     if let Some((c, pending)) = &s.rtp {
-        gauge(&mut r, "rtp_datagrams", "Datagrams received on the RTP port", c.datagrams as f64);
-        gauge(&mut r, "rtp_mixed", "RTP packets passed to the mixer", c.mixed as f64);
-        gauge(
+        counter(&mut r, "rtp_datagrams", "Datagrams received on the RTP port", c.datagrams);
+        counter(&mut r, "rtp_mixed", "RTP packets passed to the mixer", c.mixed);
+        counter(
             &mut r,
             "rtp_dropped",
             "RTP datagrams dropped (malformed, wrong payload type, not Opus, pending, wrong address, table full)",
-            c.dropped() as f64,
+            c.dropped(),
         );
-        gauge(
+        counter(
             &mut r,
             "rtp_malformed",
             "RTP datagrams that did not parse",
-            (c.too_short + c.bad_version + c.csrc_past_end + c.extension_past_end + c.bad_padding) as f64,
+            c.too_short + c.bad_version + c.csrc_past_end + c.extension_past_end + c.bad_padding,
         );
-        gauge(&mut r, "rtp_pending_dropped", "RTP packets from senders not accepted", c.pending as f64);
-        gauge(
-            &mut r,
-            "rtp_wrong_address",
-            "RTP packets of an accepted SSRC from another address",
-            c.wrong_address as f64,
-        );
+        counter(&mut r, "rtp_pending_dropped", "RTP packets from senders not accepted", c.pending);
+        counter(&mut r, "rtp_wrong_address", "RTP packets of an accepted SSRC from another address", c.wrong_address);
         gauge(&mut r, "rtp_pending_senders", "RTP senders waiting for an admin", *pending as f64);
-        gauge(&mut r, "rtcp_packets", "RTCP datagrams received", c.rtcp as f64);
+        counter(&mut r, "rtcp_packets", "RTCP datagrams received", c.rtcp);
     }
-    gauge(
+    counter(
         &mut r,
         "recorder_dropped",
         "Packets the recorder dropped because the disk fell behind",
-        s.recorder_dropped as f64,
+        s.recorder_dropped,
     );
     let loss = Family::<ParticipantLabels, FloatGauge>::default();
     let jitter = Family::<ParticipantLabels, FloatGauge>::default();
@@ -122,7 +126,7 @@ mod tests {
     #[test]
     fn renders_prometheus_text_with_participant_labels() {
         let snap = Snapshot {
-            mix: MixStats { cycle_p99_ms: 1.25, active_sources: 2, ..Default::default() },
+            mix: MixStats { cycle_p99_ms: 1.25, active_sources: 2, ticks: 4321, ..Default::default() },
             participants: vec![ParticipantRow {
                 id: 100,
                 name: "alice \"a\"".into(),
@@ -135,6 +139,10 @@ mod tests {
         let text = render(&snap);
         assert!(text.contains("viz_room_mix_cycle_p99_ms 1.25"), "{text}");
         assert!(text.contains("viz_room_active_sources 2.0"), "{text}");
+        // Running totals are counters, not gauges.
+        assert!(text.contains("# TYPE viz_room_mix_ticks counter\nviz_room_mix_ticks_total 4321\n"), "{text}");
+        assert!(text.contains("# TYPE viz_room_media_packets_in counter"), "{text}");
+        assert!(!text.contains("viz_room_media_packets_in "), "{text}");
         assert!(text.contains(r#"viz_room_participant_loss_ratio{id="100",name="alice \"a\""} 0.02"#), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }

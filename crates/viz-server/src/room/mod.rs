@@ -191,6 +191,9 @@ pub(crate) struct Room<'a> {
     next_pid: ParticipantId,
     talking: Vec<ParticipantId>,
     net: NetCounters,
+    /// Media packets in and out, and participants, at the last statistics line: an
+    /// idle room logs nothing.
+    logged_activity: (u64, u64, usize),
     last_mix: Arc<MixStats>,
     snapshot: Arc<Mutex<metrics::Snapshot>>,
     summary: RoomSummary,
@@ -395,6 +398,7 @@ impl<'a> Room<'a> {
             next_pid: FIRST_PARTICIPANT_ID,
             talking: Vec::new(),
             net: NetCounters::default(),
+            logged_activity: (0, 0, 0),
             last_mix: Arc::new(MixStats::default()),
             snapshot,
             summary: RoomSummary::default(),
@@ -730,10 +734,18 @@ impl<'a> Room<'a> {
         }
     }
 
-    fn log_stats(&self) {
+    /// The periodic statistics log: one room line and, for participants losing
+    /// packets, one line each (worst first, ten at most; the others at debug level).
+    /// Nothing when no packet moved and nobody came or went since the last line.
+    fn log_stats(&mut self) {
         self.local_status();
-        let mix = &self.last_mix;
         let admitted = self.admitted_count();
+        let activity = (self.net.media_in, self.net.media_out, admitted);
+        if activity == self.logged_activity {
+            return;
+        }
+        self.logged_activity = activity;
+        let mix = &self.last_mix;
         tracing::info!(
             target: "viz::room",
             mix_mean_ms = format_args!("{:.3}", mix.cycle_mean_ms),
@@ -750,15 +762,13 @@ impl<'a> Room<'a> {
         // Per participant, worst loss first; a big room logs its ten worst.
         let mut rows = self.participant_infos();
         rows.sort_by(|a, b| b.loss_percent.total_cmp(&a.loss_percent));
-        for p in rows.iter().filter(|p| p.kind != parties::KIND_TEST_SOURCE).take(10) {
-            tracing::info!(
-                target: "viz::room",
-                participant = %p.name,
-                id = p.id,
-                loss_percent = format_args!("{:.1}", p.loss_percent),
-                jitter_ms = format_args!("{:.1}", p.jitter_ms),
-                "participant"
-            );
+        for (rank, p) in rows.iter().filter(|p| p.kind != parties::KIND_TEST_SOURCE).enumerate() {
+            let (loss, jitter) = (format!("{:.1}", p.loss_percent), format!("{:.1}", p.jitter_ms));
+            if p.loss_percent > 0.0 && rank < 10 {
+                tracing::info!(target: "viz::room", participant = %p.name, id = p.id, loss_percent = %loss, jitter_ms = %jitter, "participant");
+            } else {
+                tracing::debug!(target: "viz::room", participant = %p.name, id = p.id, loss_percent = %loss, jitter_ms = %jitter, "participant");
+            }
         }
     }
 

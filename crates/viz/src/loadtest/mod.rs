@@ -367,6 +367,9 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
     if args.clients == 0 || args.speakers > args.clients {
         bail!("--speakers must be at most --clients, and --clients at least 1");
     }
+    if args.server_pid.is_some() && !cfg!(target_os = "linux") {
+        bail!("--server-pid reads the server's CPU time from /proc and works on Linux only");
+    }
     let address = JoinAddress::parse(&args.address).with_context(|| format!("invalid address '{}'", args.address))?;
     let target = tokio::net::lookup_host(address.socket_target())
         .await

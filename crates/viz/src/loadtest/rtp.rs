@@ -126,7 +126,8 @@ pub struct ServerFigures {
     pub cpu_percent: Option<f64>,
 }
 
-/// Reads `viz_room_*` gauges from a Prometheus text page.
+/// Reads one `viz_room_*` sample (a gauge, or a counter by its `_total` name) from a
+/// Prometheus text page.
 fn gauge(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
@@ -142,7 +143,9 @@ async fn fetch(url: &str) -> Result<String> {
     .await?
 }
 
-/// utime + stime of a process, in seconds (Linux `/proc/PID/stat`).
+/// utime + stime of a process, in seconds (Linux `/proc/PID/stat`; `--server-pid` is
+/// refused elsewhere, see `loadtest::run`).
+#[cfg(target_os = "linux")]
 pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) in parentheses.
@@ -152,6 +155,11 @@ pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (hz > 0.0).then(|| ticks / hz)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn process_cpu_seconds(_pid: u32) -> Option<f64> {
+    None
 }
 
 /// Polls `/metrics` every 5 s from `from` to `until`.
@@ -172,7 +180,7 @@ pub(super) async fn watch_server(url: String, from: Instant, until: Instant, pid
             continue;
         };
         f.windows.push((mean, p99, max));
-        f.late_ticks = gauge(&text, "viz_room_mix_late_ticks").unwrap_or(f.late_ticks);
+        f.late_ticks = gauge(&text, "viz_room_mix_late_ticks_total").unwrap_or(f.late_ticks);
         f.active_sources_max = f.active_sources_max.max(gauge(&text, "viz_room_active_sources").unwrap_or(0.0));
         f.participants_max = f.participants_max.max(gauge(&text, "viz_room_participants").unwrap_or(0.0));
     }
@@ -203,6 +211,7 @@ mod tests {
         assert_eq!(gauge(text, "viz_room_mix_cycle_max_ms"), None);
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn this_process_uses_cpu() {
         let pid = std::process::id();

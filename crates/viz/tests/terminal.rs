@@ -1,0 +1,301 @@
+//! `viz join` and `viz host` as a person runs them: inside a real pseudo-terminal, with
+//! nobody typing, and with single keys pressed (no Enter). Each run goes through a
+//! shell in the terminal that first sets the ordinary interactive mode (`stty sane`),
+//! then runs viz, then prints viz's exit status and the terminal's mode afterwards, so
+//! every test also checks that line editing and echo came back.
+#![cfg(unix)]
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rexpect::session::PtySession;
+
+mod common;
+use common::{Proc, viz};
+
+/// A viz command running in its own pseudo-terminal.
+struct Terminal {
+    session: PtySession,
+    /// The terminal's device, to read its mode from outside while viz runs.
+    tty: String,
+}
+
+/// Exit status of viz and the terminal mode flags the shell printed after it.
+struct Ended {
+    status: i32,
+    mode: String,
+    /// What the terminal showed from the start until viz exited.
+    screen: String,
+    /// From the start of `Terminal::ended` until the exit status appeared.
+    waited: Duration,
+}
+
+impl Terminal {
+    fn start(config: &Path, args: &[&str]) -> Self {
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        let script = format!(
+            "stty sane; echo \"TTY=$(tty)\"; '{viz}' {args}; echo \"EXIT=$?\"; \
+             echo \"MODE=$(stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo|isig)' | tr '\\n' ' ')\"; \
+             echo DONE",
+            viz = env!("CARGO_BIN_EXE_viz"),
+            args = quoted.join(" ")
+        );
+        let mut command = Command::new("bash");
+        command.args(["-c", &script]).env("VIZ_CONFIG_DIR", config).env("RUST_LOG", "warn").env("TERM", "xterm");
+        let mut session = rexpect::session::spawn_command(command, Some(30_000)).expect("spawn a pseudo-terminal");
+        session.exp_string("TTY=").expect("the shell starts");
+        let tty = session.read_line().expect("the terminal's name").trim().to_owned();
+        Terminal { session, tty }
+    }
+
+    /// Waits for `text` on the screen; returns everything shown before it.
+    fn expect(&mut self, text: &str) -> String {
+        self.session.exp_string(text).unwrap_or_else(|e| panic!("waiting for {text:?}: {e}"))
+    }
+
+    /// Presses one key, without Enter.
+    fn press(&mut self, key: &str) {
+        self.session.send(key).expect("type");
+        self.session.flush().expect("type");
+    }
+
+    fn ctrl_c(&mut self) {
+        self.session.send_control('c').expect("Ctrl-C");
+    }
+
+    /// The terminal's mode flags right now, read from outside (`stty -F`).
+    fn mode_now(&self) -> String {
+        let out = Command::new("stty").args(["-F", &self.tty, "-a"]).output().expect("stty");
+        String::from_utf8_lossy(&out.stdout).replace(';', " ")
+    }
+
+    /// Waits until viz has exited; `screen` is what was shown before the exit status.
+    fn ended(mut self) -> Ended {
+        let started = Instant::now();
+        let screen = self.expect("EXIT=");
+        let waited = started.elapsed();
+        let status = self.session.read_line().expect("exit status").trim().parse().expect("a number");
+        self.expect("MODE=");
+        let mode = self.session.read_line().expect("mode").trim().to_owned();
+        self.expect("DONE");
+        Ended { status, mode, screen, waited }
+    }
+}
+
+impl Ended {
+    /// Line editing, echo and signals are back as `stty sane` left them.
+    fn assert_terminal_restored(&self) {
+        assert_eq!(self.mode, "isig icanon echo", "terminal mode after viz exited; screen:\n{}", self.screen);
+    }
+}
+
+fn has_flag(stty: &str, flag: &str) -> bool {
+    stty.split_whitespace().any(|w| w == flag)
+}
+
+/// A host on a free port, run with pipes (the other side of the call); returns it,
+/// its port and its fingerprint.
+fn host(config: &Path, extra: &[&str]) -> (Proc, u16, String) {
+    let mut args = vec!["host", "--port", "0", "--input", "tone", "--output", "null"];
+    args.extend_from_slice(extra);
+    let mut p = viz(config, &args);
+    let line = p.expect_line("Hosting on port", Duration::from_secs(10));
+    let port = line.split_whitespace().nth(3).and_then(|w| w.parse().ok()).expect("port");
+    let fingerprint = line.rsplit(' ').next().expect("fingerprint").to_owned();
+    (p, port, fingerprint)
+}
+
+fn join_args(address: &str) -> Vec<&str> {
+    vec!["join", address, "--input", "silence", "--output", "null"]
+}
+
+#[test]
+fn nobody_there_the_error_shows_and_viz_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("udp://127.0.0.1:{free}");
+    let term = Terminal::start(dir.path(), &join_args(&address));
+    let ended = term.ended();
+    eprintln!("no host: exited {} after {:?}", ended.status, ended.waited);
+    assert_eq!(ended.status, 1, "{}", ended.screen);
+    assert!(ended.screen.contains("viz: error: no Viz host answered"), "{}", ended.screen);
+    assert!(!ended.screen.contains("Connected"), "{}", ended.screen);
+    ended.assert_terminal_restored();
+}
+
+#[test]
+fn a_wrong_fingerprint_is_refused_and_viz_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_host, port, fingerprint) = host(&dir.path().join("host"), &[]);
+    let wrong = "aaaa-bbbb-cccc-dddd-eeee";
+    assert_ne!(fingerprint, wrong);
+    let address = format!("viz://127.0.0.1:{port}#{wrong}");
+    let ended = Terminal::start(&dir.path().join("join"), &join_args(&address)).ended();
+    assert_eq!(ended.status, 1, "{}", ended.screen);
+    assert!(ended.screen.contains("viz: error:") && ended.screen.contains(&fingerprint), "{}", ended.screen);
+    assert!(!ended.screen.contains("In a call"), "{}", ended.screen);
+    ended.assert_terminal_restored();
+}
+
+#[test]
+fn a_busy_host_is_reported_before_anything_says_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_host, port, _) = host(&dir.path().join("host"), &[]);
+    let address = format!("127.0.0.1:{port}");
+    let mut first = viz(&dir.path().join("first"), &join_args(&address));
+    first.expect_line("In a call", Duration::from_secs(10));
+    let ended = Terminal::start(&dir.path().join("second"), &join_args(&address)).ended();
+    assert_eq!(ended.status, 1, "{}", ended.screen);
+    assert!(ended.screen.contains("the host is busy"), "{}", ended.screen);
+    assert!(!ended.screen.contains("Connected") && !ended.screen.contains("Security code"), "{}", ended.screen);
+    ended.assert_terminal_restored();
+}
+
+#[test]
+fn the_call_ends_at_its_duration_and_viz_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_host, port, _) = host(&dir.path().join("host"), &[]);
+    let address = format!("127.0.0.1:{port}");
+    let mut args = join_args(&address);
+    args.extend(["--duration", "2"]);
+    let mut term = Terminal::start(&dir.path().join("join"), &args);
+    term.expect("Press m to mute, q or Ctrl-C to leave.");
+    let ended = term.ended();
+    eprintln!("--duration 2: exit status after {:?} of the call", ended.waited);
+    assert_eq!(ended.status, 0, "{}", ended.screen);
+    assert!(ended.screen.contains("Call ended after") && ended.screen.contains("the duration was reached"));
+    ended.assert_terminal_restored();
+}
+
+#[test]
+fn single_keys_mute_and_leave_without_enter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_host, port, _) = host(&dir.path().join("host"), &[]);
+    let address = format!("127.0.0.1:{port}");
+    let mut term = Terminal::start(&dir.path().join("join"), &join_args(&address));
+    term.expect("Press m to mute, q or Ctrl-C to leave.");
+    // During the call the terminal is in single-key mode: no line editing, no echo.
+    let mode = term.mode_now();
+    assert!(has_flag(&mode, "-icanon") && has_flag(&mode, "-echo") && has_flag(&mode, "isig"), "{mode}");
+    term.press("m");
+    term.expect("Microphone muted");
+    term.press("m");
+    term.expect("Microphone on");
+    let pressed = Instant::now();
+    term.press("q");
+    let ended = term.ended();
+    eprintln!("q: exit status {:?} after the key", pressed.elapsed());
+    assert_eq!(ended.status, 0, "{}", ended.screen);
+    assert!(ended.screen.contains("Call ended after") && ended.screen.contains("you left"), "{}", ended.screen);
+    ended.assert_terminal_restored();
+}
+
+#[test]
+fn ctrl_c_leaves_and_a_second_ctrl_c_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_host, port, _) = host(&dir.path().join("host"), &[]);
+    let address = format!("127.0.0.1:{port}");
+    let mut term = Terminal::start(&dir.path().join("join"), &join_args(&address));
+    term.expect("In a call");
+    let pressed = Instant::now();
+    term.ctrl_c();
+    let ended = term.ended();
+    eprintln!("Ctrl-C: exit status {:?} after the key", pressed.elapsed());
+    assert_eq!(ended.status, 0, "{}", ended.screen);
+    assert!(ended.screen.contains("you left"), "{}", ended.screen);
+    ended.assert_terminal_restored();
+
+    // A host that stopped answering (SIGSTOP) makes leaving wait for its goodbye;
+    // the second Ctrl-C does not wait.
+    let (host, port, _) = host(&dir.path().join("host2"), &[]);
+    let address = format!("127.0.0.1:{port}");
+    let mut term = Terminal::start(&dir.path().join("join2"), &join_args(&address));
+    term.expect("In a call");
+    let host_pid = host.child.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &host_pid]).status().unwrap().success());
+    term.ctrl_c();
+    std::thread::sleep(Duration::from_millis(150));
+    term.ctrl_c();
+    let ended = term.ended();
+    let _ = Command::new("kill").args(["-CONT", &host_pid]).status();
+    assert_eq!(ended.status, 130, "{}", ended.screen);
+    assert!(ended.screen.contains("Interrupted again"), "{}", ended.screen);
+    ended.assert_terminal_restored();
+}
+
+#[test]
+fn the_host_leaving_or_vanishing_is_said_and_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    // The host stops cleanly (Ctrl-C): the joiner is told, says so and exits.
+    let (mut host1, port, _) = host(&dir.path().join("host"), &["--name", "alice"]);
+    let address = format!("127.0.0.1:{port}");
+    let mut term = Terminal::start(&dir.path().join("join"), &join_args(&address));
+    term.expect("In a call with alice");
+    let stopped = Instant::now();
+    assert!(Command::new("kill").args(["-INT", &host1.child.id().to_string()]).status().unwrap().success());
+    let ended = term.ended();
+    eprintln!("host stopped: joiner exited {:?} later", stopped.elapsed());
+    host1.finish(Duration::from_secs(10));
+    assert_eq!(ended.status, 0, "{}", ended.screen);
+    assert!(ended.screen.contains("alice shut down"), "{}", ended.screen);
+    assert_eq!(ended.screen.matches("shut down").count(), 1, "said once: {}", ended.screen);
+    ended.assert_terminal_restored();
+
+    // The host vanishes (SIGKILL): after the idle timeout the joiner says the
+    // connection is lost and keeps trying, as the README says; q stops it.
+    let (mut host2, port, _) = host(&dir.path().join("host2"), &["--name", "bob"]);
+    let address = format!("127.0.0.1:{port}");
+    let mut term = Terminal::start(&dir.path().join("join2"), &join_args(&address));
+    term.expect("In a call with bob");
+    host2.child.kill().unwrap();
+    host2.child.wait().unwrap();
+    term.expect("Connection lost");
+    term.expect("Reconnecting");
+    term.press("q");
+    let ended = term.ended();
+    assert_eq!(ended.status, 1, "{}", ended.screen);
+    assert!(ended.screen.contains("viz: error:"), "{}", ended.screen);
+    ended.assert_terminal_restored();
+
+    // With --no-reconnect it exits by itself.
+    let (mut host3, port, _) = host(&dir.path().join("host3"), &[]);
+    let address = format!("127.0.0.1:{port}");
+    let mut args = join_args(&address);
+    args.push("--no-reconnect");
+    let mut term = Terminal::start(&dir.path().join("join3"), &args);
+    term.expect("In a call");
+    host3.child.kill().unwrap();
+    host3.child.wait().unwrap();
+    let ended = term.ended();
+    assert_eq!(ended.status, 1, "{}", ended.screen);
+    assert!(ended.screen.contains("nothing heard from the host"), "{}", ended.screen);
+    ended.assert_terminal_restored();
+}
+
+#[test]
+fn the_host_in_a_terminal_stops_on_q() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut term =
+        Terminal::start(&dir.path().join("host"), &["host", "--port", "0", "--input", "tone", "--output", "null"]);
+    let before = term.expect("Host fingerprint:");
+    let port: u16 = before
+        .split("Hosting on port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {before:?}"));
+    let mut joiner = viz(&dir.path().join("join"), &join_args(&format!("127.0.0.1:{port}")));
+    joiner.expect_line("In a call", Duration::from_secs(10));
+    term.expect("Press m to mute, q or Ctrl-C to stop hosting.");
+    let pressed = Instant::now();
+    term.press("q");
+    let ended = term.ended();
+    eprintln!("host q: exit status {:?} after the key", pressed.elapsed());
+    assert_eq!(ended.status, 0, "{}", ended.screen);
+    assert!(ended.screen.contains("Stopped hosting"), "{}", ended.screen);
+    ended.assert_terminal_restored();
+    let (status, out) = joiner.finish(Duration::from_secs(10));
+    assert!(status.success(), "{out}");
+}
