@@ -2,7 +2,8 @@
 # Builds what users download, into dist/:
 #   viz-VERSION-x86_64-linux.tar.gz    (viz, README.md, LICENSE, licences of bundled code)
 #   viz-VERSION-x86_64-windows.zip     (viz.exe, the same documents)
-# Release profile: optimised, no debug information, symbols stripped.
+# Profile `dist` (Cargo.toml): the release build with fat LTO and one codegen unit, no
+# debug information, symbols stripped.
 #
 #   scripts/release.sh             both
 #   scripts/release.sh --linux     Linux only
@@ -47,21 +48,21 @@ size() { du -h "$1" | cut -f1; }
 for target in "${targets[@]}"; do
     case $target in
         linux)
-            cargo build --release --locked -p viz
+            cargo build --profile dist --locked -p viz
             name=viz-$version-x86_64-linux
             rm -rf "dist/$name"
             mkdir -p "dist/$name"
-            cp target/release/viz "dist/$name/"
+            cp target/dist/viz "dist/$name/"
             stage_documents "dist/$name"
             tar -C dist -czf "dist/$name.tar.gz" "$name"
             echo "dist/$name.tar.gz: $(size "dist/$name.tar.gz") (viz: $(size "dist/$name/viz"))"
             ;;
         windows)
-            cargo build --release --locked -p viz --target x86_64-pc-windows-gnu
+            cargo build --profile dist --locked -p viz --target x86_64-pc-windows-gnu
             name=viz-$version-x86_64-windows
             rm -rf "dist/$name" "dist/$name.zip"
             mkdir -p "dist/$name"
-            cp target/x86_64-pc-windows-gnu/release/viz.exe "dist/$name/"
+            cp target/x86_64-pc-windows-gnu/dist/viz.exe "dist/$name/"
             stage_documents "dist/$name"
             (cd dist && zip -qr "$name.zip" "$name")
             echo "dist/$name.zip: $(size "dist/$name.zip") (viz.exe: $(size "dist/$name/viz.exe"))"

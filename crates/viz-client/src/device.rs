@@ -62,8 +62,12 @@ fn device_name(d: &cpal::Device) -> String {
 /// "ALSA lib pcm_dmix.c: unable to open slave" to stderr, which on a machine without
 /// sound cards buried the one line that matters. They go to the debug log instead. The
 /// capture is alsa-lib's per-thread error handler, so cpal's own threads are unaffected.
+/// Plugins that print on their own (libjack's "Cannot connect to server socket") are
+/// silenced by pointing stderr at /dev/null for the duration, unless debug logging is
+/// on (`--debug` shows everything).
 #[cfg(target_os = "linux")]
 fn quiet_alsa<T>(f: impl FnOnce() -> T) -> T {
+    let _silenced = (!tracing::enabled!(tracing::Level::DEBUG)).then(SilencedStderr::new).flatten();
     let captured = alsa::Output::local_error_handler().ok();
     let result = f();
     if let Some(output) = captured {
@@ -82,18 +86,55 @@ fn quiet_alsa<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// Standard error pointed at /dev/null until dropped.
+#[cfg(target_os = "linux")]
+struct SilencedStderr {
+    saved: std::os::fd::OwnedFd,
+}
+
+#[cfg(target_os = "linux")]
+impl SilencedStderr {
+    fn new() -> Option<Self> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let null = std::fs::OpenOptions::new().write(true).open("/dev/null").ok()?;
+        let saved = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
+        // SAFETY: both descriptors are open; dup2 atomically replaces fd 2.
+        (unsafe { libc::dup2(null.as_raw_fd(), libc::STDERR_FILENO) } >= 0).then_some(Self { saved })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for SilencedStderr {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `saved` is the original stderr, still open.
+        unsafe { libc::dup2(self.saved.as_raw_fd(), libc::STDERR_FILENO) };
+    }
+}
+
+/// The devices of the default host, and its defaults.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceList {
+    pub inputs: Vec<DeviceInfo>,
+    pub outputs: Vec<DeviceInfo>,
+    /// The default devices' names, also when the enumeration does not include them.
+    pub default_input: Option<String>,
+    pub default_output: Option<String>,
+}
+
 /// Lists input and output devices of the default host.
-pub fn list() -> Result<(Vec<DeviceInfo>, Vec<DeviceInfo>), DeviceError> {
+pub fn list() -> Result<DeviceList, DeviceError> {
     quiet_alsa(list_devices)
 }
 
-fn list_devices() -> Result<(Vec<DeviceInfo>, Vec<DeviceInfo>), DeviceError> {
+fn list_devices() -> Result<DeviceList, DeviceError> {
     let host = cpal::default_host();
+    let default_in = host.default_input_device();
+    let default_out = host.default_output_device();
     // The default is matched by device id; names repeat (ALSA lists one card under
     // several plugins with the same description).
-    let default_in = host.default_input_device().and_then(|d| d.id().ok());
-    let default_out = host.default_output_device().and_then(|d| d.id().ok());
-    let describe = |devs: Vec<cpal::Device>, default: &Option<cpal::DeviceId>, input: bool| {
+    let describe = |devs: Vec<cpal::Device>, default: &Option<cpal::Device>, input: bool| {
+        let default_id = default.as_ref().and_then(|d| d.id().ok());
         devs.into_iter()
             .enumerate()
             .map(|(index, d)| {
@@ -101,14 +142,19 @@ fn list_devices() -> Result<(Vec<DeviceInfo>, Vec<DeviceInfo>), DeviceError> {
                 let config = if input { d.default_input_config() } else { d.default_output_config() }
                     .map(|c| format!("{} Hz, {} ch, {}", c.sample_rate(), c.channels(), c.sample_format()))
                     .unwrap_or_else(|e| format!("unavailable: {e}"));
-                let is_default = default.is_some() && d.id().ok() == *default;
+                let is_default = default_id.is_some() && d.id().ok() == default_id;
                 DeviceInfo { index, is_default, name, config }
             })
             .collect::<Vec<_>>()
     };
     let inputs = host.input_devices().map_err(backend)?.collect();
     let outputs = host.output_devices().map_err(backend)?.collect();
-    Ok((describe(inputs, &default_in, true), describe(outputs, &default_out, false)))
+    Ok(DeviceList {
+        inputs: describe(inputs, &default_in, true),
+        outputs: describe(outputs, &default_out, false),
+        default_input: default_in.as_ref().map(device_name),
+        default_output: default_out.as_ref().map(device_name),
+    })
 }
 
 /// Picks a device by index (as `viz devices` numbers them) or by name (exact, then

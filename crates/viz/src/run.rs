@@ -216,19 +216,25 @@ pub async fn join(args: JoinArgs) -> Result<()> {
 }
 
 pub fn devices() -> Result<()> {
-    let (inputs, outputs) = viz_client::device::list().context("cannot list audio devices")?;
-    for (title, list) in [("Input devices", &inputs), ("Output devices", &outputs)] {
-        println!("{title}:");
+    let found = viz_client::device::list().context("cannot list audio devices")?;
+    for (title, kind, list, default) in [
+        ("Input", "input", &found.inputs, &found.default_input),
+        ("Output", "output", &found.outputs, &found.default_output),
+    ] {
+        println!("{title} devices (* = default):");
         if list.is_empty() {
             println!("  (none)");
         }
         for d in list {
             println!("  {:>2}{} {}  [{}]", d.index, if d.is_default { "*" } else { " " }, d.name, d.config);
         }
+        match default {
+            _ if list.iter().any(|d| d.is_default) => {}
+            Some(name) => println!("  The default {kind} device, '{name}', is not in this list; --{kind} default uses it."),
+            None => println!("  There is no default {kind} device."),
+        }
     }
-    println!(
-        "(* = default. Use --input/--output with a name or number; files: --input x.wav, tone, silence; --output x.wav, null)"
-    );
+    println!("Use --input/--output with a name or number; files: --input x.wav, tone, silence; --output x.wav, null.");
     Ok(())
 }
 

@@ -189,7 +189,7 @@ fn settings_survive_kill_9_and_clients_reconnect_by_themselves() {
     let (ok, out) = admin(&admin_dir, &addr, &token, &["kick", "bob"]);
     assert!(ok, "{out}");
     let (_, out) = bob.finish(Duration::from_secs(10));
-    assert!(out.contains("an admin removed you"), "{out}");
+    assert!(out.contains("You were removed from the room by an admin"), "{out}");
     let heard = wav::read_mono_48k(&bob_wav).unwrap();
     let tail = &heard[heard.len().saturating_sub(48_000)..];
     let share = analysis::band_energy_fraction(tail, 48_000, 500.0, 40.0);
