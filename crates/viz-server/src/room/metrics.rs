@@ -142,7 +142,8 @@ mod tests {
         // Running totals are counters, not gauges.
         assert!(text.contains("# TYPE viz_room_mix_ticks counter\nviz_room_mix_ticks_total 4321\n"), "{text}");
         assert!(text.contains("# TYPE viz_room_media_packets_in counter"), "{text}");
-        assert!(!text.contains("viz_room_media_packets_in "), "{text}");
+        assert!(text.lines().any(|l| l == "viz_room_media_packets_in_total 0"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("viz_room_media_packets_in ")), "{text}");
         assert!(text.contains(r#"viz_room_participant_loss_ratio{id="100",name="alice \"a\""} 0.02"#), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
