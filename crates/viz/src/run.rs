@@ -230,7 +230,9 @@ pub fn devices() -> Result<()> {
         }
         match default {
             _ if list.iter().any(|d| d.is_default) => {}
-            Some(name) => println!("  The default {kind} device, '{name}', is not in this list; --{kind} default uses it."),
+            Some(name) => {
+                println!("  The default {kind} device, '{name}', is not in this list; --{kind} default uses it.")
+            }
             None => println!("  There is no default {kind} device."),
         }
     }

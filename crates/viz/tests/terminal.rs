@@ -111,6 +111,18 @@ fn join_args(address: &str) -> Vec<&str> {
     vec!["join", address, "--input", "silence", "--output", "null"]
 }
 
+/// A host (run with pipes, `host_extra` added) in `dir/NAME-host`, and a joiner in a
+/// terminal (`join_extra` added) in `dir/NAME-join`, once the call has started.
+fn call(dir: &Path, name: &str, host_extra: &[&str], join_extra: &[&str]) -> (Proc, Terminal) {
+    let (host, port, _) = host(&dir.join(format!("{name}-host")), host_extra);
+    let address = format!("127.0.0.1:{port}");
+    let mut args = join_args(&address);
+    args.extend_from_slice(join_extra);
+    let mut term = Terminal::start(&dir.join(format!("{name}-join")), &args);
+    term.expect("In a call");
+    (host, term)
+}
+
 #[test]
 fn nobody_there_the_error_shows_and_viz_exits() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,11 +168,7 @@ fn a_busy_host_is_reported_before_anything_says_connected() {
 #[test]
 fn the_call_ends_at_its_duration_and_viz_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let (_host, port, _) = host(&dir.path().join("host"), &[]);
-    let address = format!("127.0.0.1:{port}");
-    let mut args = join_args(&address);
-    args.extend(["--duration", "2"]);
-    let mut term = Terminal::start(&dir.path().join("join"), &args);
+    let (_host, mut term) = call(dir.path(), "a", &[], &["--duration", "2"]);
     term.expect("Press m to mute, q or Ctrl-C to leave.");
     let ended = term.ended();
     eprintln!("--duration 2: exit status after {:?} of the call", ended.waited);
@@ -172,9 +180,7 @@ fn the_call_ends_at_its_duration_and_viz_exits() {
 #[test]
 fn single_keys_mute_and_leave_without_enter() {
     let dir = tempfile::tempdir().unwrap();
-    let (_host, port, _) = host(&dir.path().join("host"), &[]);
-    let address = format!("127.0.0.1:{port}");
-    let mut term = Terminal::start(&dir.path().join("join"), &join_args(&address));
+    let (_host, mut term) = call(dir.path(), "a", &[], &[]);
     term.expect("Press m to mute, q or Ctrl-C to leave.");
     // During the call the terminal is in single-key mode: no line editing, no echo.
     let mode = term.mode_now();
@@ -195,10 +201,7 @@ fn single_keys_mute_and_leave_without_enter() {
 #[test]
 fn ctrl_c_leaves_and_a_second_ctrl_c_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (_host, port, _) = host(&dir.path().join("host"), &[]);
-    let address = format!("127.0.0.1:{port}");
-    let mut term = Terminal::start(&dir.path().join("join"), &join_args(&address));
-    term.expect("In a call");
+    let (_host, mut term) = call(dir.path(), "a", &[], &[]);
     let pressed = Instant::now();
     term.ctrl_c();
     let ended = term.ended();
@@ -209,10 +212,7 @@ fn ctrl_c_leaves_and_a_second_ctrl_c_exits_at_once() {
 
     // A host that stopped answering (SIGSTOP) makes leaving wait for its goodbye;
     // the second Ctrl-C does not wait.
-    let (host, port, _) = host(&dir.path().join("host2"), &[]);
-    let address = format!("127.0.0.1:{port}");
-    let mut term = Terminal::start(&dir.path().join("join2"), &join_args(&address));
-    term.expect("In a call");
+    let (host, mut term) = call(dir.path(), "b", &[], &[]);
     let host_pid = host.child.id().to_string();
     assert!(Command::new("kill").args(["-STOP", &host_pid]).status().unwrap().success());
     term.ctrl_c();
@@ -229,10 +229,8 @@ fn ctrl_c_leaves_and_a_second_ctrl_c_exits_at_once() {
 fn the_host_leaving_or_vanishing_is_said_and_handled() {
     let dir = tempfile::tempdir().unwrap();
     // The host stops cleanly (Ctrl-C): the joiner is told, says so and exits.
-    let (mut host1, port, _) = host(&dir.path().join("host"), &["--name", "alice"]);
-    let address = format!("127.0.0.1:{port}");
-    let mut term = Terminal::start(&dir.path().join("join"), &join_args(&address));
-    term.expect("In a call with alice");
+    let (mut host1, mut term) = call(dir.path(), "a", &["--name", "alice"], &[]);
+    term.expect("with alice");
     let stopped = Instant::now();
     assert!(Command::new("kill").args(["-INT", &host1.child.id().to_string()]).status().unwrap().success());
     let ended = term.ended();
@@ -245,10 +243,8 @@ fn the_host_leaving_or_vanishing_is_said_and_handled() {
 
     // The host vanishes (SIGKILL): after the idle timeout the joiner says the
     // connection is lost and keeps trying, as the README says; q stops it.
-    let (mut host2, port, _) = host(&dir.path().join("host2"), &["--name", "bob"]);
-    let address = format!("127.0.0.1:{port}");
-    let mut term = Terminal::start(&dir.path().join("join2"), &join_args(&address));
-    term.expect("In a call with bob");
+    let (mut host2, mut term) = call(dir.path(), "b", &["--name", "bob"], &[]);
+    term.expect("with bob");
     host2.child.kill().unwrap();
     host2.child.wait().unwrap();
     term.expect("Connection lost");
@@ -260,12 +256,7 @@ fn the_host_leaving_or_vanishing_is_said_and_handled() {
     ended.assert_terminal_restored();
 
     // With --no-reconnect it exits by itself.
-    let (mut host3, port, _) = host(&dir.path().join("host3"), &[]);
-    let address = format!("127.0.0.1:{port}");
-    let mut args = join_args(&address);
-    args.push("--no-reconnect");
-    let mut term = Terminal::start(&dir.path().join("join3"), &args);
-    term.expect("In a call");
+    let (mut host3, term) = call(dir.path(), "c", &[], &["--no-reconnect"]);
     host3.child.kill().unwrap();
     host3.child.wait().unwrap();
     let ended = term.ended();
