@@ -332,6 +332,8 @@ pub async fn join(
     let started = Instant::now();
     let mut attempt = 0u32;
     let mut reconnecting = false;
+    // Why the call was first lost, for the message when the user stops reconnecting.
+    let mut lost_because = String::new();
     loop {
         state.admitted = false;
         let result = connect_and_run(&cfg, engine, &mut outgoing, &mut commands, &console, &mut state).await;
@@ -343,12 +345,14 @@ pub async fn join(
             Ok(Outcome::Lost(reason)) if cfg.reconnect => reason,
             Ok(Outcome::Lost(reason)) => return Err(JoinError::ConnectionLost(reason)),
             Err(e) if state.engine_started && cfg.reconnect && e.is_transient() => e.to_string(),
+            Err(JoinError::LeftBeforeAnswer) if reconnecting => return Err(JoinError::GaveUp(lost_because)),
             Err(e) => return Err(e),
         };
         // A connection that got back into the call and was lost again starts afresh.
         if !reconnecting || state.admitted {
             attempt = 0;
             console.line(format!("Connection lost: {reason}. Reconnecting..."));
+            lost_because = reason.clone();
         }
         reconnecting = true;
         let wait = reconnect_backoff(attempt);

@@ -252,7 +252,7 @@ fn the_host_leaving_or_vanishing_is_said_and_handled() {
     term.press("q");
     let ended = term.ended();
     assert_eq!(ended.status, 1, "{}", ended.screen);
-    assert!(ended.screen.contains("viz: error:"), "{}", ended.screen);
+    assert!(ended.screen.contains("viz: error: stopped while reconnecting"), "{}", ended.screen);
     ended.assert_terminal_restored();
 
     // With --no-reconnect it exits by itself.
