@@ -12,9 +12,16 @@ use viz_audio::{AudioParams, CodecError};
 use viz_proto::OwnedMedia;
 
 /// A frame whose peak is below this (-80 dBFS) is digital silence (a muted or gated
-/// microphone, an idle file). With DTX on it is encoded, to keep the encoder's state,
-/// but not sent: libopus would otherwise still send a comfort-noise refresh every
-/// 400 ms, and for silence the receiver's concealment produces the same thing.
+/// microphone, an idle file, noise suppression between words).
+///
+/// With DTX on, digital silence is always encoded (to keep the encoder's state) but is
+/// only held back once libopus's own DTX has taken over: libopus still sends a
+/// comfort-noise refresh every 400 ms, which for digital silence says nothing. The
+/// frames between the end of a talk spurt and that point *are* sent: they carry the
+/// word's last milliseconds (the encoder's look-ahead) and leave the receiver's decoder
+/// in silence, so the pause plays as silence. Withholding them from the first silent
+/// frame, as an earlier version did, made the receiver conceal the gap, and
+/// concealment right after a voiced frame continues the word into the pause.
 pub const DIGITAL_SILENCE_PEAK: f32 = 1e-4;
 
 /// Opus bytes per packet before it is sent early (keeps datagrams under ~1200 bytes,
@@ -61,6 +68,9 @@ pub struct MediaSender<S> {
     pending: Option<OwnedMedia>,
     marker: bool,
     muted: bool,
+    /// Frames are being sent and libopus has not yet gone into DTX: digital silence
+    /// goes out until it does.
+    talking: bool,
     scratch: Box<[u8; MAX_PACKET]>,
     sink: S,
     stats: SenderStats,
@@ -88,6 +98,7 @@ impl<S: PacketSink> MediaSender<S> {
             pending: None,
             marker: true,
             muted: false,
+            talking: false,
             scratch: Box::new([0; MAX_PACKET]),
             sink,
             stats: SenderStats::default(),
@@ -144,12 +155,15 @@ impl<S: PacketSink> MediaSender<S> {
         }
         let silent = self.params.dtx && self.framer.iter().all(|s| s.abs() < DIGITAL_SILENCE_PEAK);
         match self.encoder.encode(&self.framer, &mut self.scratch[..]) {
-            Ok(Encoded::Packet(_)) if silent => {
+            Ok(Encoded::Packet(_)) if silent && !self.talking => {
                 self.stats.frames_dtx += 1;
                 self.flush();
                 self.marker = true;
             }
             Ok(Encoded::Packet(len)) => {
+                if !silent {
+                    self.talking = true;
+                }
                 self.stats.frames_encoded += 1;
                 self.stats.opus_bytes += len as u64;
                 let too_big = self.pending.as_ref().is_some_and(|p| p.payload_len() + len > MAX_MEDIA_BYTES);
@@ -166,6 +180,7 @@ impl<S: PacketSink> MediaSender<S> {
                 }
             }
             Ok(Encoded::Dtx) => {
+                self.talking = false;
                 self.stats.frames_dtx += 1;
                 self.flush();
                 self.marker = true;
@@ -256,6 +271,76 @@ mod tests {
         let mut s = MediaSender::new(AudioParams::default(), 1, 1, 0, 0, Vec::new()).unwrap();
         s.push(&signals::tone(200.0, 0.001, 48_000 * 2));
         assert!(!s.sink_mut().is_empty());
+    }
+
+    /// Plays `input` through a sender, a clean simulated network (5 ms) and a jitter
+    /// buffer popped every 20 ms, in simulated time; returns what the listener hears.
+    fn heard_through_clean_network(params: AudioParams, input: &[f32]) -> Vec<f32> {
+        use viz_audio::{JitterBuffer, JitterConfig, PacketRef, Playout};
+        let frame = params.frame.samples();
+        let mut sender = MediaSender::new(params, 1, 1, 0, 0, Vec::new()).unwrap();
+        let mut jitter = JitterBuffer::new(JitterConfig::default()).unwrap();
+        let t0 = std::time::Instant::now();
+        let ms = |n: usize| std::time::Duration::from_millis(n as u64);
+        let mut heard = Vec::new();
+        let mut out = vec![0.0; viz_audio::codec::MAX_PACKET_SAMPLES];
+        for (i, chunk) in input.chunks(frame).enumerate() {
+            // The frame is captured by 20 (i + 1) ms, arrives 5 ms later, and the output
+            // asks for its next 20 ms at 20 (i + 1) + 10 ms.
+            sender.push(chunk);
+            for p in sender.sink_mut().drain(..) {
+                let f = p.as_frame().expect("a media packet");
+                let packet = PacketRef { stream: f.stream, seq: f.seq, timestamp: f.timestamp, frames: f.frames() };
+                jitter.push(t0 + ms(20 * (i + 1) + 5), packet);
+            }
+            let mut produced = 0;
+            while produced < frame {
+                match jitter.pop(t0 + ms(20 * (i + 1) + 10), &mut out) {
+                    Playout::Idle => {
+                        heard.extend(std::iter::repeat_n(0.0, frame - produced));
+                        produced = frame;
+                    }
+                    Playout::Audio { samples, .. } => {
+                        heard.extend_from_slice(&out[..samples]);
+                        produced += samples;
+                    }
+                }
+            }
+        }
+        heard
+    }
+
+    #[test]
+    fn the_pause_after_a_talk_spurt_is_silent_not_the_last_word_continued() {
+        // A steady voiced sound (what concealment extrapolates most readily) that stops
+        // dead, as noise suppression, a muted OS microphone or a file do.
+        let params = AudioParams::default();
+        let frame = params.frame.samples();
+        let spurt = 50 * frame;
+        let mut input = signals::tone(220.0, 0.3, spurt);
+        input.extend(signals::silence(60 * frame));
+        let level = |heard: &[f32], from: usize, to: usize| {
+            let onset = heard.iter().position(|s| s.abs() > 0.01).expect("the spurt was heard");
+            // Slots are counted from 2.5 ms after the spurt's end as the listener hears it.
+            let end = spurt + onset + 120;
+            viz_audio::analysis::rms_dbfs(&heard[end + from..end + to])
+        };
+        let with_dtx = heard_through_clean_network(params, &input);
+        let every_frame = heard_through_clean_network(AudioParams { dtx: false, ..params }, &input);
+        // The first 20 ms hold the codec's own decay from the word (a few ms at about
+        // -35 dBFS for this tone, the same whether or not DTX is on); DTX must add
+        // nothing to it. Concealing the slot instead played the tone on at -24 dBFS.
+        let (dtx_first, reference_first) = (level(&with_dtx, 0, frame), level(&every_frame, 0, frame));
+        assert!(
+            dtx_first <= reference_first + 1.0,
+            "the first 20 ms after the spurt play at {dtx_first:.1} dBFS with DTX, {reference_first:.1} dBFS without"
+        );
+        // From the next slot on, the pause is silence: through the frames sent until
+        // libopus's DTX starts, and through the comfort noise after it.
+        for (from, to) in [(frame, 2 * frame), (2 * frame, 50 * frame)] {
+            let pause = level(&with_dtx, from, to);
+            assert!(pause <= -60.0, "the pause from {from} to {to} samples after the spurt plays at {pause:.1} dBFS");
+        }
     }
 
     #[test]
