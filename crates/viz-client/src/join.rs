@@ -449,9 +449,12 @@ async fn connect_and_run(
     state: &mut CallState,
 ) -> Result<Outcome, JoinError> {
     let reconnecting = state.engine_started;
-    // Leaving while the host is still being looked for ends it at once.
+    // Leaving while the host is still being looked for ends it at once. A reconnect
+    // attempt's progress ("Connecting…", the WebSocket fallback) is not shown: the
+    // reconnect loop says one line per attempt.
+    let progress = Console { quiet: console.quiet || reconnecting, ..*console };
     let Connected { mut transport, mut conn, introduction } = tokio::select! {
-        connected = establish(cfg, console) => connected?,
+        connected = establish(cfg, &progress) => connected?,
         () = wait_for_leave(commands, engine, state) => return Err(JoinError::LeftBeforeAnswer),
     };
 

@@ -289,4 +289,16 @@ fn the_host_in_a_terminal_stops_on_q() {
     ended.assert_terminal_restored();
     let (status, out) = joiner.finish(Duration::from_secs(10));
     assert!(status.success(), "{out}");
+
+    // The same with the web page on (the call is a room with the host's audio in it).
+    let mut term = Terminal::start(
+        &dir.path().join("room-host"),
+        &["host", "--port", "0", "--http", "127.0.0.1:0", "--input", "tone", "--output", "null"],
+    );
+    term.expect("Press m to mute, q or Ctrl-C to stop hosting.");
+    term.press("q");
+    let ended = term.ended();
+    assert_eq!(ended.status, 0, "{}", ended.screen);
+    assert!(ended.screen.contains("Stopped hosting"), "{}", ended.screen);
+    ended.assert_terminal_restored();
 }

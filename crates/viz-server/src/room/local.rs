@@ -50,10 +50,11 @@ impl<'a> Room<'a> {
         self.join_mixer(LOCAL_ID, Role::SPEAKER, stored.gain_percent, stored.muted, &shown);
         let entries = self.full_roster(Some(LOCAL_ID));
         self.show_local(&ControlMessage::Roster(entries));
-        if let Some(l) = self.local.as_mut()
-            && let Some(line) = l.roster.settle()
-        {
-            l.console.line(line);
+        if let Some(l) = self.local.as_mut() {
+            if let Some(line) = l.roster.settle() {
+                l.console.line(line);
+            }
+            l.console.line(l.console.keys_hint("stop hosting"));
         }
     }
 
