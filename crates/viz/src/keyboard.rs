@@ -15,15 +15,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use viz_client::join::UserCommand;
+use viz_client::status::Console;
 
 /// The exit status of a second Ctrl-C (128 + SIGINT, as shells report it).
 pub const INTERRUPTED_EXIT: i32 = 130;
 
 /// Keeps the terminal in single-key mode while it lives.
-pub struct KeyMode {
-    /// Keys act without Enter.
-    pub single_keys: bool,
-}
+pub struct KeyMode(());
 
 impl Drop for KeyMode {
     fn drop(&mut self) {
@@ -31,8 +29,9 @@ impl Drop for KeyMode {
     }
 }
 
-/// Starts reading keys and Ctrl-C; the commands arrive on the receiver.
-pub fn spawn() -> (mpsc::Receiver<UserCommand>, KeyMode) {
+/// Starts reading keys and Ctrl-C; the commands arrive on the receiver. `console`
+/// learns whether keys act without Enter, for its hints.
+pub fn spawn(console: &mut Console) -> (mpsc::Receiver<UserCommand>, KeyMode) {
     let (tx, commands) = mpsc::channel(16);
     let ctrl_c = tx.clone();
     tokio::spawn(async move {
@@ -48,7 +47,8 @@ pub fn spawn() -> (mpsc::Receiver<UserCommand>, KeyMode) {
     } else {
         spawn_line_reader(tx);
     }
-    (commands, KeyMode { single_keys })
+    console.single_keys = single_keys;
+    (commands, KeyMode(()))
 }
 
 /// One Ctrl-C: the first leaves; the second restores the terminal and exits.

@@ -114,8 +114,7 @@ pub async fn host(args: HostArgs) -> Result<()> {
         duration: duration(&args.common)?,
         status_interval: Duration::from_secs(5),
     };
-    let (commands, key_mode) = keyboard::spawn();
-    console.single_keys = key_mode.single_keys;
+    let (commands, _key_mode) = keyboard::spawn(&mut console); // restores the terminal when hosting ends
     if let Some(http) = args.http {
         let state_dir = match &args.state_dir {
             Some(d) => d.clone(),
@@ -195,8 +194,7 @@ pub async fn join(args: JoinArgs) -> Result<()> {
         cfg.duration = Some(crate::echo::default_duration());
     }
     cfg.reconnect = !args.no_reconnect && !args.echo_test;
-    let (commands, key_mode) = keyboard::spawn();
-    console.single_keys = key_mode.single_keys;
+    let (commands, key_mode) = keyboard::spawn(&mut console);
     let result = join::join(cfg, &engine, outgoing, commands, console).await;
     drop(key_mode);
     let engine_result = report_engine(engine, console);
