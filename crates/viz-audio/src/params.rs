@@ -78,11 +78,15 @@ pub struct AudioParams {
     pub fec: bool,
     /// Discontinuous transmission: near-silent frames are not sent.
     pub dtx: bool,
+    /// Deep redundancy (DRED): while receivers report loss, every packet also carries a
+    /// neural-coded summary of the audio before it, from which the receiver rebuilds
+    /// lost frames. Nothing is spent on it while the link is clean.
+    pub dred: bool,
 }
 
 impl Default for AudioParams {
     fn default() -> Self {
-        Self { frame: FrameDuration::Ms20, bitrate: 32_000, complexity: 9, fec: true, dtx: true }
+        Self { frame: FrameDuration::Ms20, bitrate: 32_000, complexity: 9, fec: true, dtx: true, dred: true }
     }
 }
 
@@ -119,7 +123,7 @@ mod tests {
         let p = AudioParams::default();
         assert_eq!(p.frame.samples(), 960);
         assert_eq!(p.bitrate, 32_000);
-        assert!(p.fec && p.dtx);
+        assert!(p.fec && p.dtx && p.dred);
         assert!(p.validate().is_ok());
         assert!(AudioParams { bitrate: 1000, ..p }.validate().is_err());
         assert!(AudioParams { complexity: 11, ..p }.validate().is_err());

@@ -156,7 +156,10 @@ fn codec_floor(
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let BenchWhat::Mixer { ticks, json, complexity } = args.what;
+    let (ticks, json, complexity) = match args.what {
+        BenchWhat::Mixer { ticks, json, complexity } => (ticks, json, complexity),
+        BenchWhat::Codec { complexity } => return crate::bench_codec::run(complexity),
+    };
     let ticks = ticks.max(10);
     let params = AudioParams { complexity, ..AudioParams::default() };
     let max_speakers = *SPEAKERS.iter().max().unwrap_or(&1);
