@@ -50,7 +50,7 @@ pub fn jitter_script(data: &[u8]) {
                 }
                 jb.push(now, PacketRef { stream, seq, timestamp, frames: &frames });
             }
-            1 => match jb.pop(now, &mut out) {
+            1 => match jb.pop(now, 0, &mut out) {
                 Playout::Idle => {}
                 Playout::Audio { samples, .. } => {
                     assert!((1..=MAX_PACKET_SAMPLES).contains(&samples));

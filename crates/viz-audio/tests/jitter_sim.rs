@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use viz_audio::codec::{Encoded, Encoder, MAX_PACKET, MAX_PACKET_SAMPLES};
 use viz_audio::{
-    AudioParams, FrameDuration, JitterBuffer, JitterConfig, JitterStats, PacketRef, Playout, analysis, signals,
+    AudioParams, FrameDuration, JitterBuffer, JitterConfig, JitterStats, PacketRef, PlayKind, Playout, analysis,
+    signals,
 };
 use viz_netsim::{Impairment, Link, Payload};
 
@@ -40,6 +41,13 @@ struct Scenario {
     restart_at: Option<(f64, u8, u32)>,
     /// Impairment switches to this after the given number of seconds.
     then: Option<(f64, Impairment)>,
+    /// And to this after that many seconds.
+    and_then: Option<(f64, Impairment)>,
+    /// How fast the sender's sound card runs against the receiver's, in parts per
+    /// million (real cards differ by ±100 ppm and more).
+    sender_clock_ppm: f64,
+    /// The loss the sender is told about (default: the first impairment's).
+    loss_hint: Option<u8>,
 }
 
 impl Default for Scenario {
@@ -54,6 +62,9 @@ impl Default for Scenario {
             first_ts: 123_456,
             restart_at: None,
             then: None,
+            and_then: None,
+            sender_clock_ppm: 0.0,
+            loss_hint: None,
         }
     }
 }
@@ -66,6 +77,8 @@ struct Outcome {
     final_target: Duration,
     max_target: Duration,
     jb: JitterBuffer,
+    /// What each pop played: (seconds, kind, samples).
+    played: Vec<(f64, PlayKind, usize)>,
 }
 
 fn run(s: &Scenario, input: &[f32]) -> Outcome {
@@ -73,7 +86,7 @@ fn run(s: &Scenario, input: &[f32]) -> Outcome {
     let frame = s.params.frame.samples();
     let frame_dur = s.params.frame.duration();
     let mut enc = Encoder::new(s.params).unwrap();
-    enc.set_loss_hint((s.impairment.loss * 100.0) as u8).unwrap();
+    enc.set_loss_hint(s.loss_hint.unwrap_or((s.impairment.loss * 100.0) as u8)).unwrap();
     let mut jb = JitterBuffer::new(s.config).unwrap();
     let mut link: Link<SimPacket> = Link::new(s.impairment, s.seed);
 
@@ -85,6 +98,9 @@ fn run(s: &Scenario, input: &[f32]) -> Outcome {
     let (mut frames_sent, mut packets_sent) = (0u64, 0u64);
     let mut restarted = false;
     let mut switched = false;
+    let mut switched_again = false;
+    let mut played = Vec::new();
+    let frame_interval = frame_dur.as_secs_f64() / (1.0 + s.sender_clock_ppm * 1e-6);
 
     let total_frames = input.len() / frame;
     let mut next_frame = 0usize;
@@ -113,7 +129,8 @@ fn run(s: &Scenario, input: &[f32]) -> Outcome {
 
     loop {
         // Next event: a frame completes, the output wants a chunk, or a packet lands.
-        let send_at = (next_frame < total_frames).then(|| t0 + frame_dur * (next_frame as u32 + 1));
+        let send_at =
+            (next_frame < total_frames).then(|| t0 + Duration::from_secs_f64(frame_interval * (next_frame + 1) as f64));
         let out_at = (out_tick < out_ticks).then(|| t0 + Duration::from_micros(5000 * out_tick));
         let Some(now) = [send_at, out_at, link.next_due()].into_iter().flatten().min() else { break };
         let secs = (now - t0).as_secs_f64();
@@ -123,6 +140,13 @@ fn run(s: &Scenario, input: &[f32]) -> Outcome {
         {
             link.set_impairment(imp);
             switched = true;
+        }
+        if let Some((at, imp)) = s.and_then
+            && !switched_again
+            && secs >= at
+        {
+            link.set_impairment(imp);
+            switched_again = true;
         }
         while let Some(p) = link.poll(now) {
             let frames: Vec<&[u8]> = p.frames.iter().map(Vec::as_slice).collect();
@@ -158,9 +182,12 @@ fn run(s: &Scenario, input: &[f32]) -> Outcome {
         }
         if out_at == Some(now) {
             while fifo.len() < OUT_CHUNK {
-                match jb.pop(now, &mut scratch) {
+                match jb.pop(now, fifo.len(), &mut scratch) {
                     Playout::Idle => fifo.extend(std::iter::repeat_n(0.0, OUT_CHUNK - fifo.len())),
-                    Playout::Audio { samples, .. } => fifo.extend(&scratch[..samples]),
+                    Playout::Audio { samples, kind } => {
+                        played.push((secs, kind, samples));
+                        fifo.extend(&scratch[..samples]);
+                    }
                 }
             }
             output.extend(fifo.drain(..OUT_CHUNK));
@@ -170,7 +197,7 @@ fn run(s: &Scenario, input: &[f32]) -> Outcome {
         }
     }
     let final_target = jb.target_delay();
-    Outcome { output, stats: jb.stats(), frames_sent, packets_sent, final_target, max_target, jb }
+    Outcome { output, stats: jb.stats(), frames_sent, packets_sent, final_target, max_target, jb, played }
 }
 
 fn speech(seconds: usize, seed: u64) -> Vec<f32> {
@@ -227,12 +254,16 @@ fn loss_sweep_is_measured_and_concealed() {
         assert!((measured - f64::from(loss_pct)).abs() < 3.5, "{loss_pct}%: measured {measured:.1}%");
         // Every lost voiced frame was rebuilt by FEC or PLC; none arrived late.
         assert_eq!(st.frames_late, 0, "{loss_pct}%: {st:?}");
-        let repaired = st.frames_fec + st.frames_concealed;
+        let repaired = st.frames_fec + st.frames_dred + st.frames_concealed;
         assert!(repaired + 3 >= st.packets_lost, "{loss_pct}%: {st:?}");
         if loss_pct >= 10 {
             assert!(st.frames_fec > 0, "{loss_pct}%: FEC never used: {st:?}");
         }
-        let (delay, corr) = delay_and_correlation(&input, &o.output);
+        // Measured once the buffer has settled on its delay for this loss (it grows by
+        // time-stretching in the first seconds, which a waveform correlation reads as
+        // damage).
+        let settled = 48_000 * 3;
+        let (delay, corr) = delay_and_correlation(&input[settled..], &o.output[settled..]);
         eprintln!(
             "loss {loss_pct:2}%: lost {:3} packets, FEC {:3}, PLC {:3}, late {}, delay {delay:.1} ms, correlation {corr:.3}",
             st.packets_lost, st.frames_fec, st.frames_concealed, st.frames_late
@@ -369,4 +400,119 @@ fn burst_loss_uses_plc_where_fec_cannot_help() {
     let o = run(&Scenario { impairment, seed: 13, ..Default::default() }, &input);
     let st = o.stats;
     assert!(st.frames_concealed > st.frames_fec, "{st:?}");
+}
+
+/// A sustained vowel: harmonics of a 140 Hz voice with a slow vibrato, never silent, so
+/// every change of delay has to happen inside voiced sound.
+fn vowel(seconds: usize) -> Vec<f32> {
+    let mut phase = 0.0f64;
+    (0..48_000 * seconds)
+        .map(|i| {
+            let t = i as f64 / 48_000.0;
+            phase += 2.0 * std::f64::consts::PI * 140.0 * (1.0 + 0.02 * (2.0 * std::f64::consts::PI * 5.0 * t).sin())
+                / 48_000.0;
+            let v: f64 = (1..=8).map(|h| (f64::from(h) * phase).sin() / f64::from(h)).sum();
+            (0.15 * v) as f32
+        })
+        .collect()
+}
+
+#[test]
+fn the_delay_grows_and_shrinks_inside_voiced_sound_without_holds_or_drops() {
+    // Loss starts after 3 s (the buffer adds a frame to wait for FEC) and stops after
+    // 10 s (the wait is given back): the target moves by 20 ms each way while the
+    // vowel never pauses.
+    let input = vowel(25);
+    let lossy = Impairment { loss: 0.03, ..Default::default() };
+    let s = Scenario {
+        then: Some((3.0, lossy)),
+        and_then: Some((10.0, Impairment::clean())),
+        loss_hint: Some(3),
+        seed: 21,
+        ..Default::default()
+    };
+    let o = run(&s, &input);
+    let st = o.stats;
+    assert!(o.max_target >= Duration::from_millis(40), "the target never grew: {:?}", o.max_target);
+    assert!(o.final_target <= Duration::from_millis(25), "the target never shrank: {:?}", o.final_target);
+    assert!(st.frames_expanded > 0 && st.frames_accelerated > 0, "{st:?}");
+    // No hold (concealment inserted while waiting) and no dropped frame anywhere.
+    let holds: Vec<f64> = o.played.iter().filter(|p| p.1 == PlayKind::Inserted).map(|p| p.0).collect();
+    assert!(holds.is_empty(), "holds at {holds:?} s: {st:?}");
+    assert_eq!(st.frames_dropped + st.frames_late, 0, "{st:?}");
+    // The delay really came back: the last seconds play within the buffer's 10 ms
+    // shrink hysteresis of the clean-network delay (31 ms here), as after a spike.
+    let last = 48_000 * 20;
+    let (delay, corr) = delay_and_correlation(&input[last..], &o.output[last..]);
+    assert!(delay <= 45.0 && corr > 0.6, "delay {delay} ms, correlation {corr}");
+}
+
+#[test]
+fn a_sender_clock_off_by_a_tenth_of_a_percent_is_followed_without_a_reset_or_a_gap() {
+    for ppm in [1000.0, -1000.0] {
+        // A minute of unbroken voice: 60 ms of drift to absorb, none of it in silence.
+        let input = vowel(60);
+        let o = run(&Scenario { sender_clock_ppm: ppm, seed: 22, ..Default::default() }, &input);
+        let st = o.stats;
+        assert_eq!(st.stream_restarts, 0, "{ppm} ppm: {st:?}");
+        assert_eq!(
+            st.frames_concealed + st.frames_inserted + st.frames_dropped + st.frames_late,
+            0,
+            "{ppm} ppm: a gap or a reset: {st:?}"
+        );
+        if ppm > 0.0 {
+            assert!(st.frames_accelerated > 0, "{ppm} ppm: {st:?}");
+        } else {
+            assert!(st.frames_expanded > 0, "{ppm} ppm: {st:?}");
+        }
+        // Followed, not accumulated: after a minute the delay is what it was at the start.
+        let (early, _) = delay_and_correlation(&input[48_000 * 2..48_000 * 6], &o.output[48_000 * 2..48_000 * 6]);
+        let n = o.output.len().min(input.len());
+        let late_from = n - 48_000 * 4;
+        let sender_late_from = (late_from as f64 * (1.0 + ppm * 1e-6)) as usize;
+        let (late, corr) = delay_and_correlation(&input[sender_late_from..n.min(input.len())], &o.output[late_from..n]);
+        eprintln!("{ppm} ppm: delay {early:.1} ms at the start, {late:.1} ms after a minute (correlation {corr:.2}): {st:?}");
+        assert!(
+            (late - early).abs() <= 15.0 && corr > 0.5,
+            "{ppm} ppm: delay {early:.1} ms at the start, {late:.1} ms after a minute (correlation {corr:.2})"
+        );
+    }
+}
+
+#[test]
+fn lost_frames_are_rebuilt_from_deep_redundancy_of_a_later_packet() {
+    // With in-band FEC off, libopus spends the redundancy budget its 15 % loss hint
+    // allows on DRED; the buffer rebuilds lost frames from the next packet's.
+    let input = speech(10, 23);
+    let impairment = Impairment { loss: 0.15, ..Default::default() };
+    let params = AudioParams { fec: false, ..Default::default() };
+    let with_dred = run(&Scenario { params, impairment, seed: 23, ..Default::default() }, &input);
+    let without =
+        run(&Scenario { params: AudioParams { dred: false, ..params }, impairment, seed: 23, ..Default::default() }, &input);
+    let (st, st0) = (with_dred.stats, without.stats);
+    assert!(st.frames_dred * 2 > st.packets_lost, "{st:?}");
+    assert_eq!(st0.frames_dred, 0, "{st0:?}");
+    // DRED is a vocoder: its speech is not the original waveform (so no correlation
+    // test), but it is speech at the original's level where it stands in for a frame.
+    let (delay, _) = delay_and_correlation(&input, &with_dred.output);
+    let lag = (delay * 48.0) as usize;
+    let (mut rebuilt_db, mut original_db, mut n) = (0.0, 0.0, 0.0);
+    let mut at = 0usize;
+    for &(_, kind, samples) in &with_dred.played {
+        if kind == PlayKind::Dred && at >= lag && at + samples <= input.len() + lag {
+            let original = &input[at - lag..at - lag + samples];
+            if analysis::rms(original) > 0.01 {
+                rebuilt_db += analysis::rms_dbfs(&with_dred.output[at..at + samples]);
+                original_db += analysis::rms_dbfs(original);
+                n += 1.0;
+            }
+        }
+        at += samples;
+    }
+    assert!(n >= 10.0, "only {n} voiced frames rebuilt");
+    let (rebuilt_db, original_db) = (rebuilt_db / n, original_db / n);
+    assert!(
+        (rebuilt_db - original_db).abs() < 6.0,
+        "rebuilt frames at {rebuilt_db:.1} dBFS where the lost ones were {original_db:.1} dBFS"
+    );
 }

@@ -261,9 +261,14 @@ fn loud_speakers_are_limited_not_clipped() {
     assert!(peak < 1.1, "peak {peak}");
     assert!(rms(&pcm) > 0.2, "still loud: {}", rms(&pcm));
     assert!(m.totals().limited_samples > 0);
-    // Not a hard clipper: few samples sit at the ceiling.
+    // Not a hard clipper: few samples sit at the ceiling. (How many come near it
+    // depends on the six tones' phases against each other, which move whenever the
+    // sources' playout shifts, so the count is of samples within 0.5 % of the peak:
+    // a clipper's flat tops, not a loud mix.)
     let near = pcm.iter().filter(|s| s.abs() > 0.88).count();
-    assert!(near < pcm.len() / 20, "{near} of {} samples near the ceiling", pcm.len());
+    let flat = pcm.iter().filter(|s| s.abs() > peak * 0.995).count();
+    eprintln!("{near} of {} samples above 0.88, {flat} within 0.5 % of the peak {peak}", pcm.len());
+    assert!(flat < pcm.len() / 100, "{flat} of {} samples at the ceiling", pcm.len());
 }
 
 #[test]

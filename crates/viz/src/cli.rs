@@ -58,6 +58,9 @@ pub enum Command {
     Loadtest(LoadtestArgs),
     /// Measure parts of Viz on this machine.
     Bench(BenchArgs),
+    /// Relay UDP through a simulated bad network (loss, bursts, delay, jitter), to
+    /// hear or measure a call on one machine as it would sound over the internet.
+    Netsim(NetsimArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -339,6 +342,14 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// What libopus's loss tools cost per 20 ms frame: DRED in the encoder (time and
+    /// bitrate), the decoder at the complexities that add deep PLC and OSCE, and one
+    /// lost frame rebuilt by FEC, DRED or concealment.
+    Codec {
+        /// Opus encoder complexity (0..=10).
+        #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u8).range(0..=10))]
+        complexity: u8,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -544,6 +555,15 @@ pub struct AudioArgs {
     #[arg(long, overrides_with = "dtx")]
     pub no_dtx: bool,
 
+    /// Deep redundancy (DRED, default on): while the other side reports loss, packets
+    /// carry a neural-coded summary of the last 100 ms, so lost speech is rebuilt
+    /// instead of guessed. Costs nothing on a clean link.
+    #[arg(long, overrides_with = "no_dred")]
+    pub dred: bool,
+    /// Turn deep redundancy off.
+    #[arg(long, overrides_with = "dred")]
+    pub no_dred: bool,
+
     /// Largest playout delay the jitter buffer may use, in milliseconds (40..=2000).
     #[arg(long, value_name = "MS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(40..=2000))]
     pub max_delay_ms: u64,
@@ -591,19 +611,27 @@ impl AudioArgs {
             complexity: self.complexity,
             fec: !self.no_fec,
             dtx: !self.no_dtx,
+            dred: !self.no_dred,
         };
         params.validate().map_err(anyhow::Error::msg)?;
         Ok(params)
     }
 
     pub fn jitter(&self) -> JitterConfig {
-        JitterConfig { max_delay: std::time::Duration::from_millis(self.max_delay_ms), ..Default::default() }
+        JitterConfig {
+            max_delay: std::time::Duration::from_millis(self.max_delay_ms),
+            // The decoder's neural concealment and speech enhancement follow the same
+            // CPU-for-quality choice as the encoder.
+            decoder_complexity: self.complexity,
+            ..Default::default()
+        }
     }
 }
 
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Packet loss on the simulated network, in percent (each direction).
+/// A simulated bad network: what `viz demo` and `viz netsim` do to each datagram.
+#[derive(Debug, Args, Clone)]
+pub struct ImpairmentArgs {
+    /// Packet loss in percent (each direction).
     #[arg(long, value_name = "PCT", default_value_t = 0.0)]
     pub loss: f64,
 
@@ -620,9 +648,59 @@ pub struct DemoArgs {
     #[arg(long, value_name = "MS", default_value_t = 0.0)]
     pub delay_ms: f64,
 
-    /// Seed of the network impairments and the generated speech.
+    /// Seed of the impairments (the same seed drops the same packets).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+impl ImpairmentArgs {
+    pub fn impairment(&self) -> anyhow::Result<viz_netsim::Impairment> {
+        if !(0.0..=100.0).contains(&self.loss) {
+            anyhow::bail!("--loss must be a percentage between 0 and 100");
+        }
+        let ms_ok = |ms: f64| (0.0..=5000.0).contains(&ms);
+        if !ms_ok(self.jitter_ms) || !ms_ok(self.delay_ms) {
+            anyhow::bail!("--jitter-ms and --delay-ms must be between 0 and 5000");
+        }
+        let impairment = viz_netsim::Impairment {
+            loss: self.loss / 100.0,
+            burst: self.burst,
+            delay: std::time::Duration::from_secs_f64(self.delay_ms / 1000.0),
+            jitter: std::time::Duration::from_secs_f64(self.jitter_ms / 1000.0),
+            duplicate: 0.0,
+        };
+        impairment.validate().map_err(|e| anyhow::anyhow!("--burst: {e}"))?;
+        Ok(impairment)
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example, a call over a lossy, jittery path on one machine:\n  \
+    viz host --port 9000\n  \
+    viz netsim --listen 127.0.0.1:9100 --to 127.0.0.1:9000 --loss 10 --jitter-ms 20\n  \
+    viz join 127.0.0.1:9100")]
+pub struct NetsimArgs {
+    /// Where clients send to.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+
+    /// The server every datagram is relayed to (answers go back to the client that
+    /// sent last).
+    #[arg(long, value_name = "ADDR")]
+    pub to: std::net::SocketAddr,
+
+    #[command(flatten)]
+    pub impairment: ImpairmentArgs,
+
+    /// Stop after this many seconds (default: at Ctrl-C); prints what was dropped.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub impairment: ImpairmentArgs,
 
     /// Seconds of audio each way.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]

@@ -51,6 +51,7 @@ pub struct DirectionReport {
     pub frames_decoded: u64,
     pub frames_concealed: u64,
     pub frames_fec_recovered: u64,
+    pub frames_dred_recovered: u64,
     pub frames_late: u64,
     pub frames_comfort_noise: u64,
     pub jitter_buffer_target_ms: f64,
@@ -132,23 +133,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 pub fn run(args: DemoArgs) -> Result<()> {
     let params = args.audio.params()?;
-    if !(0.0..=100.0).contains(&args.loss) {
-        anyhow::bail!("--loss must be a percentage between 0 and 100");
-    }
-    if !(args.jitter_ms >= 0.0 && args.delay_ms >= 0.0) || args.jitter_ms > 5000.0 || args.delay_ms > 5000.0 {
-        anyhow::bail!("--jitter-ms and --delay-ms must be between 0 and 5000");
-    }
     if !(1.0..=3600.0).contains(&args.duration) {
         anyhow::bail!("--duration must be between 1 and 3600 seconds");
     }
-    let impairment = Impairment {
-        loss: args.loss / 100.0,
-        burst: args.burst,
-        delay: Duration::from_secs_f64(args.delay_ms / 1000.0),
-        jitter: Duration::from_secs_f64(args.jitter_ms / 1000.0),
-        duplicate: 0.0,
-    };
-    impairment.validate().map_err(anyhow::Error::msg)?;
+    let impairment = args.impairment.impairment()?;
     std::fs::create_dir_all(&args.out_dir).with_context(|| format!("cannot create {}", args.out_dir.display()))?;
 
     let seconds = args.duration;
@@ -169,8 +157,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         }
         Some(Ok(_)) => anyhow::bail!("--input: the demo uses no audio devices; give FILE.wav, tone[:HZ] or silence"),
         None => (
-            viz_audio::signals::speech_like(args.seed * 2 + 1, speech_len).into(),
-            viz_audio::signals::speech_like(args.seed * 2 + 2, speech_len).into(),
+            viz_audio::signals::speech_like(args.impairment.seed * 2 + 1, speech_len).into(),
+            viz_audio::signals::speech_like(args.impairment.seed * 2 + 2, speech_len).into(),
         ),
     };
     let host_wav = args.out_dir.join("joiner-heard-by-host.wav");
@@ -191,7 +179,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         a_engine: host_engine,
         b_engine: joiner_engine,
         impairment,
-        seed: args.seed,
+        seed: args.impairment.seed,
         seconds,
         params,
         known_hosts: args.out_dir.join("known_hosts"),
@@ -235,10 +223,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
         fec: params.fec,
         dtx: params.dtx,
         batch: args.audio.batch,
-        loss_pct: args.loss,
-        jitter_ms: args.jitter_ms,
-        delay_ms: args.delay_ms,
-        seed: args.seed,
+        loss_pct: args.impairment.loss,
+        jitter_ms: args.impairment.jitter_ms,
+        delay_ms: args.impairment.delay_ms,
+        seed: args.impairment.seed,
         directions,
         cpu_host_pct: cpu(&host),
         cpu_joiner_pct: cpu(&joiner),
@@ -496,6 +484,7 @@ fn direction(
         frames_decoded: jb.frames_decoded,
         frames_concealed: jb.frames_concealed,
         frames_fec_recovered: jb.frames_fec,
+        frames_dred_recovered: jb.frames_dred,
         frames_late: jb.frames_late,
         frames_comfort_noise: jb.frames_comfort_noise,
         jitter_buffer_target_ms: listener.engine.status.target_delay.as_secs_f64() * 1000.0,
@@ -535,6 +524,7 @@ fn print_report(r: &DemoReport) {
         ("packets lost by the network", Box::new(|d| d.packets_lost_network.to_string())),
         ("frames decoded", Box::new(|d| d.frames_decoded.to_string())),
         ("frames recovered by FEC", Box::new(|d| d.frames_fec_recovered.to_string())),
+        ("frames rebuilt from DRED", Box::new(|d| d.frames_dred_recovered.to_string())),
         ("frames concealed (PLC)", Box::new(|d| d.frames_concealed.to_string())),
         ("frames late (dropped)", Box::new(|d| d.frames_late.to_string())),
         ("jitter buffer target (ms)", Box::new(|d| format!("{:.1}", d.jitter_buffer_target_ms))),

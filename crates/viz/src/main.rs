@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod bench_codec;
 mod cli;
 mod demo;
 mod echo;
@@ -65,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(a) => block_on(run::serve(a)),
         Command::Admin(a) => block_on(admin::run(a)),
         Command::Loadtest(a) => block_on(loadtest::run(a)),
+        Command::Netsim(a) => block_on(proxy::run(a)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

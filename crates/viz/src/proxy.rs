@@ -1,6 +1,7 @@
-//! A UDP proxy that impairs traffic with `viz-netsim`, for `viz demo`: the joiner
-//! talks to the proxy, the proxy to the host, each direction through its own seeded
-//! link (loss, bursts, delay, jitter). Real sockets, real time.
+//! A UDP proxy that impairs traffic with `viz-netsim`, for `viz demo` and `viz netsim`:
+//! the client talks to the proxy, the proxy to the server, each direction through its
+//! own seeded link (loss, bursts, delay, jitter). Real sockets, real time. Answers go
+//! to the client that sent last: one client at a time, as in a call.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,9 +26,23 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy on a free loopback port.
     pub async fn start(upstream: SocketAddr, impairment: Impairment, seed: u64) -> std::io::Result<Self> {
-        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        Self::start_on((std::net::Ipv4Addr::LOCALHOST, 0).into(), upstream, impairment, seed).await
+    }
+
+    pub async fn start_on(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        impairment: Impairment,
+        seed: u64,
+    ) -> std::io::Result<Self> {
+        let front = Arc::new(UdpSocket::bind(listen).await?);
+        let any: SocketAddr = match upstream {
+            SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let back = Arc::new(UdpSocket::bind(any).await?);
         back.connect(upstream).await?;
         let listen = front.local_addr()?;
         let (stop, mut stopped) = watch::channel(false);
@@ -74,4 +89,37 @@ impl Proxy {
         let _ = self.stop.send(true);
         self.task.await.unwrap_or_default()
     }
+}
+
+/// `viz netsim`: relays until Ctrl-C or `--duration`, then says what the links did.
+pub async fn run(args: crate::cli::NetsimArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let impairment = args.impairment.impairment()?;
+    let duration = match args.duration {
+        Some(s) if (0.1..=86_400.0).contains(&s) => Some(std::time::Duration::from_secs_f64(s)),
+        Some(_) => anyhow::bail!("--duration must be between 0.1 and 86400 seconds"),
+        None => None,
+    };
+    let proxy = Proxy::start_on(args.listen, args.to, impairment, args.impairment.seed)
+        .await
+        .with_context(|| format!("cannot listen on UDP {}", args.listen))?;
+    let a = &args.impairment;
+    eprintln!(
+        "Relaying UDP {} -> {} with {} % loss (bursts of {}), {} ms delay + 0..{} ms jitter, seed {}. Ctrl-C stops.",
+        proxy.listen, args.to, a.loss, a.burst, a.delay_ms, a.jitter_ms, a.seed
+    );
+    match duration {
+        Some(d) => tokio::select! {
+            _ = tokio::time::sleep(d) => {},
+            _ = tokio::signal::ctrl_c() => {},
+        },
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    let stats = proxy.finish().await;
+    for (name, s) in [("client -> server", stats.up), ("server -> client", stats.down)] {
+        eprintln!("{name}: {} datagrams ({} bytes), {} dropped, {} delivered", s.sent, s.bytes_sent, s.dropped, s.delivered);
+    }
+    Ok(())
 }

@@ -78,6 +78,7 @@ fn report_engine(engine: EngineHandle, console: Console) -> Result<()> {
         lost = st.packets_lost,
         concealed = st.frames_concealed,
         fec = st.frames_fec,
+        dred = st.frames_dred,
         late = st.frames_late,
         cpu_ms = report.cpu_time.as_millis() as u64,
         "audio engine stopped"

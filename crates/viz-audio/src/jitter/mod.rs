@@ -12,16 +12,21 @@
 //!   frame, and it never exceeds `max_delay`. While packets are being lost and the
 //!   sender sends FEC, one more frame is added so the next frame (which carries the
 //!   FEC) is usually there when a lost one is due.
-//! * The consumer calls [`JitterBuffer::pop`] whenever its output needs more audio. If
-//!   the frame due is missing while playout runs *ahead* of the target, the buffer holds
-//!   (conceals without advancing) so the frame can still make it; this is how the delay
-//!   grows. When playout runs more than a frame *behind* the target, silent gaps are
-//!   skipped and, if it is far behind, one frame in a few is dropped; this is how the
-//!   delay shrinks.
-//! * A missing frame is reconstructed from the FEC data in the following frame when that
-//!   frame is already here (RFC 6716 §2.1.7, LBRR), otherwise by the decoder's PLC. Gaps
-//!   that the sender's sequence numbers show were DTX silence are filled with comfort
-//!   noise and not counted as loss.
+//! * The consumer calls [`JitterBuffer::pop`] whenever its output needs more audio.
+//!   The delay follows the target by time-scale modification of the frames being
+//!   played (NetEq's accelerate and preemptive expand, [`stretch`]): while playout runs
+//!   *ahead* of the target a frame is lengthened by one pitch period, while it runs
+//!   *behind*, shortened by one, so the delay moves while someone talks without a hold
+//!   or a dropped frame. Silent gaps are shortened outright. Only a frame that is
+//!   missing while playout is ahead is waited for with concealment (a hold): it may
+//!   still come. A sender whose clock runs fast or slow is followed the same way.
+//! * A missing frame is rebuilt, best first, from the FEC data in the following frame
+//!   when that frame is already here (RFC 6716 §2.1.7, LBRR: the frame itself, coded
+//!   again at lower quality), else from the deep redundancy (DRED) of the nearest later
+//!   frame that is here and reaches back far enough, else by the decoder's concealment
+//!   (neural deep PLC at decoder complexity 5 and up). This is libopus's own order
+//!   (`opus_demo`). Gaps that the sender's sequence numbers show were DTX silence are
+//!   filled with comfort noise and not counted as loss.
 //! * Frames that arrive after their playout time are dropped and counted as late;
 //!   duplicates are dropped; timestamps and sequence numbers are unwrapped, so a wrap of
 //!   either is seamless; a new stream id or an impossible timestamp jump restarts the
@@ -35,6 +40,7 @@ use std::time::{Duration, Instant};
 use crate::codec::{self, CodecError, Decoder, MAX_PACKET, MAX_PACKET_SAMPLES};
 use crate::params::SAMPLE_RATE;
 
+mod stretch;
 mod track;
 use track::{DelayWindow, SeqTracker, Unwrapper};
 
@@ -47,6 +53,9 @@ const CAPACITY: usize = 64;
 /// Smallest unit libopus can conceal: 2.5 ms.
 const CONCEAL_QUANTUM: i64 = 120;
 
+/// Deep redundancy is coded in chunks of 40 ms.
+const DRED_CHUNK: i64 = 40 * 48;
+
 /// A timestamp further than this from where the stream should be is a sender restart.
 const RESTART_JUMP_SAMPLES: i64 = 2 * SAMPLE_RATE as i64;
 
@@ -54,18 +63,30 @@ const RESTART_JUMP_SAMPLES: i64 = 2 * SAMPLE_RATE as i64;
 /// that a target moving by a millisecond does not make playout oscillate.
 const SKIP_HYSTERESIS: i64 = 240;
 
-/// Recent loss above which the buffer keeps one extra frame so FEC can be used (1 %).
-const FEC_LOSS_THRESHOLD: f32 = 0.01;
+/// Recent loss above which the buffer keeps one extra frame so FEC or DRED can be used
+/// (1 %).
+const REDUNDANCY_LOSS_THRESHOLD: f32 = 0.01;
 
-/// A sender counts as sending FEC if one of its last this many packets carried some
-/// (the comfort-noise frames around silences carry none).
-const FEC_MEMORY: i64 = 50;
+/// A sender counts as sending redundancy if one of its last this many packets carried
+/// some (the comfort-noise frames around silences carry none).
+const REDUNDANCY_MEMORY: i64 = 50;
 
 /// Weight of one packet in the recent-loss average (about the last 100 packets).
 const LOSS_EMA_WEIGHT: f32 = 1.0 / 64.0;
 
 /// At most one frame is dropped to shrink the delay per this many pops.
 const DROP_SPACING: u32 = 5;
+
+/// Playout this far behind the target (10 ms) shortens the frame being played.
+const ACCELERATE_AFTER: i64 = 480;
+
+/// What a consumer that pops when its queue runs low may still have queued (5 ms, a
+/// device period) without that queue holding an earlier expansion.
+const QUEUE_ALLOWANCE: i64 = 240;
+
+/// Playout this far ahead of the target (1 ms) lengthens the frame being played: less
+/// than the guard, so the delay grows before a frame arrives too late for it.
+const EXPAND_BEFORE: i64 = 48;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct JitterConfig {
@@ -77,11 +98,20 @@ pub struct JitterConfig {
     pub window: usize,
     /// Safety margin for scheduling noise on top of the measured jitter.
     pub guard: Duration,
+    /// libopus decoder complexity: 5 and up conceal with deep PLC, 6 and up enhance
+    /// speech with OSCE (see [`Decoder`]). Costs CPU on every frame.
+    pub decoder_complexity: u8,
 }
 
 impl Default for JitterConfig {
     fn default() -> Self {
-        Self { max_delay: Duration::from_millis(300), quantile: 0.98, window: 256, guard: Duration::from_millis(2) }
+        Self {
+            max_delay: Duration::from_millis(300),
+            quantile: 0.98,
+            window: 256,
+            guard: Duration::from_millis(2),
+            decoder_complexity: 0,
+        }
     }
 }
 
@@ -111,6 +141,8 @@ pub enum PlayKind {
     Decoded,
     /// A lost frame rebuilt from the next frame's FEC data.
     Fec,
+    /// A lost frame rebuilt from the deep redundancy of a later frame.
+    Dred,
     /// A lost or late frame replaced by decoder PLC.
     Concealed,
     /// Comfort noise in a DTX gap (the sender was silent).
@@ -128,6 +160,7 @@ pub struct JitterStats {
     pub packets_lost: u64,
     pub frames_decoded: u64,
     pub frames_fec: u64,
+    pub frames_dred: u64,
     pub frames_concealed: u64,
     pub frames_comfort_noise: u64,
     pub frames_inserted: u64,
@@ -135,6 +168,10 @@ pub struct JitterStats {
     pub frames_duplicate: u64,
     /// Frames discarded to bring the delay down.
     pub frames_dropped: u64,
+    /// Frames shortened by a pitch period to bring the delay down.
+    pub frames_accelerated: u64,
+    /// Frames lengthened by a pitch period to bring the delay up.
+    pub frames_expanded: u64,
     /// Frames that did not parse as Opus or failed to decode.
     pub frames_invalid: u64,
     pub stream_restarts: u64,
@@ -178,8 +215,17 @@ pub struct JitterBuffer {
     loss_ema: f32,
     /// Audio inserted by holds at one instant: (instant in samples, samples inserted).
     held: Option<(i64, i64)>,
-    /// Sequence number of the last packet that carried FEC data.
-    last_fec_seq: Option<i64>,
+    /// Sequence number of the last packet that carried FEC or deep redundancy.
+    last_redundant_seq: Option<i64>,
+    /// Timestamp of the frame whose deep redundancy the decoder holds, and how many
+    /// samples before that frame it reaches (0: it carried none).
+    dred_parsed: Option<(i64, i64)>,
+    /// When the last frame was stretched (samples).
+    last_stretch: Option<i64>,
+    /// The last frame played was quiet (a pause): holds there are not heard.
+    in_pause: bool,
+    /// Room for the faded period [`stretch::expand`] inserts.
+    stretch_scratch: Box<[f32]>,
 }
 
 impl std::fmt::Debug for JitterBuffer {
@@ -201,7 +247,7 @@ impl JitterBuffer {
         }
         Ok(Self {
             config,
-            decoder: Decoder::new()?,
+            decoder: Decoder::with_complexity(config.decoder_complexity)?,
             slots: vec![empty; CAPACITY],
             order,
             used: 0,
@@ -220,8 +266,12 @@ impl JitterBuffer {
             stats: JitterStats::default(),
             lost_before_restart: 0,
             loss_ema: 0.0,
-            last_fec_seq: None,
+            last_redundant_seq: None,
             held: None,
+            dred_parsed: None,
+            in_pause: true,
+            last_stretch: None,
+            stretch_scratch: vec![0.0; MAX_PACKET_SAMPLES].into_boxed_slice(),
         })
     }
 
@@ -253,17 +303,22 @@ impl JitterBuffer {
         let guard = duration_to_samples(self.config.guard);
         let max_extra = (duration_to_samples(self.config.max_delay) - self.last_duration).max(0);
         let jitter = spread.map_or(0, |(min, q)| q - min);
-        // FEC for a lost frame travels in the next frame, which is just as jittered, so
-        // it can only be used if the buffer waits one more frame on top of the jitter.
-        // Pay that frame only while packets are actually lost and the sender sends FEC.
-        let fec_seen = self.last_fec_seq.is_some_and(|s| self.seq.highest - s < FEC_MEMORY);
-        let fec_wait = if fec_seen && self.loss_ema > FEC_LOSS_THRESHOLD { self.last_duration } else { 0 };
-        (jitter + fec_wait + guard).clamp(0, max_extra)
+        // Redundancy for a lost frame travels in later frames, which are just as
+        // jittered, so it can only be used if the buffer waits one more frame on top of
+        // the jitter. Pay that frame only while packets are actually lost and the sender
+        // sends redundancy (FEC or DRED).
+        (jitter + self.redundancy_wait() + guard).clamp(0, max_extra)
+    }
+
+    /// The frame the target adds so that redundancy in later frames arrives in time.
+    fn redundancy_wait(&self) -> i64 {
+        let redundancy_seen = self.last_redundant_seq.is_some_and(|s| self.seq.highest - s < REDUNDANCY_MEMORY);
+        if redundancy_seen && self.loss_ema > REDUNDANCY_LOSS_THRESHOLD { self.last_duration } else { 0 }
     }
 
     fn restart(&mut self) {
         self.lost_before_restart += self.seq.lost();
-        self.last_fec_seq = None;
+        self.last_redundant_seq = None;
         self.used = 0;
         self.ts_unwrap = Unwrapper::default();
         self.seq_unwrap = Unwrapper::default();
@@ -273,6 +328,7 @@ impl JitterBuffer {
         self.last_seq = None;
         self.newest = None;
         self.unresolved_gap = 0;
+        self.dred_parsed = None;
         // A new stream is a new encoder: decoder state from the old one would only smear.
         let _ = self.decoder.reset();
     }
@@ -309,8 +365,8 @@ impl JitterBuffer {
             self.loss_ema += LOSS_EMA_WEIGHT * (1.0 - self.loss_ema);
         }
         self.loss_ema -= LOSS_EMA_WEIGHT * self.loss_ema;
-        if packet.frames.first().is_some_and(|f| codec::packet_has_fec(f)) {
-            self.last_fec_seq = Some(seq);
+        if packet.frames.first().is_some_and(|f| codec::packet_has_fec(f) || codec::packet_has_extensions(f)) {
+            self.last_redundant_seq = Some(seq);
         }
 
         for frame in packet.frames.iter().take(MAX_FRAMES_PER_PACKET) {
@@ -404,10 +460,13 @@ impl JitterBuffer {
     }
 
     /// Writes the next piece of audio into `out` (at least [`MAX_PACKET_SAMPLES`] long)
-    /// and says what it was. Call it at `now` whenever the output needs more samples,
-    /// and as late as the output allows: a frame is decoded when it is popped, so that
-    /// is its deadline.
-    pub fn pop(&mut self, now: Instant, out: &mut [f32]) -> Playout {
+    /// and says what it was. Call it whenever the output needs more samples, and as
+    /// late as the output allows: a frame is decoded when it is popped, so that is its
+    /// deadline. `queued` is how many samples the caller still has ahead of what this
+    /// call returns (its own FIFO): time-stretched frames are longer or shorter than a
+    /// frame, the caller queues more or less of them, and the delay listeners hear is
+    /// the buffer's plus that queue, so stretching is decided on the sum.
+    pub fn pop(&mut self, now: Instant, queued: usize, out: &mut [f32]) -> Playout {
         debug_assert!(out.len() >= MAX_PACKET_SAMPLES);
         let now_s = self.now_samples(now);
         if self.held.is_some_and(|(at, _)| at != now_s) {
@@ -459,17 +518,42 @@ impl JitterBuffer {
             return self.pop_missing(now_s, playout, err, out);
         };
         let next_is_adjacent = self.used > 1 && self.slots[self.order[1] as usize].ts == playout + duration;
-        if err > 2 * duration && next_is_adjacent && self.pops_since_drop >= DROP_SPACING {
-            // Too deep while talking: decode and discard one frame (keeping the decoder
-            // state continuous), then play the next.
+        self.playout = Some(playout);
+        if err > 4 * duration && next_is_adjacent && self.pops_since_drop >= DROP_SPACING {
+            // Far too deep while talking and nothing could be shortened (loud
+            // non-periodic audio): decode and discard one frame (keeping the decoder
+            // state continuous), then play the next. Rare; the last resort before the
+            // jump above.
             self.decode_front(out);
             self.stats.frames_dropped += 1;
             self.pops_since_drop = 0;
             self.playout = Some(playout + duration);
-        } else {
-            self.playout = Some(playout);
         }
-        self.pop_due(out)
+        let played = self.pop_due(out);
+        let Playout::Audio { samples, kind: PlayKind::Decoded } = played else { return played };
+        // What the listener hears late or early: this buffer's error plus what the caller
+        // still has queued (earlier stretches sit there until they are played).
+        // A consumer that pops on a fixed tick (the room mixer) keeps an expansion in its
+        // queue without popping later, so `err` alone would not see it; one that pops
+        // when its queue runs low (a sound card) pops later. Either way, one stretch is
+        // only followed by the next once two frames have played.
+        let heard_err = err + queued as i64;
+        let settled = self.last_stretch.is_none_or(|at| now_s - at >= 2 * self.last_duration);
+        let stretched = if !settled {
+            None
+        } else if heard_err > ACCELERATE_AFTER {
+            stretch::accelerate(out, samples).inspect(|_| self.stats.frames_accelerated += 1)
+        } else if err < -EXPAND_BEFORE && heard_err < QUEUE_ALLOWANCE {
+            stretch::expand(out, samples, &mut self.stretch_scratch).inspect(|_| self.stats.frames_expanded += 1)
+        } else {
+            None
+        };
+        let Some(len) = stretched else { return played };
+        self.last_stretch = Some(now_s);
+        // Audio added or removed at this instant counts like a hold's (see `held`).
+        let before = self.held.map_or(0, |(_, h)| h);
+        self.held = Some((now_s, before + len as i64 - samples as i64));
+        Playout::Audio { samples: len, kind: PlayKind::Decoded }
     }
 
     /// First buffered timestamp at or after `ts`.
@@ -508,6 +592,7 @@ impl JitterBuffer {
         self.last_duration = duration as i64;
         self.last_seq = Some(seq);
         self.playout = self.playout.map(|p| p + duration as i64);
+        self.in_pause = stretch::is_quiet(&out[..duration]);
         Playout::Audio { samples: duration, kind: if ok { PlayKind::Decoded } else { PlayKind::Concealed } }
     }
 
@@ -520,20 +605,29 @@ impl JitterBuffer {
         }
         span = (span / CONCEAL_QUANTUM * CONCEAL_QUANTUM).clamp(CONCEAL_QUANTUM, MAX_PACKET_SAMPLES as i64);
 
-        if err < 0 {
+        let was_dtx = match (next, self.last_seq) {
+            (Some((_, next_seq, _)), Some(last)) => next_seq <= last + 1,
+            _ => false,
+        };
+        // A later frame of the same talk spurt is already here: the frame due was lost
+        // (or is so reordered that it is as good as lost). Rebuild or conceal it now and
+        // let the following frames' time-stretching grow the delay; holding here would
+        // put a hold into speech.
+        let lost_in_speech = next.is_some() && !was_dtx;
+        // Waiting for a late frame is worth it up to the jitter the target covers. The
+        // extra frame the target keeps for redundancy is grown into by a hold only in a
+        // pause, where it is inaudible; in speech, by time-stretching the next frames.
+        let late_err = if self.in_pause { err } else { err + self.redundancy_wait() };
+        if late_err < 0 && !lost_in_speech {
             // Ahead of the target: the frame may still come. Conceal just enough (in
             // 2.5 ms steps) to reach the target, without advancing.
-            let hold = ((-err + CONCEAL_QUANTUM - 1) / CONCEAL_QUANTUM * CONCEAL_QUANTUM).min(span);
+            let hold = ((-late_err + CONCEAL_QUANTUM - 1) / CONCEAL_QUANTUM * CONCEAL_QUANTUM).min(span);
             self.conceal(&mut out[..hold as usize]);
             self.stats.frames_inserted += 1;
             let before = self.held.map_or(0, |(_, h)| h);
             self.held = Some((now_s, before + hold));
             return Playout::Audio { samples: hold as usize, kind: PlayKind::Inserted };
         }
-        let was_dtx = match (next, self.last_seq) {
-            (Some((_, next_seq, _)), Some(last)) => next_seq <= last + 1,
-            _ => false,
-        };
         // Deeper than needed: shorten this concealment (silence, or audio that is lost
         // anyway) in 2.5 ms steps. Playout still advances by the whole span, so it stays
         // on the sender's frame grid.
@@ -541,32 +635,32 @@ impl JitterBuffer {
         let concealed_len = (span - skip) as usize;
 
         let kind = match next {
-            Some((ts, _, duration)) if !was_dtx && ts == playout + span && duration == span => {
-                // The next frame is here and may carry FEC for the one we miss.
-                let idx = self.order[0] as usize;
-                let len = self.slots[idx].len;
-                let has_fec = codec::packet_has_fec(&self.slots[idx].data[..len]);
-                let out_span = &mut out[..span as usize];
-                if has_fec
-                    && self.decoder.decode_fec(&self.slots[idx].data[..len], out_span).is_ok_and(|n| n == span as usize)
-                {
+            Some((ts, _, duration)) if !was_dtx => {
+                // A later frame is here: it may carry FEC (if it is the very next one) or
+                // deep redundancy for the one we miss.
+                let rebuilt = if ts == playout + span && duration == span && self.rebuild_from_fec(span, out) {
                     self.stats.frames_fec += 1;
+                    Some(PlayKind::Fec)
+                } else if self.rebuild_from_dred(playout, span, out) {
+                    self.stats.frames_dred += 1;
+                    Some(PlayKind::Dred)
+                } else {
+                    None
+                };
+                if let Some(kind) = rebuilt {
+                    // Rebuilt audio plays whole: shortening it would cut real speech.
                     self.playout = Some(playout + span);
-                    return Playout::Audio { samples: span as usize, kind: PlayKind::Fec };
+                    return Playout::Audio { samples: span as usize, kind };
                 }
                 self.conceal(&mut out[..concealed_len]);
                 self.stats.frames_concealed += 1;
                 PlayKind::Concealed
             }
-            Some(_) if was_dtx => {
-                self.conceal(&mut out[..concealed_len]);
-                self.stats.frames_comfort_noise += 1;
-                PlayKind::ComfortNoise
-            }
             Some(_) => {
                 self.conceal(&mut out[..concealed_len]);
-                self.stats.frames_concealed += 1;
-                PlayKind::Concealed
+                self.stats.frames_comfort_noise += 1;
+                self.in_pause = true;
+                PlayKind::ComfortNoise
             }
             None => {
                 // Nothing buffered: DTX or loss, decided when the next packet arrives.
@@ -577,6 +671,38 @@ impl JitterBuffer {
         };
         self.playout = Some(playout + span);
         Playout::Audio { samples: (span - skip) as usize, kind }
+    }
+
+    /// Rebuilds the `span` samples due from the LBRR data of the next frame (at the front).
+    fn rebuild_from_fec(&mut self, span: i64, out: &mut [f32]) -> bool {
+        let idx = self.order[0] as usize;
+        let packet = &self.slots[idx].data[..self.slots[idx].len];
+        codec::packet_has_fec(packet)
+            && self.decoder.decode_fec(packet, &mut out[..span as usize]).is_ok_and(|n| n == span as usize)
+    }
+
+    /// Rebuilds the `span` samples due at `playout` from the deep redundancy of the
+    /// nearest later frame (at the front), parsing it once for all the frames it covers.
+    fn rebuild_from_dred(&mut self, playout: i64, span: i64, out: &mut [f32]) -> bool {
+        let idx = self.order[0] as usize;
+        let ts = self.slots[idx].ts;
+        // How far before that frame's start the audio due begins.
+        let offset = ts - playout;
+        let reach = match self.dred_parsed {
+            Some((parsed_ts, reach)) if parsed_ts == ts => reach,
+            _ => {
+                let packet = &self.slots[idx].data[..self.slots[idx].len];
+                // Redundancy comes in 40 ms chunks; ask for enough of them to reach the
+                // frame due (asking for exactly `offset` can stop a chunk short).
+                let wanted = (offset + DRED_CHUNK) as usize;
+                let reach = self.decoder.parse_dred(packet, wanted).map_or(0, |c| c.samples as i64);
+                self.dred_parsed = Some((ts, reach));
+                reach
+            }
+        };
+        offset >= span
+            && reach >= offset
+            && self.decoder.decode_dred(offset as usize, &mut out[..span as usize]).is_ok_and(|n| n == span as usize)
     }
 
     fn conceal(&mut self, out: &mut [f32]) {

@@ -471,7 +471,7 @@ impl Mixer {
             }
             stats.sources_decoded += 1;
             while p.carry_len < frame {
-                match jitter.pop(now, &mut self.scratch) {
+                match jitter.pop(now, p.carry_len, &mut self.scratch) {
                     Playout::Idle => break,
                     Playout::Audio { samples, .. } => {
                         let n = samples.min(p.carry.len() - p.carry_len);

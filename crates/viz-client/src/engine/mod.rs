@@ -374,7 +374,7 @@ impl Engine {
         let Some(sink) = &mut self.sink else { return Ok(()) };
         let wanted = sink.wanted(now);
         while self.fifo.len() < wanted {
-            match self.jitter.pop(now, &mut self.scratch) {
+            match self.jitter.pop(now, self.fifo.len(), &mut self.scratch) {
                 Playout::Idle => self.fifo.extend(std::iter::repeat_n(0.0, wanted - self.fifo.len())),
                 Playout::Audio { samples, .. } => self.fifo.extend(&self.scratch[..samples]),
             }

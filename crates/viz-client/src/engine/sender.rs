@@ -307,7 +307,7 @@ mod tests {
             }
             let mut produced = 0;
             while produced < frame {
-                match jitter.pop(t0 + ms(20 * (i + 1) + 10), &mut out) {
+                match jitter.pop(t0 + ms(20 * (i + 1) + 10), produced, &mut out) {
                     Playout::Idle => {
                         heard.extend(std::iter::repeat_n(0.0, frame - produced));
                         produced = frame;
