@@ -536,6 +536,12 @@ pub struct AudioArgs {
     #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u8).range(0..=10))]
     pub complexity: u8,
 
+    /// Opus decoder complexity 0..=10: 5 and up conceal lost speech with libopus's
+    /// neural deep PLC; 6 adds LACE and 7+ NoLACE speech enhancement (OSCE, made for low
+    /// bitrates; costs about 0.3 and 1.3 % of a core). See `viz bench codec`.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub decoder_complexity: u8,
+
     /// Opus frames per datagram (1..=16); more means fewer packets for tunnels that
     /// limit packet rate, at the cost of delay.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
@@ -620,9 +626,7 @@ impl AudioArgs {
     pub fn jitter(&self) -> JitterConfig {
         JitterConfig {
             max_delay: std::time::Duration::from_millis(self.max_delay_ms),
-            // The decoder's neural concealment and speech enhancement follow the same
-            // CPU-for-quality choice as the encoder.
-            decoder_complexity: self.complexity,
+            decoder_complexity: self.decoder_complexity,
             ..Default::default()
         }
     }
