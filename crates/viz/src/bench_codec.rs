@@ -48,8 +48,15 @@ fn decode_us(stream: &Stream, complexity: u8) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64() * 1e6 / stream.packets.len() as f64)
 }
 
+#[derive(Clone, Copy)]
+enum Rebuild {
+    Conceal,
+    Fec,
+    Dred,
+}
+
 /// Microseconds per *lost* frame when every 5th frame is lost and rebuilt by `how`.
-fn rebuild_us(stream: &Stream, complexity: u8, how: &str) -> Result<(f64, usize)> {
+fn rebuild_us(stream: &Stream, complexity: u8, how: Rebuild) -> Result<(f64, usize)> {
     let mut dec = Decoder::with_complexity(complexity)?;
     let frame = 960;
     let mut out = vec![0f32; MAX_PACKET_SAMPLES];
@@ -60,12 +67,12 @@ fn rebuild_us(stream: &Stream, complexity: u8, how: &str) -> Result<(f64, usize)
             let next = next.map(Vec::as_slice).unwrap_or_default();
             let start = Instant::now();
             let ok = match how {
-                "fec" => viz_audio::codec::packet_has_fec(next) && dec.decode_fec(next, &mut out[..frame]).is_ok(),
-                "dred" => {
-                    dec.parse_dred(next, 2 * 1920).is_some_and(|c| c.samples >= frame)
+                Rebuild::Fec => viz_audio::codec::packet_has_fec(next) && dec.decode_fec(next, &mut out[..frame]).is_ok(),
+                Rebuild::Dred => {
+                    dec.parse_dred(next, 2 * 1920) >= frame
                         && dec.decode_dred(frame, &mut out[..frame]).is_ok()
                 }
-                _ => dec.conceal(&mut out[..frame]).is_ok(),
+                Rebuild::Conceal => dec.conceal(&mut out[..frame]).is_ok(),
             };
             if !ok {
                 dec.conceal(&mut out[..frame])?;
@@ -102,11 +109,11 @@ pub fn run(complexity: u8) -> Result<()> {
     }
     println!("\none lost frame in five, rebuilt by | us/lost frame | rebuilt");
     for (name, stream, c, how) in [
-        ("concealment, complexity 0", &cases[0].1, 0, "plc"),
-        ("deep PLC, complexity 5", &cases[0].1, 5, "plc"),
-        ("FEC (10 % reported)", &cases[1].1, 5, "fec"),
-        ("DRED (DRED only, 10 %)", &cases[4].1, 5, "dred"),
-        ("DRED (FEC + DRED, 20 %)", &cases[2].1, 5, "dred"),
+        ("concealment, complexity 0", &cases[0].1, 0, Rebuild::Conceal),
+        ("deep PLC, complexity 5", &cases[0].1, 5, Rebuild::Conceal),
+        ("FEC (10 % reported)", &cases[1].1, 5, Rebuild::Fec),
+        ("DRED (DRED only, 10 %)", &cases[4].1, 5, Rebuild::Dred),
+        ("DRED (FEC + DRED, 20 %)", &cases[2].1, 5, Rebuild::Dred),
     ] {
         let (us, pct) = rebuild_us(stream, c, how)?;
         println!("{name:32} | {us:13.1} | {pct:6} %");

@@ -24,27 +24,7 @@ use crate::params::SAMPLE_RATE;
 const MAX_DRED_SAMPLES: usize = SAMPLE_RATE as usize;
 
 fn check(code: i32) -> Result<usize, CodecError> {
-    if code < 0 { Err(CodecError::Opus(error_message(code))) } else { Ok(code as usize) }
-}
-
-fn error_message(code: i32) -> &'static str {
-    match code {
-        sys::OPUS_BAD_ARG => "invalid argument",
-        sys::OPUS_BUFFER_TOO_SMALL => "buffer too small",
-        sys::OPUS_INTERNAL_ERROR => "internal error",
-        sys::OPUS_INVALID_PACKET => "corrupted packet",
-        sys::OPUS_UNIMPLEMENTED => "not implemented in this libopus",
-        sys::OPUS_INVALID_STATE => "invalid state",
-        sys::OPUS_ALLOC_FAIL => "memory allocation failed",
-        _ => "unknown error",
-    }
-}
-
-/// What [`Decoder::parse_dred`] found in a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DredCoverage {
-    /// The packet's redundancy reaches this many samples back from its start.
-    pub samples: usize,
+    if code < 0 { Err(opusic_c::ErrorCode::from(code).into()) } else { Ok(code as usize) }
 }
 
 pub struct Decoder {
@@ -84,11 +64,11 @@ impl Decoder {
         let mut error = 0;
         // SAFETY: plain constructors; each returns null (with `error` set) on failure.
         let state = NonNull::new(unsafe { sys::opus_decoder_create(SAMPLE_RATE as i32, 1, &mut error) });
-        let Some(state) = state else { return Err(CodecError::Opus(error_message(error))) };
+        let Some(state) = state else { return Err(opusic_c::ErrorCode::from(error).into()) };
         let dred_decoder = NonNull::new(unsafe { sys::opus_dred_decoder_create(&mut error) });
         let Some(dred_decoder) = dred_decoder else {
             unsafe { sys::opus_decoder_destroy(state.as_ptr()) };
-            return Err(CodecError::Opus(error_message(error)));
+            return Err(opusic_c::ErrorCode::from(error).into());
         };
         let dred = NonNull::new(unsafe { sys::opus_dred_alloc(&mut error) });
         let Some(dred) = dred else {
@@ -96,7 +76,7 @@ impl Decoder {
                 sys::opus_decoder_destroy(state.as_ptr());
                 sys::opus_dred_decoder_destroy(dred_decoder.as_ptr());
             }
-            return Err(CodecError::Opus(error_message(error)));
+            return Err(opusic_c::ErrorCode::from(error).into());
         };
         Ok(Self { state, dred_decoder, dred, dred_parsed: false, complexity: 0 })
     }
@@ -164,12 +144,12 @@ impl Decoder {
 
     /// Reads the deep redundancy `packet` carries about the audio before it, decoding at
     /// most `wanted` samples of it (the decoding is a neural network; only what may be
-    /// used is worth running). Replaces what an earlier call parsed. `None`: the packet
-    /// carries none.
-    pub fn parse_dred(&mut self, packet: &[u8], wanted: usize) -> Option<DredCoverage> {
-        let len = i32::try_from(packet.len()).ok()?;
+    /// used is worth running). Replaces what an earlier call parsed. Returns how many
+    /// samples before the packet's start the redundancy reaches (0: it carries none).
+    pub fn parse_dred(&mut self, packet: &[u8], wanted: usize) -> usize {
+        let Ok(len) = i32::try_from(packet.len()) else { return 0 };
         if len == 0 {
-            return None;
+            return 0;
         }
         let wanted = wanted.min(MAX_DRED_SAMPLES) as i32;
         let mut silence_at_end = 0;
@@ -187,7 +167,7 @@ impl Decoder {
             )
         };
         self.dred_parsed = samples > 0;
-        self.dred_parsed.then_some(DredCoverage { samples: samples as usize })
+        samples.max(0) as usize
     }
 
     /// Rebuilds `out.len()` samples that started `offset` samples before the start of the

@@ -7,7 +7,7 @@
 use crate::params::{AudioParams, FrameDuration, SAMPLE_RATE};
 
 mod decoder;
-pub use decoder::{Decoder, DredCoverage};
+pub use decoder::Decoder;
 
 /// How far back the redundancy reaches while receivers report loss, in libopus's 10 ms
 /// units: 100 ms, five 20 ms frames, which covers the loss bursts a jitter buffer of

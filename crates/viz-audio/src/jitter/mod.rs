@@ -592,7 +592,9 @@ impl JitterBuffer {
         self.last_duration = duration as i64;
         self.last_seq = Some(seq);
         self.playout = self.playout.map(|p| p + duration as i64);
-        self.in_pause = stretch::is_quiet(&out[..duration]);
+        // Only asked while the buffer keeps a frame for redundancy (see `pop_missing`);
+        // the rest of the time the mixer's many sources need not pay for it.
+        self.in_pause = self.redundancy_wait() > 0 && stretch::is_quiet(&out[..duration]);
         Playout::Audio { samples: duration, kind: if ok { PlayKind::Decoded } else { PlayKind::Concealed } }
     }
 
@@ -695,7 +697,7 @@ impl JitterBuffer {
                 // Redundancy comes in 40 ms chunks; ask for enough of them to reach the
                 // frame due (asking for exactly `offset` can stop a chunk short).
                 let wanted = (offset + DRED_CHUNK) as usize;
-                let reach = self.decoder.parse_dred(packet, wanted).map_or(0, |c| c.samples as i64);
+                let reach = self.decoder.parse_dred(packet, wanted) as i64;
                 self.dred_parsed = Some((ts, reach));
                 reach
             }
