@@ -13,7 +13,11 @@ export function webCodecsAvailable() {
 async function webCodecsEncoder({ bitrate, frameSamples, onPacket }) {
   const config = {
     codec: 'opus', sampleRate: RATE, numberOfChannels: 1, bitrate,
-    opus: { frameDuration: frameSamples * 1e6 / RATE, useinbandfec: true, usedtx: true, complexity: 9 },
+    // No DTX here: Chromium's encoder then withholds silent frames but stamps the next
+    // packet as if they had never been, so after every pause the page's timestamps fell
+    // further behind real time and the room dropped its speech as late (3 s heard, 5 s
+    // lost, over and over). Pauses are withheld by the page itself (viz.js).
+    opus: { frameDuration: frameSamples * 1e6 / RATE, useinbandfec: true, usedtx: false, complexity: 9 },
   };
   const support = await AudioEncoder.isConfigSupported(config);
   if (!support.supported) throw new Error('this browser cannot encode Opus with WebCodecs');

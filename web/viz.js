@@ -6,6 +6,10 @@
 import { makeEncoder, makeDecoder } from '/assets/codec.js';
 
 const FRAME = 960;
+// A frame whose peak is below this (-80 dBFS) is digital silence, as in the native sender.
+const DIGITAL_SILENCE_PEAK = 1e-4;
+// Digital silence sent after sound before the page falls silent: 80 ms.
+const SILENCE_TAIL_FRAMES = 4;
 const params = new URLSearchParams(location.search);
 const forceWasm = params.get('codec') === 'wasm';
 const recordSeconds = Number(params.get('record') || 0);
@@ -30,6 +34,8 @@ const session = {
   stream: 0,
   seq: 0,
   lastSentTs: null,
+  silentFrames: 0,     // consecutive captured frames of digital silence
+  withheld: new Set(), // timestamps of frames not to send (deep inside a pause)
   rx: { highest: null, expected: 0, received: 0, loss: 0, packets: 0 },
   level: 0,
   sent: 0,
@@ -94,6 +100,8 @@ async function startAudio(mode) {
     session.mic = mic;
     session.capture = capture;
     session.captureFrames = 0;
+    session.silentFrames = 0;
+    session.withheld.clear();
     session.encoder = await makeEncoder({
       forceWasm, bitrate: 32000, frameSamples: FRAME, onPacket: (bytes, ts) => sendPacket(bytes, ts),
     });
@@ -118,12 +126,20 @@ function onCaptured(msg) {
     return;
   }
   let sum = 0;
-  for (let i = 0; i < msg.length; i++) sum += msg[i] * msg[i];
+  let peak = 0;
+  for (let i = 0; i < msg.length; i++) {
+    sum += msg[i] * msg[i];
+    peak = Math.max(peak, Math.abs(msg[i]));
+  }
   const rms = Math.sqrt(sum / msg.length);
   session.level = Math.max(rms, session.level * 0.8);
   const ts = session.captureFrames * FRAME;
   session.captureFrames++;
+  // DTX as the native sender does it: the first 80 ms of digital silence are sent
+  // (they end the word and leave the listener's decoder silent), the rest is not.
+  session.silentFrames = peak < DIGITAL_SILENCE_PEAK ? session.silentFrames + 1 : 0;
   if (session.encoder && !session.muted && session.ws && session.ws.readyState === WebSocket.OPEN && session.you !== null) {
+    if (session.silentFrames > SILENCE_TAIL_FRAMES) session.withheld.add(ts); // deleted when its packet comes out
     session.encoder.encode(msg, ts);
   }
   session.capture.port.postMessage(msg, [msg.buffer]); // back to the worklet's pool
@@ -142,8 +158,9 @@ function toSpeakers(pcm) {
 // ---------- wire ----------
 
 function sendPacket(opus, ts) {
-  // DTX: one- and two-byte packets only say "still silent"; the room treats a pause
-  // as silence, so they are not sent.
+  if (session.withheld.delete(ts)) return;
+  // DTX (WebAssembly encoder): one- and two-byte packets only say "still silent"; the
+  // room treats a pause as silence, so they are not sent.
   if (opus.length <= 2) return;
   const ws = session.ws;
   if (!ws || ws.readyState !== WebSocket.OPEN) return;

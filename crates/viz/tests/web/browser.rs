@@ -401,3 +401,41 @@ async fn host_with_http_takes_a_browser_and_a_native_friend() {
     println!("host room: the host hears 880 Hz {h880:.2}, its own 440 Hz {h440:.3}");
     assert!(h880 > 0.8 && h440 < 0.01, "the host should hear the friend and not itself: {h880} / {h440}");
 }
+
+/// A browser talking for a minute (its fake microphone loops espeak speech whose pauses
+/// are all shorter than a second) is heard by a native listener the whole time: no
+/// second of the recording is silent. Once, 5-second stretches of silence alternated
+/// with the speech while the packets kept coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_talker_is_heard_for_a_minute_without_dropouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (speech_path, speech) = speech_wav(dir.path());
+    let server = serve(&dir.path().join("server"), &[]);
+    let page = Chrome::start(Some(&speech_path)).await;
+    page.goto(&server.web).await;
+    page.type_into("#name", "web-talker").await;
+    page.click("#join").await;
+    page.wait_for("return window.vizTest.state().state === 'connected';", Duration::from_secs(15), "joining").await;
+    let rec = dir.path().join("rec.wav");
+    let mut recorder = viz(
+        &dir.path().join("rec"),
+        &["join", &server.join, "--name", "rec", "--listen-only", "--output", super::s(&rec), "--duration", "62"],
+    );
+    let (status, out) = recorder.finish(Duration::from_secs(90));
+    assert!(status.success(), "{out}");
+    let talker = super::participant_named(&server, "web-talker");
+    println!("the browser talker as the room saw it: {talker:?}");
+    page.close().await;
+
+    let heard = wav::read_mono_48k(&rec).unwrap();
+    let heard = &heard[heard.len().min(48_000 * 2)..];
+    let seconds: Vec<f32> = heard.chunks_exact(48_000).map(analysis::rms_dbfs).collect();
+    let silent: Vec<usize> = seconds.iter().enumerate().filter(|(_, db)| **db < -55.0).map(|(i, _)| i + 2).collect();
+    println!("levels per second: {:?}", seconds.iter().map(|d| d.round() as i32).collect::<Vec<_>>());
+    assert!(seconds.len() >= 55, "only {} s recorded", seconds.len());
+    assert!(silent.is_empty(), "silent seconds in the recording: {silent:?}");
+    let c = speech_match(&speech, heard);
+    let median = c[c.len() / 2];
+    println!("browser → native for a minute: median correlation {median:.3} over {} voiced seconds", c.len());
+    assert!(median > 0.6, "{c:?}");
+}
