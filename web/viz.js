@@ -36,7 +36,7 @@ const session = {
   lastSentTs: null,
   silentFrames: 0,     // consecutive captured frames of digital silence
   withheld: new Set(), // timestamps of frames not to send (deep inside a pause)
-  rx: { highest: null, expected: 0, received: 0, loss: 0, packets: 0 },
+  rx: { highest: null, expected: 0, received: 0, loss: 0, packets: 0, nextTs: null },
   level: 0,
   sent: 0,
   reportTimer: null,
@@ -194,6 +194,14 @@ function onMedia(buf) {
     if (first < 252) { sizes.push(first); at += 1; } else { if (at + 1 >= b.length) return; sizes.push(first + 4 * b[at + 1]); at += 2; }
   }
   countReceived(seq);
+  // A packet that does not follow the last one in time starts a new talk spurt (or
+  // follows a loss): the playout queue running dry before it was a pause, not a late
+  // packet, and must not grow the playout delay.
+  const marker = (b[8] & 0x10) !== 0;
+  if (session.playback && session.rx.nextTs !== null && (marker || ts !== session.rx.nextTs)) {
+    session.playback.port.postMessage('gap');
+  }
+  session.rx.nextTs = (ts + count * FRAME) >>> 0;
   for (let i = 0; i < count; i++) {
     const len = i < count - 1 ? sizes[i] : b.length - at;
     if (len <= 0 || at + len > b.length) return;

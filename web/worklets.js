@@ -53,8 +53,12 @@ class Capture extends AudioWorkletProcessor {
 }
 
 // Decoded audio → speakers, through a small adaptive jitter buffer: it starts playing
-// once `target` samples are queued, grows the target after an underrun, and trims
-// the queue when it stayed above the target for a whole second.
+// once `target` samples are queued, grows the target after an underrun (audio that
+// came late), and trims the queue when it stayed above the target for a whole second.
+// A queue that runs dry in a pause (the talker stopped: the page says 'gap' before the
+// next talk spurt) is not an underrun; otherwise every pause grew the target, to
+// 220 ms after a minute of speech. After three calm seconds the target comes down
+// again, 5 ms a second, so it recovers from a jitter spike.
 class Playback extends AudioWorkletProcessor {
   constructor(options) {
     super();
@@ -70,18 +74,20 @@ class Playback extends AudioWorkletProcessor {
     this.windowMin = Infinity;
     this.windowLeft = sampleRate;
     this.calm = 0;
+    this.dry = false; // the queue ran empty; whether that was an underrun is not known yet
     const seconds = (options.processorOptions && options.processorOptions.recordSeconds) || 0;
     this.record = seconds > 0 ? new Float32Array(seconds * sampleRate) : null;
     this.recorded = 0;
     this.recordStart = -1;
     this.port.onmessage = (e) => {
       if (e.data instanceof Float32Array) this.push(e.data);
+      else if (e.data === 'gap') this.dry = false; // the queue ran dry in a pause
       else if (e.data === 'dump' && this.record) {
         this.port.postMessage({ dump: this.record.subarray(0, this.recorded), start: this.recordStart });
       } else if (e.data === 'stats') {
         this.port.postMessage({
           stats: { buffered_ms: this.queued() * 1000 / sampleRate, target_ms: this.target * 1000 / sampleRate,
-            underruns: this.underruns, trimmed_ms: this.trimmed * 1000 / sampleRate },
+            underruns: this.underruns, trimmed_ms: this.trimmed * 1000 / sampleRate, playing: this.playing },
         });
       }
     };
@@ -90,6 +96,13 @@ class Playback extends AudioWorkletProcessor {
   queued() { return (this.write - this.read + this.ring.length) % this.ring.length; }
 
   push(pcm) {
+    if (this.dry) {
+      // Audio that should already have been played: an underrun.
+      this.dry = false;
+      this.underruns++;
+      this.target = Math.min(this.maxTarget, this.target + 0.01 * sampleRate);
+      this.calm = 0;
+    }
     const free = this.ring.length - 1 - this.queued();
     const n = Math.min(pcm.length, free);
     for (let i = 0; i < n; i++) {
@@ -105,9 +118,7 @@ class Playback extends AudioWorkletProcessor {
     if (!this.playing && have >= this.target) this.playing = true;
     if (this.playing && have < out.length) {
       this.playing = false;
-      this.underruns++;
-      this.target = Math.min(this.maxTarget, this.target + 0.01 * sampleRate);
-      this.calm = 0;
+      this.dry = true;
     }
     if (this.playing) {
       for (let i = 0; i < out.length; i++) {
@@ -122,14 +133,15 @@ class Playback extends AudioWorkletProcessor {
     if (this.windowLeft <= 0) {
       this.windowLeft = sampleRate;
       this.calm++;
-      // Ten calm seconds: try a smaller target.
-      if (this.calm >= 10) {
-        this.calm = 0;
-        this.target = Math.max(this.minTarget, this.target - 0.005 * sampleRate);
-      }
-      // Queue above target for the whole second: drop the excess (half at a time).
+      // Three calm seconds in which the queue never fell below 10 ms: try a smaller
+      // target, and so on every such second after.
+      const headroom = this.windowMin !== Infinity && this.windowMin > 0.01 * sampleRate;
+      if (this.calm >= 3 && headroom) this.target = Math.max(this.minTarget, this.target - 0.005 * sampleRate);
+      // Queue more than 10 ms above target for the whole second: drop the excess, so the
+      // delay follows the target down within a second (half at a time lagged 20-40 ms
+      // behind a shrinking target).
       if (this.playing && this.windowMin !== Infinity && this.windowMin > this.target + 0.01 * sampleRate) {
-        const drop = Math.floor((this.windowMin - this.target) / 2);
+        const drop = Math.floor(this.windowMin - this.target);
         this.read = (this.read + drop) % this.ring.length;
         this.trimmed += drop;
       }
