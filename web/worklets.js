@@ -65,7 +65,9 @@ class Playback extends AudioWorkletProcessor {
     this.ring = new Float32Array(sampleRate); // 1 s
     this.read = 0;
     this.write = 0;
-    this.minTarget = 0.02 * sampleRate;
+    // Frames arrive 20 ms at a time, so the queue swings between `target - FRAME` and
+    // `target`: its low-water mark is `target - FRAME`, which must keep 10 ms spare.
+    this.minTarget = 0.03 * sampleRate;
     this.maxTarget = 0.3 * sampleRate;
     this.target = 0.04 * sampleRate;
     this.playing = false;
@@ -137,11 +139,12 @@ class Playback extends AudioWorkletProcessor {
       // target, and so on every such second after.
       const headroom = this.windowMin !== Infinity && this.windowMin > 0.01 * sampleRate;
       if (this.calm >= 3 && headroom) this.target = Math.max(this.minTarget, this.target - 0.005 * sampleRate);
-      // Queue more than 10 ms above target for the whole second: drop the excess, so the
-      // delay follows the target down within a second (half at a time lagged 20-40 ms
-      // behind a shrinking target).
-      if (this.playing && this.windowMin !== Infinity && this.windowMin > this.target + 0.01 * sampleRate) {
-        const drop = Math.floor(this.windowMin - this.target);
+      // Low-water mark more than 10 ms above where the target puts it for a whole
+      // second: drop the excess, so the delay follows the target down within a second
+      // (half at a time lagged 20-40 ms behind a shrinking target).
+      const low = Math.max(0, this.target - FRAME);
+      if (this.playing && this.windowMin !== Infinity && this.windowMin > low + 0.01 * sampleRate) {
+        const drop = Math.floor(this.windowMin - low);
         this.read = (this.read + drop) % this.ring.length;
         this.trimmed += drop;
       }
