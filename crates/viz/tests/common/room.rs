@@ -133,14 +133,16 @@ pub fn tone_in(x: &[f32], hz: f32) -> (f32, f32) {
     (analysis::band_energy_fraction(x, 48_000, hz, 40.0), analysis::rms_dbfs(x))
 }
 
-/// How well a recording of looped speech matches the speech: each voiced second of the
-/// recording is looked up in two back-to-back copies of the speech (a loop boundary
+/// How well a recording of looped speech matches the speech: each voiced half second of
+/// the recording is looked up in two back-to-back copies of the speech (a loop boundary
 /// can fall anywhere), so a delay that drifts, as adaptive jitter buffers make it, does
-/// not blur the match. Returns the per-second correlations, sorted.
+/// not blur the match. Half seconds, because the jitter buffer changes its delay by
+/// time-stretching voiced frames a pitch period at a time, and a longer window that
+/// holds such a step reads it as a mismatch. Returns the correlations, sorted.
 pub fn speech_match(speech: &[f32], heard: &[f32]) -> Vec<f32> {
     let twice: Vec<f32> = speech.iter().chain(speech).copied().collect();
     let mut c: Vec<f32> =
-        analysis::windowed_delays(heard, &twice, 48_000, -(heard.len() as i64), twice.len() as i64, 0.01)
+        analysis::windowed_delays(heard, &twice, 24_000, -(heard.len() as i64), twice.len() as i64, 0.01)
             .iter()
             .map(|w| w.estimate.correlation)
             .collect();
