@@ -74,7 +74,14 @@ class Playback extends AudioWorkletProcessor {
     this.underruns = 0;
     this.trimmed = 0;
     this.windowMin = Infinity;
+    this.windowSum = 0; // queued samples summed over the window's render quanta while playing
+    this.windowQuanta = 0;
     this.windowLeft = sampleRate;
+    // The last whole second's low-water mark and mean queue, before any trim: what the
+    // listener's delay was. (An instant's queue depends on when in the 20 ms a frame
+    // cycle it is read and on bursts from a busy main thread.)
+    this.lastLowWater = null;
+    this.lastMean = null;
     this.calm = 0;
     this.dry = false; // the queue ran empty; whether that was an underrun is not known yet
     const seconds = (options.processorOptions && options.processorOptions.recordSeconds) || 0;
@@ -89,7 +96,9 @@ class Playback extends AudioWorkletProcessor {
       } else if (e.data === 'stats') {
         this.port.postMessage({
           stats: { buffered_ms: this.queued() * 1000 / sampleRate, target_ms: this.target * 1000 / sampleRate,
-            underruns: this.underruns, trimmed_ms: this.trimmed * 1000 / sampleRate, playing: this.playing },
+            underruns: this.underruns, trimmed_ms: this.trimmed * 1000 / sampleRate, playing: this.playing,
+            low_water_ms: this.lastLowWater === null ? null : this.lastLowWater * 1000 / sampleRate,
+            mean_ms: this.lastMean === null ? null : this.lastMean * 1000 / sampleRate },
         });
       }
     };
@@ -105,6 +114,11 @@ class Playback extends AudioWorkletProcessor {
       this.target = Math.min(this.maxTarget, this.target + 0.01 * sampleRate);
       this.calm = 0;
     }
+    // The queue as a frame arrives is what jitter left of it: the low-water mark that
+    // trimming and shrinking go by. (Measured in process(), every talk spurt's end, when
+    // the queue drains with nothing more to come, read as a queue about to run dry, so
+    // a queue lifted by a burst was never trimmed while the talker talked in sentences.)
+    if (this.playing) this.windowMin = Math.min(this.windowMin, this.queued());
     const free = this.ring.length - 1 - this.queued();
     const n = Math.min(pcm.length, free);
     for (let i = 0; i < n; i++) {
@@ -127,7 +141,8 @@ class Playback extends AudioWorkletProcessor {
         out[i] = this.ring[this.read];
         this.read = (this.read + 1) % this.ring.length;
       }
-      this.windowMin = Math.min(this.windowMin, this.queued());
+      this.windowSum += this.queued();
+      this.windowQuanta++;
     } else {
       out.fill(0);
     }
@@ -137,18 +152,23 @@ class Playback extends AudioWorkletProcessor {
       this.calm++;
       // Three calm seconds in which the queue never fell below 10 ms: try a smaller
       // target, and so on every such second after.
-      const headroom = this.windowMin !== Infinity && this.windowMin > 0.01 * sampleRate;
+      const played = this.windowMin !== Infinity;
+      this.lastLowWater = played ? this.windowMin : null;
+      this.lastMean = this.windowQuanta > 0 ? this.windowSum / this.windowQuanta : null;
+      const headroom = played && this.windowMin > 0.01 * sampleRate;
       if (this.calm >= 3 && headroom) this.target = Math.max(this.minTarget, this.target - 0.005 * sampleRate);
       // Low-water mark more than 10 ms above where the target puts it for a whole
       // second: drop the excess, so the delay follows the target down within a second
       // (half at a time lagged 20-40 ms behind a shrinking target).
       const low = Math.max(0, this.target - FRAME);
-      if (this.playing && this.windowMin !== Infinity && this.windowMin > low + 0.01 * sampleRate) {
+      if (this.playing && played && this.windowMin > low + 0.01 * sampleRate) {
         const drop = Math.floor(this.windowMin - low);
         this.read = (this.read + drop) % this.ring.length;
         this.trimmed += drop;
       }
       this.windowMin = Infinity;
+      this.windowSum = 0;
+      this.windowQuanta = 0;
     }
     if (this.record) {
       if (this.recordStart < 0) this.recordStart = currentFrame;

@@ -9,6 +9,11 @@ use super::chrome::{Chrome, decode_pcm16};
 use super::{ADMIN_TOKEN, api_call, artifacts_dir, serve, speech_match, speech_wav, tone_in, wait_participant};
 use crate::common::viz;
 
+/// The two minute-long tests each drive a Chromium that encodes or decodes in real time;
+/// run side by side on two cores they starve each other's main threads, and what they
+/// measure is the client, not that contention.
+static MINUTE_LONG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Dumps the page's recordings: (input start frame, input), (output start, output).
 async fn recordings(page: &Chrome) -> ((i64, Vec<f32>), (i64, Vec<f32>)) {
     let r = page.eval("return await window.vizTest.recordings();").await;
@@ -408,6 +413,7 @@ async fn host_with_http_takes_a_browser_and_a_native_friend() {
 /// with the speech while the packets kept coming.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_talker_is_heard_for_a_minute_without_dropouts() {
+    let _one_at_a_time = MINUTE_LONG.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (speech_path, speech) = speech_wav(dir.path());
     let server = serve(&dir.path().join("server"), &[]);
@@ -447,6 +453,7 @@ async fn a_browser_talker_is_heard_for_a_minute_without_dropouts() {
 /// playout buffer stays near its target and nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_talker_is_heard_by_a_browser_for_a_minute_at_the_target_delay() {
+    let _one_at_a_time = MINUTE_LONG.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (speech_path, speech) = speech_wav(dir.path());
     let server = serve(&dir.path().join("server"), &[]);
@@ -463,8 +470,9 @@ async fn a_native_talker_is_heard_by_a_browser_for_a_minute_at_the_target_delay(
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let p = page.eval("return window.vizTest.state().playback;").await;
-        if p["playing"].as_bool() == Some(true) {
-            samples.push((p["buffered_ms"].as_f64().unwrap_or(-1.0), p["target_ms"].as_f64().unwrap_or(-1.0)));
+        // The last whole second's low-water mark and mean queue (null when nothing played).
+        if let (Some(low), Some(mean), Some(target)) = (p["low_water_ms"].as_f64(), p["mean_ms"].as_f64(), p["target_ms"].as_f64()) {
+            samples.push(Second { low, mean, target });
         }
     }
     let ((_, _), (_, played)) = recordings(&page).await;
@@ -472,7 +480,7 @@ async fn a_native_talker_is_heard_by_a_browser_for_a_minute_at_the_target_delay(
     let (status, out) = talker.finish(Duration::from_secs(30));
     assert!(status.success(), "{out}");
     page.close().await;
-    println!("page playout while playing (buffered ms, target ms), once a second: {samples:?}");
+    println!("page playout, each second that played: {samples:?}");
     println!("page: {state}");
 
     wav::write_mono_48k(&artifacts_dir().join("native-talker-heard-by-browser.wav"), &played).unwrap();
@@ -486,17 +494,31 @@ async fn a_native_talker_is_heard_by_a_browser_for_a_minute_at_the_target_delay(
     let median = c[c.len() / 2];
     println!("native → browser for a minute: median correlation {median:.3} over {} voiced half seconds", c.len());
     assert!(median > 0.6, "{c:?}");
-    // While the talker talks (pauses leave the queue empty on purpose), after the first
-    // ten seconds, the queue tracks the target within 20 ms and the target stays low.
-    assert!(samples.len() >= 40, "the page played in only {} of 60 samples", samples.len());
-    // (A sample is one instant: a burst of packets from a busy main thread lifts the
-    // queue for a moment, so a few may be off; four in five must be within 20 ms.)
+    // After the first ten seconds the delay the listener hears (each second's mean queue)
+    // follows the target: frames arrive 20 ms at a time, so the queue swings between
+    // `target - 20 ms` and `target`, a pause's end drains it, and a burst from a busy
+    // main thread lifts it until the page trims. Seconds are compared by their mean, not
+    // an instant (which depends on where in a frame's 20 ms it is read) or the low-water
+    // mark (which every pause takes to zero). The median second within 15 ms of the
+    // target, and at most one in ten more than 30 ms above it.
+    assert!(samples.len() >= 40, "the page played in only {} of 60 seconds", samples.len());
     let settled = &samples[10..];
-    let mut gaps: Vec<f64> = settled.iter().map(|(b, t)| (b - t).abs()).collect();
-    gaps.sort_by(f64::total_cmp);
-    let off = gaps.iter().filter(|g| **g > 20.0).count();
-    println!("queue vs target: median {:.1} ms apart, {off} of {} samples more than 20 ms", gaps[gaps.len() / 2], gaps.len());
-    // Frames come 20 ms at a time, so the queue swings up to 20 ms below the target.
-    assert!(off * 5 <= gaps.len(), "playout buffer away from its target: {samples:?}");
-    assert!(samples.iter().all(|(_, t)| *t <= 90.0), "the target grew: {samples:?}");
+    let mut above: Vec<f64> = settled.iter().map(|s| s.mean - s.target).collect();
+    above.sort_by(f64::total_cmp);
+    let median_above = above[above.len() / 2];
+    let far = above.iter().filter(|a| **a > 30.0).count();
+    println!("mean queue - target: median {median_above:.1} ms, {far} of {} seconds more than 30 ms above", above.len());
+    assert!(median_above.abs() <= 15.0, "the delay does not follow the target: {samples:?}");
+    assert!(far * 10 <= above.len(), "the delay stays above the target: {samples:?}");
+    assert!(samples.iter().all(|s| s.target <= 90.0), "the target grew: {samples:?}");
+}
+
+/// One second of the page's playout queue, as the playback worklet reports it (the
+/// low-water mark is printed for reading).
+#[derive(Debug)]
+#[allow(dead_code)]
+struct Second {
+    low: f64,
+    mean: f64,
+    target: f64,
 }
