@@ -471,7 +471,9 @@ fn a_sender_clock_off_by_a_tenth_of_a_percent_is_followed_without_a_reset_or_a_g
         let late_from = n - 48_000 * 4;
         let sender_late_from = (late_from as f64 * (1.0 + ppm * 1e-6)) as usize;
         let (late, corr) = delay_and_correlation(&input[sender_late_from..n.min(input.len())], &o.output[late_from..n]);
-        eprintln!("{ppm} ppm: delay {early:.1} ms at the start, {late:.1} ms after a minute (correlation {corr:.2}): {st:?}");
+        eprintln!(
+            "{ppm} ppm: delay {early:.1} ms at the start, {late:.1} ms after a minute (correlation {corr:.2}): {st:?}"
+        );
         assert!(
             (late - early).abs() <= 15.0 && corr > 0.5,
             "{ppm} ppm: delay {early:.1} ms at the start, {late:.1} ms after a minute (correlation {corr:.2})"
@@ -487,8 +489,10 @@ fn lost_frames_are_rebuilt_from_deep_redundancy_of_a_later_packet() {
     let impairment = Impairment { loss: 0.15, ..Default::default() };
     let params = AudioParams { fec: false, ..Default::default() };
     let with_dred = run(&Scenario { params, impairment, seed: 23, ..Default::default() }, &input);
-    let without =
-        run(&Scenario { params: AudioParams { dred: false, ..params }, impairment, seed: 23, ..Default::default() }, &input);
+    let without = run(
+        &Scenario { params: AudioParams { dred: false, ..params }, impairment, seed: 23, ..Default::default() },
+        &input,
+    );
     let (st, st0) = (with_dred.stats, without.stats);
     assert!(st.frames_dred * 2 > st.packets_lost, "{st:?}");
     assert_eq!(st0.frames_dred, 0, "{st0:?}");

@@ -67,10 +67,11 @@ fn rebuild_us(stream: &Stream, complexity: u8, how: Rebuild) -> Result<(f64, usi
             let next = next.map(Vec::as_slice).unwrap_or_default();
             let start = Instant::now();
             let ok = match how {
-                Rebuild::Fec => viz_audio::codec::packet_has_fec(next) && dec.decode_fec(next, &mut out[..frame]).is_ok(),
+                Rebuild::Fec => {
+                    viz_audio::codec::packet_has_fec(next) && dec.decode_fec(next, &mut out[..frame]).is_ok()
+                }
                 Rebuild::Dred => {
-                    dec.parse_dred(next, 2 * 1920) >= frame
-                        && dec.decode_dred(frame, &mut out[..frame]).is_ok()
+                    dec.parse_dred(next, 2 * 1920) >= frame && dec.decode_dred(frame, &mut out[..frame]).is_ok()
                 }
                 Rebuild::Conceal => dec.conceal(&mut out[..frame]).is_ok(),
             };
@@ -90,7 +91,9 @@ fn rebuild_us(stream: &Stream, complexity: u8, how: Rebuild) -> Result<(f64, usi
 pub fn run(complexity: u8) -> Result<()> {
     let pcm = signals::speech_like(11, SECONDS * 48_000);
     let params = AudioParams { complexity, ..AudioParams::default() };
-    println!("Opus at 32 kb/s, 20 ms frames, encoder complexity {complexity}, {SECONDS} s of speech-like audio, one core");
+    println!(
+        "Opus at 32 kb/s, 20 ms frames, encoder complexity {complexity}, {SECONDS} s of speech-like audio, one core"
+    );
     println!("\nencoder                          | us/frame | kb/s (Opus payload)");
     let clean = encode(params, 0, &pcm)?;
     let cases = [

@@ -119,7 +119,10 @@ pub async fn run(args: crate::cli::NetsimArgs) -> anyhow::Result<()> {
     }
     let stats = proxy.finish().await;
     for (name, s) in [("client -> server", stats.up), ("server -> client", stats.down)] {
-        eprintln!("{name}: {} datagrams ({} bytes), {} dropped, {} delivered", s.sent, s.bytes_sent, s.dropped, s.delivered);
+        eprintln!(
+            "{name}: {} datagrams ({} bytes), {} dropped, {} delivered",
+            s.sent, s.bytes_sent, s.dropped, s.delivered
+        );
     }
     Ok(())
 }

@@ -464,14 +464,28 @@ async fn a_native_talker_is_heard_by_a_browser_for_a_minute_at_the_target_delay(
     page.wait_for("return window.vizTest.state().state === 'connected';", Duration::from_secs(15), "joining").await;
     let mut talker = viz(
         &dir.path().join("talker"),
-        &["join", &server.join, "--name", "talker", "--input", super::s(&speech_path), "--loop", "--output", "null", "--duration", "65"],
+        &[
+            "join",
+            &server.join,
+            "--name",
+            "talker",
+            "--input",
+            super::s(&speech_path),
+            "--loop",
+            "--output",
+            "null",
+            "--duration",
+            "65",
+        ],
     );
     let mut samples = Vec::new();
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let p = page.eval("return window.vizTest.state().playback;").await;
         // The last whole second's low-water mark and mean queue (null when nothing played).
-        if let (Some(low), Some(mean), Some(target)) = (p["low_water_ms"].as_f64(), p["mean_ms"].as_f64(), p["target_ms"].as_f64()) {
+        if let (Some(low), Some(mean), Some(target)) =
+            (p["low_water_ms"].as_f64(), p["mean_ms"].as_f64(), p["target_ms"].as_f64())
+        {
             samples.push(Second { low, mean, target });
         }
     }
@@ -507,7 +521,10 @@ async fn a_native_talker_is_heard_by_a_browser_for_a_minute_at_the_target_delay(
     above.sort_by(f64::total_cmp);
     let median_above = above[above.len() / 2];
     let far = above.iter().filter(|a| **a > 30.0).count();
-    println!("mean queue - target: median {median_above:.1} ms, {far} of {} seconds more than 30 ms above", above.len());
+    println!(
+        "mean queue - target: median {median_above:.1} ms, {far} of {} seconds more than 30 ms above",
+        above.len()
+    );
     assert!(median_above.abs() <= 15.0, "the delay does not follow the target: {samples:?}");
     assert!(far * 10 <= above.len(), "the delay stays above the target: {samples:?}");
     assert!(samples.iter().all(|s| s.target <= 90.0), "the target grew: {samples:?}");
