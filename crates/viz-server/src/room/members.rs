@@ -10,7 +10,7 @@ use viz_proto::password::ServerPassword;
 use viz_proto::{AdminOp, AdminRequest, ByeReason, ControlMessage, Hello, PROTOCOL_VERSION, PublicKey, RosterEntry};
 
 use super::mixing::{TEST_SOURCE_ID, ToMixer};
-use super::{Link, Room, settings};
+use super::{Link, Room};
 use crate::web::messages::{AdminError, BrowserOut, BrowserRosterEntry};
 
 /// Where a session is in joining the room.
@@ -97,6 +97,14 @@ impl Room<'_> {
         let hash = session.handshake_hash();
         let Some(m) = self.members.get_mut(&id) else { return };
         if !matches!(m.admission, Admission::Fresh) {
+            return;
+        }
+        // Checked at every attempt, not only when the session was accepted: sessions
+        // opened before the first wrong guess would otherwise each get one answer.
+        if m.ip.is_some_and(|ip| self.limiter.is_blocked(ip, now)) {
+            tracing::info!(via = %m.via, "password attempt refused: too many failed attempts from this address");
+            self.summary.refused += 1;
+            session.close(now, ByeReason::TooManyAttempts);
             return;
         }
         match ServerPassword::respond(&password, hash, start) {
@@ -363,53 +371,104 @@ impl Room<'_> {
 
     /// One room operation; the change is on disk before this returns `Ok`.
     pub(crate) fn apply_admin(&mut self, op: AdminOp, now: Instant) -> Result<String, AdminError> {
-        let Some(target) = op.target() else { return Ok(String::new()) };
-        if target == TEST_SOURCE_ID && self.cfg.test_source {
-            return Err(AdminError::Invalid("the test source cannot be changed".into()));
-        }
-        let not_found = || AdminError::NotFound(format!("no participant with id {target}"));
-        let link = *self.by_pid.get(&target).ok_or_else(not_found)?;
-        if link == Link::Local && matches!(op, AdminOp::Kick { .. }) {
-            return Err(AdminError::Invalid("the host's own audio cannot be removed".into()));
-        }
-        let p = self.party(target).ok_or_else(not_found)?;
-        let (key, name) = (p.key, p.name.to_owned());
-        let store = |e: settings::SettingsError| AdminError::Storage(e.to_string());
-        let text = match op {
-            AdminOp::Gain { percent, .. } => {
-                if percent > MAX_GAIN_PERCENT {
-                    return Err(AdminError::Invalid(format!("gain {percent} % is outside 0..={MAX_GAIN_PERCENT}")));
+        match op {
+            AdminOp::LogIn => Ok(String::new()),
+            AdminOp::Gain { target, percent } => {
+                self.change_participant(target, Change { gain_percent: Some(percent), ..Change::default() })
+            }
+            AdminOp::Mute { target, muted } => {
+                self.change_participant(target, Change { muted: Some(muted), ..Change::default() })
+            }
+            AdminOp::Rename { target, name } => {
+                self.change_participant(target, Change { name: Some(name), ..Change::default() })
+            }
+            AdminOp::Kick { target } => {
+                let (link, name) = self.changeable(target)?;
+                if link == Link::Local {
+                    return Err(AdminError::Invalid("the host's own audio cannot be removed".into()));
                 }
-                self.settings.update(&key, |s| s.gain_percent = percent).map_err(store)?;
-                self.mixer.send(ToMixer::Gain { id: target, gain: f32::from(percent) / 100.0 });
-                format!("{name}: gain {percent} %")
-            }
-            AdminOp::Mute { muted, .. } => {
-                self.settings.update(&key, |s| s.muted = muted).map_err(store)?;
-                self.mixer.send(ToMixer::Mute { id: target, muted });
-                format!("{name}: {}", if muted { "muted" } else { "unmuted" })
-            }
-            AdminOp::Rename { name: new, .. } => {
-                let new = viz_proto::control::sanitize_name(&new);
-                if new.is_empty() {
-                    return Err(AdminError::Invalid("a name cannot be empty".into()));
-                }
-                self.settings.update(&key, |s| s.name = Some(new.clone())).map_err(store)?;
-                self.set_name(link, new.clone());
-                format!("{name} is now {new}")
-            }
-            AdminOp::Kick { .. } => {
                 self.end_link(link, ByeReason::Kicked, now);
                 self.by_pid.remove(&target);
                 self.leave_mixer(target);
                 tracing::info!(id = target, "{name} {}", ByeReason::Kicked);
                 self.broadcast(&ControlMessage::Left { id: target, reason: ByeReason::Kicked });
-                return Ok(format!("{name} was removed"));
+                Ok(format!("{name} was removed"))
             }
-            AdminOp::LogIn => return Ok(String::new()),
+        }
+    }
+
+    /// The participant `target` as something an admin may change: its link and name.
+    fn changeable(&self, target: u32) -> Result<(Link, String), AdminError> {
+        if target == TEST_SOURCE_ID && self.cfg.test_source {
+            return Err(AdminError::Invalid("the test source cannot be changed".into()));
+        }
+        let not_found = || AdminError::NotFound(format!("no participant with id {target}"));
+        let link = *self.by_pid.get(&target).ok_or_else(not_found)?;
+        let p = self.party(target).ok_or_else(not_found)?;
+        Ok((link, p.name.to_owned()))
+    }
+
+    /// Changes a participant's gain, mute and name together: all of it is checked
+    /// first, then saved in one write, then takes effect; a change that is refused
+    /// leaves everything as it was.
+    pub(crate) fn change_participant(&mut self, target: u32, change: Change) -> Result<String, AdminError> {
+        let (link, old_name) = self.changeable(target)?;
+        if change.gain_percent.is_none() && change.muted.is_none() && change.name.is_none() {
+            return Err(AdminError::Invalid("nothing to change: give a gain, mute or name".into()));
+        }
+        if let Some(percent) = change.gain_percent
+            && percent > MAX_GAIN_PERCENT
+        {
+            return Err(AdminError::Invalid(format!("gain {percent} % is outside 0..={MAX_GAIN_PERCENT}")));
+        }
+        let new_name = change.name.as_deref().map(viz_proto::control::sanitize_name);
+        if new_name.as_ref().is_some_and(|n| n.is_empty()) {
+            return Err(AdminError::Invalid("a name cannot be empty".into()));
+        }
+        let key = self
+            .party(target)
+            .map(|p| p.key)
+            .ok_or_else(|| AdminError::NotFound(format!("no participant with id {target}")))?;
+        self.settings
+            .update(&key, |s| {
+                if let Some(percent) = change.gain_percent {
+                    s.gain_percent = percent;
+                }
+                if let Some(muted) = change.muted {
+                    s.muted = muted;
+                }
+                if let Some(n) = &new_name {
+                    s.name = Some(n.clone());
+                }
+            })
+            .map_err(|e| AdminError::Storage(e.to_string()))?;
+        let mut said = Vec::new();
+        if let Some(percent) = change.gain_percent {
+            self.mixer.send(ToMixer::Gain { id: target, gain: f32::from(percent) / 100.0 });
+            said.push(format!("gain {percent} %"));
+        }
+        if let Some(muted) = change.muted {
+            self.mixer.send(ToMixer::Mute { id: target, muted });
+            said.push(if muted { "muted" } else { "unmuted" }.to_owned());
+        }
+        let text = match &new_name {
+            Some(n) if said.is_empty() => format!("{old_name} is now {n}"),
+            Some(n) => format!("{old_name}: {}, renamed to {n}", said.join(", ")),
+            None => format!("{old_name}: {}", said.join(", ")),
         };
+        if let Some(n) = new_name {
+            self.set_name(link, n);
+        }
         let entry = self.roster_entry(target);
         self.broadcast_roster(entry);
         Ok(text)
     }
+}
+
+/// What an admin changes about a participant; `None` leaves it as it is.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub gain_percent: Option<u16>,
+    pub muted: Option<bool>,
+    pub name: Option<String>,
 }

@@ -284,17 +284,9 @@ impl Room<'_> {
             ApiRequest::Participant(id) => ApiReply::Participant(
                 self.participant_info(id).filter(|p| self.by_pid.contains_key(&p.id) || p.kind == KIND_TEST_SOURCE),
             ),
-            ApiRequest::Admin(op) => {
-                let result = self.apply_admin(op, now);
-                tracing::info!(
-                    ok = result.is_ok(),
-                    "admin (web): {}",
-                    match &result {
-                        Ok(t) => t.clone(),
-                        Err(e) => e.to_string(),
-                    }
-                );
-                ApiReply::Done(result)
+            ApiRequest::Admin(op) => ApiReply::Done(logged_web_admin(self.apply_admin(op, now))),
+            ApiRequest::ChangeParticipant { target, change } => {
+                ApiReply::Done(logged_web_admin(self.change_participant(target, change)))
             }
             ApiRequest::SetRoom(patch) => ApiReply::Done(self.set_room(patch)),
             r @ (ApiRequest::Rtp
@@ -324,4 +316,12 @@ impl Room<'_> {
         self.cfg.room_name = name.clone();
         Ok(format!("the room is now called '{name}' (participants see it when they next join)"))
     }
+}
+
+fn logged_web_admin(result: Result<String, AdminError>) -> Result<String, AdminError> {
+    match &result {
+        Ok(t) => tracing::info!(ok = true, "admin (web): {t}"),
+        Err(e) => tracing::info!(ok = false, "admin (web): {e}"),
+    }
+    result
 }

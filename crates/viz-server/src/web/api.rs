@@ -27,6 +27,7 @@ use viz_proto::control::MAX_GAIN_PERCENT;
 use super::WebState;
 use super::messages::{AdminError, ApiReply, ApiRequest, RoomPatch, WebEvent};
 use crate::room::browser::constant_time_eq;
+use crate::room::members::Change;
 
 /// How long a request waits for the room's answer.
 const ROOM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -191,7 +192,7 @@ async fn participant(s: &WebState, id: u32) -> Result<Response, ApiError> {
     }
 }
 
-/// The changes a PATCH may make; all optional, applied in this order.
+/// The changes a PATCH may make; all optional, made together or not at all.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantPatch {
@@ -209,31 +210,18 @@ async fn patch_participant(
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
     let Json(patch) = body?;
-    let mut ops = Vec::new();
-    if let Some(g) = patch.gain_percent {
-        let percent = u16::try_from(g).ok().filter(|p| *p <= MAX_GAIN_PERCENT).ok_or_else(|| {
+    let gain_percent = match patch.gain_percent {
+        Some(g) => Some(u16::try_from(g).ok().filter(|p| *p <= MAX_GAIN_PERCENT).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("gain_percent {g} is outside 0..={MAX_GAIN_PERCENT}"),
             )
-        })?;
-        ops.push(AdminOp::Gain { target: id, percent });
-    }
-    if let Some(muted) = patch.muted {
-        ops.push(AdminOp::Mute { target: id, muted });
-    }
-    if let Some(name) = patch.name {
-        ops.push(AdminOp::Rename { target: id, name });
-    }
-    if ops.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "nothing to change: give gain_percent, muted or name",
-        ));
-    }
-    for op in ops {
-        done(ask(&s, ApiRequest::Admin(op)).await?)?;
-    }
+        })?),
+        None => None,
+    };
+    // One request: the room checks all of it before changing any of it.
+    let change = Change { gain_percent, muted: patch.muted, name: patch.name };
+    done(ask(&s, ApiRequest::ChangeParticipant { target: id, change }).await?)?;
     participant(&s, id).await
 }
 

@@ -40,6 +40,11 @@ pub enum ApiRequest {
     Participants,
     Participant(u32),
     Admin(AdminOp),
+    /// A participant's gain, mute and name, changed together or not at all.
+    ChangeParticipant {
+        target: u32,
+        change: crate::room::members::Change,
+    },
     SetRoom(RoomPatch),
     Stats,
     /// The RTP door: input, senders, forwards.

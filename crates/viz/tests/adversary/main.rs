@@ -1,0 +1,10 @@
+//! Attacks on a real `viz serve` on loopback, each bounded (hundreds of packets or
+//! connections, seconds not minutes), asserting what the server does about them.
+//! Issue 12 lists the findings these reproduce.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod api;
+mod native;
+mod password;

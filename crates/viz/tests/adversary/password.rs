@@ -1,0 +1,64 @@
+//! Guessing a room's password.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use viz_proto::{ByeReason, ControlMessage, Event};
+
+use crate::common::room::serve;
+use crate::native::{Session, address};
+
+const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+/// Another loopback address: a different joiner as far as the server can tell.
+const NEIGHBOUR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// Opening many sessions first and then guessing once on each gets no more answers
+/// than guessing one at a time: the limit is checked at every attempt (finding 1: 2000
+/// sessions opened first got 2000 answers, and the password, in 3.9 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guesses_are_limited_at_each_attempt_not_at_session_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "correct horse\n").unwrap();
+    let server = serve(&dir.path().join("server"), &["--password-file", pw.to_str().unwrap()]);
+    let target = address(&server.join);
+
+    let mut sessions = Vec::new();
+    for _ in 0..30 {
+        sessions.push(Session::open(target, LOCAL, Duration::from_secs(5)).await.expect("handshake answered"));
+    }
+    let (mut answered, mut refused, mut other) = (0, 0, Vec::new());
+    for (i, s) in sessions.iter_mut().enumerate() {
+        let _exchange = s.guess(&format!("guess {i}"));
+        match s.answer(Duration::from_secs(5)).await {
+            Some(Event::Control(ControlMessage::PasswordReply { .. })) => answered += 1,
+            Some(Event::PeerLeft(ByeReason::TooManyAttempts)) => refused += 1,
+            e => other.push(e),
+        }
+    }
+    println!("30 sessions opened first, one guess each: {answered} answered, {refused} refused");
+    assert!(other.is_empty(), "unexpected answers: {other:?}");
+    assert!(answered <= 5, "{answered} guesses answered from one address within a minute");
+    assert_eq!(answered + refused, 30);
+
+    // The right password from the same address waits out the minute too...
+    let mut late = Session::open(target, LOCAL, Duration::from_secs(5)).await;
+    if let Some(s) = late.as_mut() {
+        s.guess("correct horse");
+        s.hello("late");
+        let e = s.answer(Duration::from_secs(5)).await;
+        assert!(matches!(e, Some(Event::PeerLeft(ByeReason::TooManyAttempts))), "{e:?}");
+    }
+    // ...while another address is not affected.
+    let mut s = Session::open(target, NEIGHBOUR, Duration::from_secs(5)).await.expect("handshake from 127.0.0.2");
+    let exchange = s.guess("correct horse");
+    s.hello("neighbour");
+    let Some(Event::Control(ControlMessage::PasswordReply { reply, proof })) = s.answer(Duration::from_secs(5)).await
+    else {
+        panic!("no password reply for the neighbour");
+    };
+    let joiner_proof = exchange.finish(&reply, &proof).expect("the server knows the password");
+    s.conn.send_control(ControlMessage::PasswordProof(joiner_proof));
+    let e = s.answer(Duration::from_secs(5)).await;
+    assert!(matches!(e, Some(Event::Control(ControlMessage::Hello(_)))), "the neighbour is admitted: {e:?}");
+}
