@@ -157,6 +157,15 @@ pub struct WebArgs {
     #[arg(long, conflicts_with_all = ["http", "tls_cert", "tls_self_signed"])]
     pub no_http: bool,
 
+    /// Serve /metrics without the admin token (it tells who is present and when each
+    /// participant talks; by default a scraper sends 'Authorization: Bearer TOKEN').
+    #[arg(long)]
+    pub public_metrics: bool,
+
+    /// Label participants in /metrics with their names, not only their numbers.
+    #[arg(long)]
+    pub metrics_names: bool,
+
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -308,6 +317,14 @@ pub struct LoadtestArgs {
     /// time during the run.
     #[arg(long, value_name = "URL")]
     pub metrics: Option<String>,
+
+    /// With --metrics: a file holding the room's admin token, which /metrics asks for
+    /// unless the room runs with --public-metrics (or VIZ_ADMIN_TOKEN).
+    #[arg(long, value_name = "PATH", requires = "metrics")]
+    pub metrics_token_file: Option<PathBuf>,
+
+    #[arg(long, env = "VIZ_ADMIN_TOKEN", hide_env_values = true, hide = true)]
+    pub metrics_token: Option<String>,
 
     /// With --metrics: the server's process id, to report its CPU use (Linux).
     #[arg(long, value_name = "PID", requires = "metrics")]

@@ -375,6 +375,7 @@ fn run_room(sides: Sides, pass_through: bool, out_dir: &Path) -> Result<Run> {
         test_source: false,
         pass_through,
         http: None,
+        web: Default::default(),
         tls: viz_server::web::TlsMode::Off,
         stats_interval: Duration::from_secs(3600),
         duration: None,

@@ -136,6 +136,7 @@ pub async fn host(args: HostArgs) -> Result<()> {
             test_source: false,
             pass_through: true,
             http: Some(http),
+            web: viz_server::web::WebAccess::default(),
             stats_interval: Duration::from_secs(5),
             duration: cfg.duration,
             announce: true,
@@ -302,6 +303,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         test_source: args.test_source,
         pass_through: !args.no_pass_through,
         http: (!args.web.no_http).then_some(args.web.http),
+        web: viz_server::web::WebAccess {
+            public_metrics: args.web.public_metrics,
+            metrics_names: args.web.metrics_names,
+        },
         tls: web_tls(&args.web.tls, &state_dir_for_tls),
         stats_interval: Duration::from_secs(args.stats_interval.max(1)),
         duration,

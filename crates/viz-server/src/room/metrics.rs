@@ -37,6 +37,13 @@ struct ParticipantLabels {
     name: String,
 }
 
+/// Without `--metrics-names`: who is present and when each person talks is nobody's
+/// business but the room's, so participants are numbers.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ParticipantId {
+    id: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
@@ -59,8 +66,9 @@ fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// The snapshot in Prometheus text format.
-pub fn render(s: &Snapshot) -> String {
+/// The snapshot in Prometheus text format; participants' names are labels only with
+/// `names`.
+pub fn render(s: &Snapshot, names: bool) -> String {
     let mut r = Registry::with_prefix("viz_room");
     gauge(&mut r, "mix_cycle_mean_ms", "Mixer tick duration, mean over the last 5 s", s.mix.cycle_mean_ms);
     gauge(&mut r, "mix_cycle_p99_ms", "Mixer tick duration, 99th percentile over the last 5 s", s.mix.cycle_p99_ms);
@@ -102,11 +110,28 @@ pub fn render(s: &Snapshot) -> String {
         "Packets the recorder dropped because the disk fell behind",
         s.recorder_dropped,
     );
-    let loss = Family::<ParticipantLabels, FloatGauge>::default();
-    let jitter = Family::<ParticipantLabels, FloatGauge>::default();
-    let talking = Family::<ParticipantLabels, FloatGauge>::default();
-    for p in &s.participants {
-        let l = ParticipantLabels { id: p.id.to_string(), name: escape_label(&p.name) };
+    if names {
+        participant_families(&mut r, &s.participants, |p| ParticipantLabels {
+            id: p.id.to_string(),
+            name: escape_label(&p.name),
+        });
+    } else {
+        participant_families(&mut r, &s.participants, |p| ParticipantId { id: p.id.to_string() });
+    }
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+    out
+}
+
+fn participant_families<L>(r: &mut Registry, rows: &[ParticipantRow], labels: impl Fn(&ParticipantRow) -> L)
+where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+{
+    let loss = Family::<L, FloatGauge>::default();
+    let jitter = Family::<L, FloatGauge>::default();
+    let talking = Family::<L, FloatGauge>::default();
+    for p in rows {
+        let l = labels(p);
         loss.get_or_create(&l).set(p.loss);
         jitter.get_or_create(&l).set(p.jitter_ms);
         talking.get_or_create(&l).set(if p.talking { 1.0 } else { 0.0 });
@@ -114,9 +139,6 @@ pub fn render(s: &Snapshot) -> String {
     r.register("participant_loss_ratio", "Fraction of the participant's packets lost on the way in", loss);
     r.register("participant_jitter_ms", "Interarrival jitter of the participant's packets", jitter);
     r.register("participant_talking", "1 while the participant is heard", talking);
-    let mut out = String::new();
-    let _ = prometheus_client::encoding::text::encode(&mut out, &r);
-    out
 }
 
 #[cfg(test)]
@@ -136,7 +158,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let text = render(&snap);
+        let text = render(&snap, true);
         assert!(text.contains("viz_room_mix_cycle_p99_ms 1.25"), "{text}");
         assert!(text.contains("viz_room_active_sources 2.0"), "{text}");
         // Running totals are counters, not gauges.
@@ -146,5 +168,9 @@ mod tests {
         assert!(!text.lines().any(|l| l.starts_with("viz_room_media_packets_in ")), "{text}");
         assert!(text.contains(r#"viz_room_participant_loss_ratio{id="100",name="alice \"a\""} 0.02"#), "{text}");
         assert!(text.ends_with("# EOF\n"));
+        // Without names the participant is a number only.
+        let text = render(&snap, false);
+        assert!(text.contains(r#"viz_room_participant_talking{id="100"} 1.0"#), "{text}");
+        assert!(!text.contains("alice"), "{text}");
     }
 }

@@ -71,6 +71,8 @@ pub struct RoomConfig {
     pub pass_through: bool,
     /// The web page, REST API and metrics.
     pub http: Option<SocketAddr>,
+    /// What the HTTP port gives out, and to whom.
+    pub web: web::WebAccess,
     pub tls: TlsMode,
     pub stats_interval: Duration,
     pub duration: Option<Duration>,
@@ -256,7 +258,7 @@ pub async fn run_with_local(
     let (web_tx, mut web_rx) = mpsc::channel(web::EVENT_QUEUE);
     let http = match cfg.http {
         Some(addr) => {
-            let state = web::WebState::new(web_tx, snapshot.clone(), cfg.admin_token.clone());
+            let state = web::WebState::new(web_tx, snapshot.clone(), cfg.admin_token.clone(), cfg.web.clone());
             Some(web::serve(addr, &cfg.tls, state).await?)
         }
         None => None,

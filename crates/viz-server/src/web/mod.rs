@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
@@ -44,16 +44,32 @@ pub struct WebState {
     /// Bad admin tokens per address, like the native admin channel's.
     limiter: Arc<Mutex<FailureLimiter>>,
     next_conn: Arc<AtomicU64>,
+    access: Arc<WebAccess>,
+}
+
+/// What the HTTP port gives out beyond the page, and to whom.
+#[derive(Debug, Clone, Default)]
+pub struct WebAccess {
+    /// `/metrics` without the admin token (`--public-metrics`).
+    pub public_metrics: bool,
+    /// Participants' names as metric labels (`--metrics-names`); numbers otherwise.
+    pub metrics_names: bool,
 }
 
 impl WebState {
-    pub fn new(events: mpsc::Sender<WebEvent>, snapshot: Arc<Mutex<Snapshot>>, admin_token: Zeroizing<String>) -> Self {
+    pub fn new(
+        events: mpsc::Sender<WebEvent>,
+        snapshot: Arc<Mutex<Snapshot>>,
+        admin_token: Zeroizing<String>,
+        access: WebAccess,
+    ) -> Self {
         Self {
             events,
             snapshot,
             admin_token: Arc::new(admin_token),
             limiter: Arc::new(Mutex::new(FailureLimiter::default())),
             next_conn: Arc::new(AtomicU64::new(1)),
+            access: Arc::new(access),
         }
     }
 }
@@ -78,9 +94,17 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
-async fn metrics_text(State(s): State<WebState>) -> impl IntoResponse {
+/// Prometheus figures; they tell who is in the room and when each talks, so they need
+/// the admin token (a scraper's `authorization` setting) unless `--public-metrics`.
+async fn metrics_text(admin: Result<api::Admin, api::ApiError>, State(s): State<WebState>) -> Response {
+    if !s.access.public_metrics
+        && let Err(refused) = admin
+    {
+        return refused.into_response();
+    }
     let snap = s.snapshot.lock().map(|g| g.clone()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(&snap))
+    let text = metrics::render(&snap, s.access.metrics_names);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 /// Binds `addr` and serves in the background; errors (port taken, bad certificate)

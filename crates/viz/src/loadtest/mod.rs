@@ -27,6 +27,7 @@ use viz_proto::password::JoinerPassword;
 use viz_proto::{
     ControlMessage, Event, HostKeyPolicy, Initiator, Keypair, MAX_DATAGRAM, MediaFrame, Received, SessionConfig,
 };
+use zeroize::Zeroizing;
 
 use crate::cli::LoadtestArgs;
 
@@ -418,8 +419,21 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
             ),
         }
     }
-    let server =
-        args.metrics.clone().map(|url| tokio::spawn(rtp::watch_server(url, epoch + ramp, stop_at, args.server_pid)));
+    let metrics_token = match &args.metrics_token_file {
+        Some(path) => Some(crate::cli::read_secret_line(path, "admin token")?),
+        None => args.metrics_token.clone().map(Zeroizing::new),
+    };
+    if let Some(url) = &args.metrics {
+        // A room that refuses (no token, wrong token) or a wrong URL is said at once, not
+        // found out as an empty report at the end.
+        rtp::fetch(url, metrics_token.as_deref().map(String::as_str))
+            .await
+            .with_context(|| format!("reading {url} (a room asks for its admin token: --metrics-token-file)"))?;
+    }
+    let server = args
+        .metrics
+        .clone()
+        .map(|url| tokio::spawn(rtp::watch_server(url, metrics_token, epoch + ramp, stop_at, args.server_pid)));
     let mut tasks = Vec::with_capacity(args.clients + args.listeners);
     let mut listeners_recording = 0;
     for i in 0..args.clients {

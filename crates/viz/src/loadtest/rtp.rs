@@ -20,6 +20,7 @@ use tokio::net::UdpSocket;
 use viz_proto::rtcp;
 use viz_proto::rtp::RtpHeader;
 use viz_server::room::rtp_out::sender_report;
+use zeroize::Zeroizing;
 
 use super::{ClientResult, ClientSpec, Voice};
 
@@ -134,10 +135,16 @@ fn gauge(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }
 
-async fn fetch(url: &str) -> Result<String> {
-    let url = url.to_owned();
+/// GET `url` with the admin token if there is one; a refusal (wrong or missing token)
+/// is an error, not a reading to skip.
+pub(super) async fn fetch(url: &str, token: Option<&str>) -> Result<String> {
+    let (url, auth) = (url.to_owned(), token.map(|t| format!("Bearer {t}")));
     tokio::task::spawn_blocking(move || -> Result<String> {
-        let mut resp = ureq::get(&url).call().with_context(|| format!("GET {url}"))?;
+        let mut req = ureq::get(&url);
+        if let Some(a) = &auth {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().with_context(|| format!("GET {url}"))?;
         Ok(resp.body_mut().read_to_string()?)
     })
     .await?
@@ -163,7 +170,13 @@ pub fn process_cpu_seconds(_pid: u32) -> Option<f64> {
 }
 
 /// Polls `/metrics` every 5 s from `from` to `until`.
-pub(super) async fn watch_server(url: String, from: Instant, until: Instant, pid: Option<u32>) -> ServerFigures {
+pub(super) async fn watch_server(
+    url: String,
+    token: Option<Zeroizing<String>>,
+    from: Instant,
+    until: Instant,
+    pid: Option<u32>,
+) -> ServerFigures {
     let mut f = ServerFigures::default();
     tokio::time::sleep_until(from.into()).await;
     let cpu_start = pid.and_then(process_cpu_seconds).map(|c| (c, Instant::now()));
@@ -171,7 +184,7 @@ pub(super) async fn watch_server(url: String, from: Instant, until: Instant, pid
     while next <= until {
         tokio::time::sleep_until(next.into()).await;
         next += Duration::from_secs(5);
-        let Ok(text) = fetch(&url).await else { continue };
+        let Ok(text) = fetch(&url, token.as_deref().map(String::as_str)).await else { continue };
         let (Some(mean), Some(p99), Some(max)) = (
             gauge(&text, "viz_room_mix_cycle_mean_ms"),
             gauge(&text, "viz_room_mix_cycle_p99_ms"),

@@ -448,6 +448,7 @@ fn rtp_load_test_reports_the_servers_mix_cycle() {
     let server = serve(&dir.path().join("server"), &["--rtp-port", "0", "--rtp-open"]);
     let target = format!("127.0.0.1:{}", server.rtp_port.unwrap());
     let metrics = format!("{}/metrics", server.web);
+    let token = server.dir.join("admin-token");
     let pid = server.proc.child.id().to_string();
     let mut load = viz(
         &dir.path().join("load"),
@@ -466,6 +467,8 @@ fn rtp_load_test_reports_the_servers_mix_cycle() {
             "11",
             "--metrics",
             &metrics,
+            "--metrics-token-file",
+            token.to_str().unwrap(),
             "--server-pid",
             &pid,
             "--json",

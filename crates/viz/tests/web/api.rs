@@ -111,11 +111,15 @@ fn rest_api_endpoints_and_their_errors() {
     assert_eq!(history.last().unwrap()["participants"], 1, "{stats}");
     let (st, _) = api_call(&server, "GET", "/api/stats", None, None);
     assert_eq!(st, 401);
-    let (st, metrics) = api_call(&server, "GET", "/metrics", None, None);
+    // Metrics tell who is present and talking: the admin token, and numbers, not names.
+    let (st, _) = api_call(&server, "GET", "/metrics", None, None);
+    assert_eq!(st, 401);
+    let (st, metrics) = api_call(&server, "GET", "/metrics", None, T);
     assert_eq!(st, 200);
     let text = metrics.as_str().unwrap();
     assert!(text.contains("viz_room_participants 1"), "{text}");
-    assert!(text.contains(r#"name="Natalie""#), "{text}");
+    assert!(text.contains("viz_room_participant_talking{id="), "{text}");
+    assert!(!text.contains("Natalie"), "{text}");
 
     // Unknown endpoint.
     let (st, resp) = api_call(&server, "GET", "/api/nothing-here", None, T);
