@@ -201,7 +201,10 @@ impl<'a> Host<'a> {
     async fn on_datagram(&mut self, path: Path, at: Instant, data: &[u8]) {
         match self.endpoint.handle_datagram(at, path, data, &mut self.plain, &mut self.reply) {
             Input::Reply(n) => self.listener.send(path, &self.reply[..n]).await,
-            Input::Accepted(id) => self.on_accepted(id, path, at),
+            Input::Accepted(id) => {
+                self.listener.authenticated(path);
+                self.on_accepted(id, path, at);
+            }
             Input::Media(id, m) => {
                 if self.call.as_ref().is_some_and(|c| c.id == id) {
                     self.engine.deliver(at, OwnedMedia::from_frame(&m));
@@ -297,6 +300,7 @@ impl<'a> Host<'a> {
                 if self.in_call(id) {
                     self.end_call(now, stats);
                 }
+                self.listener.close(path);
                 self.endpoint.remove(id);
             }
         }

@@ -3,14 +3,16 @@
 //! Datagrams from both arrive on one channel with their return [`Path`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use viz_proto::MAX_DATAGRAM;
 
 /// Where a reply goes.
@@ -37,13 +39,20 @@ pub fn canonical(a: SocketAddr) -> SocketAddr {
 /// What the WebSocket side reports to the main loop.
 #[derive(Debug)]
 pub enum WsEvent {
-    Open { id: u64, peer: SocketAddr, outgoing: mpsc::Sender<Vec<u8>> },
+    Open { id: u64, peer: SocketAddr, outgoing: mpsc::Sender<Vec<u8>>, authenticated: Arc<AtomicBool> },
     Datagram { id: u64, at: Instant, data: Vec<u8> },
     Closed { id: u64 },
 }
 
 /// How long a TCP client may take to complete the WebSocket upgrade.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an upgraded connection may go without carrying an authenticated session
+/// (a completed handshake): silent or stalled connections are closed after this.
+pub const AUTH_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections from one address not yet carrying an authenticated session. A joiner
+/// needs one for a few round trips; a flood of idle ones from one address stops here
+/// instead of filling [`MAX_TCP_CONNECTIONS`] for everyone.
+pub const MAX_UNAUTHENTICATED_PER_ADDRESS: usize = 32;
 /// Outgoing datagrams queued per WebSocket before new ones are dropped.
 const WS_SEND_QUEUE: usize = 256;
 /// TCP connections (upgrading or open) at once; more are closed at accept, so a flood
@@ -54,8 +63,16 @@ pub struct Listener {
     pub udp: Arc<UdpSocket>,
     pub local: SocketAddr,
     pub ws_events: mpsc::Receiver<WsEvent>,
-    ws_senders: HashMap<u64, (SocketAddr, mpsc::Sender<Vec<u8>>)>,
+    ws_senders: HashMap<u64, WsConnection>,
     acceptor: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// An open WebSocket as the main loop sees it.
+struct WsConnection {
+    peer: SocketAddr,
+    outgoing: mpsc::Sender<Vec<u8>>,
+    /// Set once a session on it is authenticated; until then [`AUTH_DEADLINE`] runs.
+    authenticated: Arc<AtomicBool>,
 }
 
 impl Drop for Listener {
@@ -126,8 +143,9 @@ impl Listener {
     /// Registers or forgets WebSocket connections as their events arrive.
     pub fn track(&mut self, event: &WsEvent) {
         match event {
-            WsEvent::Open { id, peer, outgoing } => {
-                self.ws_senders.insert(*id, (*peer, outgoing.clone()));
+            WsEvent::Open { id, peer, outgoing, authenticated } => {
+                let conn = WsConnection { peer: *peer, outgoing: outgoing.clone(), authenticated: authenticated.clone() };
+                self.ws_senders.insert(*id, conn);
             }
             WsEvent::Closed { id } => {
                 self.ws_senders.remove(id);
@@ -149,7 +167,25 @@ impl Listener {
     pub fn peer_addr(&self, path: Path) -> Option<SocketAddr> {
         match path {
             Path::Udp(a) => Some(a),
-            Path::Ws(id) => self.ws_senders.get(&id).map(|(a, _)| *a),
+            Path::Ws(id) => self.ws_senders.get(&id).map(|c| c.peer),
+        }
+    }
+
+    /// A session on `path` completed its handshake: a WebSocket stays open from now on
+    /// for as long as the session lasts.
+    pub fn authenticated(&self, path: Path) {
+        if let Path::Ws(id) = path
+            && let Some(c) = self.ws_senders.get(&id)
+        {
+            c.authenticated.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The session on `path` is over: a WebSocket closes once what is queued for it
+    /// (the goodbye) is sent. A UDP path has nothing to close.
+    pub fn close(&mut self, path: Path) {
+        if let Path::Ws(id) = path {
+            self.ws_senders.remove(&id);
         }
     }
 
@@ -163,27 +199,70 @@ impl Listener {
                 }
             }
             Path::Ws(id) => {
-                if let Some((_, tx)) = self.ws_senders.get(&id) {
-                    let _ = tx.try_send(data.to_vec());
+                if let Some(c) = self.ws_senders.get(&id) {
+                    let _ = c.outgoing.try_send(data.to_vec());
                 }
             }
         }
     }
 }
 
-/// Counts a live TCP connection for as long as it exists.
-struct ConnectionCount(Arc<std::sync::atomic::AtomicUsize>);
+/// Live TCP connections: all of them, and those not yet authenticated per address.
+#[derive(Default)]
+struct Connections {
+    live: usize,
+    unauthenticated: HashMap<IpAddr, usize>,
+}
 
-impl ConnectionCount {
-    fn new(live: Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self(live)
+/// One connection's place in [`Connections`], given back when it is dropped.
+struct ConnectionSlot {
+    table: Arc<Mutex<Connections>>,
+    ip: IpAddr,
+    /// Still counted among its address's unauthenticated connections.
+    pending: bool,
+}
+
+impl ConnectionSlot {
+    /// A slot for a new connection from `ip`, or why there is none.
+    fn take(table: &Arc<Mutex<Connections>>, ip: IpAddr) -> Result<Self, &'static str> {
+        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+        if t.live >= MAX_TCP_CONNECTIONS {
+            return Err("too many TCP connections");
+        }
+        let pending = t.unauthenticated.entry(ip).or_default();
+        if *pending >= MAX_UNAUTHENTICATED_PER_ADDRESS {
+            return Err("too many connections from this address that have not authenticated");
+        }
+        *pending += 1;
+        t.live += 1;
+        Ok(Self { table: table.clone(), ip, pending: true })
+    }
+
+    /// The connection carries an authenticated session: its address may open others.
+    fn authenticated(&mut self) {
+        if std::mem::take(&mut self.pending) {
+            let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            release(&mut t.unauthenticated, self.ip);
+        }
     }
 }
 
-impl Drop for ConnectionCount {
+impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        t.live -= 1;
+        if self.pending {
+            release(&mut t.unauthenticated, self.ip);
+        }
+    }
+}
+
+fn release(counts: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
+    if let Some(n) = counts.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&ip);
+        }
     }
 }
 
@@ -194,7 +273,7 @@ fn is_no_ipv6(e: &std::io::Error) -> bool {
 
 async fn accept_loop(tcp: TcpListener, events: mpsc::Sender<WsEvent>) {
     let mut next_id = 1u64;
-    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let table = Arc::new(Mutex::new(Connections::default()));
     loop {
         let (stream, peer) = match tcp.accept().await {
             Ok(x) => x,
@@ -204,59 +283,88 @@ async fn accept_loop(tcp: TcpListener, events: mpsc::Sender<WsEvent>) {
                 continue;
             }
         };
-        if live.load(std::sync::atomic::Ordering::Relaxed) >= MAX_TCP_CONNECTIONS {
-            tracing::warn!(%peer, "too many TCP connections; refusing");
-            continue;
-        }
+        let slot = match ConnectionSlot::take(&table, peer.ip().to_canonical()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!(%peer, "refused: {why}");
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let id = next_id;
         next_id += 1;
-        let events = events.clone();
-        let guard = ConnectionCount::new(live.clone());
-        tokio::spawn(async move {
-            let _guard = guard;
-            let ws = match tokio::time::timeout(UPGRADE_TIMEOUT, tokio_tungstenite::accept_async(stream)).await {
-                Ok(Ok(ws)) => ws,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "not a WebSocket upgrade: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "WebSocket upgrade timed out");
-                    return;
-                }
-            };
-            tracing::debug!(%peer, id, "websocket open");
-            let (mut sink, mut stream) = ws.split();
-            let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(WS_SEND_QUEUE);
-            if events.send(WsEvent::Open { id, peer, outgoing: out_tx }).await.is_err() {
-                return;
-            }
-            loop {
-                tokio::select! {
-                    msg = stream.next() => match msg {
-                        Some(Ok(Message::Binary(data))) => {
-                            if data.len() <= MAX_DATAGRAM
-                                && events.send(WsEvent::Datagram { id, at: Instant::now(), data: data.to_vec() }).await.is_err()
-                            {
-                                break;
-                            }
-                        }
-                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                        Some(Ok(_)) => {}
-                    },
-                    out = out_rx.recv() => match out {
-                        Some(data) => {
-                            if sink.send(Message::Binary(data.into())).await.is_err() {
-                                break;
-                            }
-                        }
-                        None => break,
-                    },
-                }
-            }
-            let _ = sink.close().await;
-            let _ = events.send(WsEvent::Closed { id }).await;
-        });
+        tokio::spawn(serve_connection(stream, peer, id, slot, events.clone()));
     }
+}
+
+/// One native WebSocket: each binary message is one datagram, at most
+/// [`MAX_DATAGRAM`] long (the library's default would buffer 64 MiB per message).
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    mut slot: ConnectionSlot,
+    events: mpsc::Sender<WsEvent>,
+) {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_DATAGRAM))
+        .max_frame_size(Some(MAX_DATAGRAM))
+        .read_buffer_size(MAX_DATAGRAM * 2);
+    let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+    let ws = match tokio::time::timeout(UPGRADE_TIMEOUT, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "not a WebSocket upgrade: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "WebSocket upgrade timed out");
+            return;
+        }
+    };
+    tracing::debug!(%peer, id, "websocket open");
+    let (mut sink, mut stream) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(WS_SEND_QUEUE);
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let open = WsEvent::Open { id, peer, outgoing: out_tx, authenticated: authenticated.clone() };
+    if events.send(open).await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::sleep(AUTH_DEADLINE);
+    tokio::pin!(deadline);
+    let mut waiting_for_auth = true;
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Binary(data))) => {
+                    if events.send(WsEvent::Datagram { id, at: Instant::now(), data: data.to_vec() }).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+            out = out_rx.recv() => match out {
+                Some(data) => {
+                    if sink.send(Message::Binary(data.into())).await.is_err() {
+                        break;
+                    }
+                }
+                None => break, // the session is over and its goodbye sent
+            },
+            () = &mut deadline, if waiting_for_auth => {
+                if !authenticated.load(Ordering::Relaxed) {
+                    tracing::debug!(%peer, id, "websocket closed: no authenticated session within {} s", AUTH_DEADLINE.as_secs());
+                    break;
+                }
+                waiting_for_auth = false;
+            }
+        }
+        if waiting_for_auth && authenticated.load(Ordering::Relaxed) {
+            waiting_for_auth = false;
+            slot.authenticated();
+        }
+    }
+    let _ = sink.close().await;
+    let _ = events.send(WsEvent::Closed { id }).await;
 }

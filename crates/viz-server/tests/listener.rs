@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
-use viz_server::listener::{Listener, Path, WsEvent};
+use viz_server::listener::{AUTH_DEADLINE, Listener, Path, WsEvent};
 
 async fn next_event(l: &mut Listener) -> WsEvent {
     let ev = tokio::time::timeout(Duration::from_secs(5), l.ws_events.recv()).await.expect("no event").expect("closed");
@@ -42,8 +42,7 @@ async fn udp_and_websocket_on_one_port() {
             other => panic!("{other:?}"),
         }
     }
-    // Oversized messages and text frames are not datagrams.
-    ws.send(Message::Binary(vec![0u8; 1453].into())).await.unwrap();
+    // Text frames are not datagrams.
     ws.send(Message::Text("hello".into())).await.unwrap();
     ws.send(Message::Binary(vec![9u8; 3].into())).await.unwrap();
     match next_event(&mut l).await {
@@ -57,6 +56,39 @@ async fn udp_and_websocket_on_one_port() {
     ws.close(None).await.unwrap();
     assert!(matches!(next_event(&mut l).await, WsEvent::Closed { id: c } if c == id));
     assert!(l.peer_addr(Path::Ws(id)).is_none());
+
+    // A message longer than a datagram is no native client's: the connection closes
+    // (rather than the library buffering up to its default 64 MiB).
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/")).await.unwrap();
+    let WsEvent::Open { id, .. } = next_event(&mut l).await else { panic!("expected open") };
+    ws.send(Message::Binary(vec![0u8; 1453].into())).await.unwrap();
+    assert!(matches!(next_event(&mut l).await, WsEvent::Closed { id: c } if c == id));
+}
+
+/// An upgraded connection that carries no authenticated session is closed after
+/// [`AUTH_DEADLINE`]; one the room marks as authenticated stays, and closes when the
+/// room says its session is over.
+#[tokio::test]
+async fn a_websocket_must_authenticate_in_time_and_closes_with_its_session() {
+    let mut l = Listener::bind("127.0.0.1:0".parse().unwrap(), true).await.unwrap();
+    let port = l.local.port();
+    let (_silent, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/")).await.unwrap();
+    let WsEvent::Open { id: silent, .. } = next_event(&mut l).await else { panic!("expected open") };
+    let (mut joiner, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/")).await.unwrap();
+    let WsEvent::Open { id: joined, .. } = next_event(&mut l).await else { panic!("expected open") };
+    l.authenticated(Path::Ws(joined));
+    tokio::time::sleep(AUTH_DEADLINE + Duration::from_secs(1)).await;
+    let ev = next_event(&mut l).await;
+    assert!(matches!(ev, WsEvent::Closed { id } if id == silent), "{ev:?}");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), l.ws_events.recv()).await.is_err(),
+        "the authenticated connection was closed too"
+    );
+    l.send(Path::Ws(joined), b"bye").await;
+    l.close(Path::Ws(joined));
+    let got = joiner.next().await.unwrap().unwrap();
+    assert_eq!(got, Message::Binary(b"bye".to_vec().into()), "what was queued is sent before the close");
+    assert!(matches!(next_event(&mut l).await, WsEvent::Closed { id } if id == joined));
 }
 
 #[tokio::test]

@@ -506,6 +506,7 @@ impl<'a> Room<'a> {
                 self.listener.send(path, &self.reply[..n]).await;
             }
             Input::Accepted(id) => {
+                self.listener.authenticated(path);
                 self.on_accepted(id, path, at);
                 self.dirty.push(id);
             }
@@ -658,11 +659,19 @@ impl<'a> Room<'a> {
             self.listener.send(path, &self.out[..n]).await;
         }
         if session.is_closed() {
-            self.endpoint.remove(id);
+            self.drop_session(id);
             if let Some(m) = self.members.remove(&id) {
                 self.forget(m, ByeReason::Leaving);
             }
         }
+    }
+
+    /// Forgets a finished session; a WebSocket that carried it closes.
+    fn drop_session(&mut self, id: u32) {
+        if let Some(path) = self.endpoint.path(id) {
+            self.listener.close(path);
+        }
+        self.endpoint.remove(id);
     }
 
     fn on_event(&mut self, id: u32, event: Event, now: Instant) {
@@ -678,7 +687,7 @@ impl<'a> Room<'a> {
                     tracing::info!(name = %m.name, "participant timed out");
                     self.forget(m, ByeReason::Other(0xff));
                 }
-                self.endpoint.remove(id);
+                self.drop_session(id);
             }
             Event::Closed => {}
         }

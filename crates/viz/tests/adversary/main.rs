@@ -8,3 +8,4 @@ mod common;
 mod api;
 mod native;
 mod password;
+mod tcp;
