@@ -3,9 +3,9 @@
 //! Datagrams from both arrive on one channel with their return [`Path`].
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use viz_proto::MAX_DATAGRAM;
+
+use crate::limits::{ConnectionSlot, ConnectionTable};
 
 /// Where a reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,7 +146,8 @@ impl Listener {
     pub fn track(&mut self, event: &WsEvent) {
         match event {
             WsEvent::Open { id, peer, outgoing, authenticated } => {
-                let conn = WsConnection { peer: *peer, outgoing: outgoing.clone(), authenticated: authenticated.clone() };
+                let conn =
+                    WsConnection { peer: *peer, outgoing: outgoing.clone(), authenticated: authenticated.clone() };
                 self.ws_senders.insert(*id, conn);
             }
             WsEvent::Closed { id } => {
@@ -207,65 +210,6 @@ impl Listener {
     }
 }
 
-/// Live TCP connections: all of them, and those not yet authenticated per address.
-#[derive(Default)]
-struct Connections {
-    live: usize,
-    unauthenticated: HashMap<IpAddr, usize>,
-}
-
-/// One connection's place in [`Connections`], given back when it is dropped.
-struct ConnectionSlot {
-    table: Arc<Mutex<Connections>>,
-    ip: IpAddr,
-    /// Still counted among its address's unauthenticated connections.
-    pending: bool,
-}
-
-impl ConnectionSlot {
-    /// A slot for a new connection from `ip`, or why there is none.
-    fn take(table: &Arc<Mutex<Connections>>, ip: IpAddr) -> Result<Self, &'static str> {
-        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
-        if t.live >= MAX_TCP_CONNECTIONS {
-            return Err("too many TCP connections");
-        }
-        let pending = t.unauthenticated.entry(ip).or_default();
-        if *pending >= MAX_UNAUTHENTICATED_PER_ADDRESS {
-            return Err("too many connections from this address that have not authenticated");
-        }
-        *pending += 1;
-        t.live += 1;
-        Ok(Self { table: table.clone(), ip, pending: true })
-    }
-
-    /// The connection carries an authenticated session: its address may open others.
-    fn authenticated(&mut self) {
-        if std::mem::take(&mut self.pending) {
-            let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-            release(&mut t.unauthenticated, self.ip);
-        }
-    }
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        t.live -= 1;
-        if self.pending {
-            release(&mut t.unauthenticated, self.ip);
-        }
-    }
-}
-
-fn release(counts: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
-    if let Some(n) = counts.get_mut(&ip) {
-        *n -= 1;
-        if *n == 0 {
-            counts.remove(&ip);
-        }
-    }
-}
-
 /// EAFNOSUPPORT: the kernel has no IPv6.
 fn is_no_ipv6(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(97)
@@ -273,7 +217,7 @@ fn is_no_ipv6(e: &std::io::Error) -> bool {
 
 async fn accept_loop(tcp: TcpListener, events: mpsc::Sender<WsEvent>) {
     let mut next_id = 1u64;
-    let table = Arc::new(Mutex::new(Connections::default()));
+    let table = ConnectionTable::new(MAX_TCP_CONNECTIONS, MAX_UNAUTHENTICATED_PER_ADDRESS, false);
     loop {
         let (stream, peer) = match tcp.accept().await {
             Ok(x) => x,
@@ -283,7 +227,7 @@ async fn accept_loop(tcp: TcpListener, events: mpsc::Sender<WsEvent>) {
                 continue;
             }
         };
-        let slot = match ConnectionSlot::take(&table, peer.ip().to_canonical()) {
+        let slot = match ConnectionSlot::take(&table, peer.ip()) {
             Ok(slot) => slot,
             Err(why) => {
                 tracing::debug!(%peer, "refused: {why}");
@@ -362,7 +306,7 @@ async fn serve_connection(
         }
         if waiting_for_auth && authenticated.load(Ordering::Relaxed) {
             waiting_for_auth = false;
-            slot.authenticated();
+            slot.vouched_for();
         }
     }
     let _ = sink.close().await;

@@ -166,6 +166,13 @@ pub struct WebArgs {
     #[arg(long)]
     pub metrics_names: bool,
 
+    /// A tunnel or reverse proxy on this machine (cloudflared, ngrok, nginx) forwards
+    /// the web port: take each visitor's address from X-Forwarded-For or
+    /// CF-Connecting-IP for limits and display. Without it every tunnelled visitor is
+    /// 127.0.0.1 and shares one address's limits.
+    #[arg(long)]
+    pub trust_proxy: bool,
+
     #[command(flatten)]
     pub tls: TlsArgs,
 }

@@ -96,6 +96,8 @@ fn report_engine(engine: EngineHandle, console: Console) -> Result<()> {
 }
 
 pub async fn host(args: HostArgs) -> Result<()> {
+    let descriptors = viz_server::limits::raise_descriptor_limit();
+    tracing::debug!(?descriptors, "open descriptor limit");
     if args.http.is_none() && (args.tls.tls_cert.is_some() || args.tls.tls_self_signed) {
         anyhow::bail!("--tls-cert and --tls-self-signed are for the web page: add --http");
     }
@@ -241,6 +243,8 @@ pub fn devices() -> Result<()> {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
+    let descriptors = viz_server::limits::raise_descriptor_limit();
+    tracing::debug!(?descriptors, "open descriptor limit");
     let identity = match &args.identity {
         Some(p) => p.clone(),
         None => store::default_identity_path()?,
@@ -306,6 +310,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         web: viz_server::web::WebAccess {
             public_metrics: args.web.public_metrics,
             metrics_names: args.web.metrics_names,
+            trust_proxy: args.web.trust_proxy,
         },
         tls: web_tls(&args.web.tls, &state_dir_for_tls),
         stats_interval: Duration::from_secs(args.stats_interval.max(1)),

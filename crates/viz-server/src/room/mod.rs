@@ -259,7 +259,7 @@ pub async fn run_with_local(
     let http = match cfg.http {
         Some(addr) => {
             let state = web::WebState::new(web_tx, snapshot.clone(), cfg.admin_token.clone(), cfg.web.clone());
-            Some(web::serve(addr, &cfg.tls, state).await?)
+            Some(web::serve(addr, &cfg.tls, state, cfg.web.trust_proxy).await?)
         }
         None => None,
     };

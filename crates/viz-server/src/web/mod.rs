@@ -21,12 +21,14 @@ use zeroize::Zeroizing;
 pub mod api;
 mod api_rtp;
 pub mod assets;
+pub mod conn;
 pub mod messages;
 pub mod tls;
 mod ws;
 
 pub use tls::TlsMode;
 
+use crate::limits::ConnectionTable;
 use crate::room::RoomError;
 use crate::room::metrics::{self, Snapshot};
 use crate::room::ratelimit::FailureLimiter;
@@ -54,6 +56,10 @@ pub struct WebAccess {
     pub public_metrics: bool,
     /// Participants' names as metric labels (`--metrics-names`); numbers otherwise.
     pub metrics_names: bool,
+    /// A tunnel or reverse proxy on this machine forwards visitors (`--trust-proxy`):
+    /// their address is the one it names in `X-Forwarded-For` or `CF-Connecting-IP`,
+    /// and loopback connections are limited only in total.
+    pub trust_proxy: bool,
 }
 
 impl WebState {
@@ -107,9 +113,16 @@ async fn metrics_text(admin: Result<api::Admin, api::ApiError>, State(s): State<
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
+/// Request headers within [`conn::HEADER_TIMEOUT`] (hyper has the timer, but only
+/// uses it when given a clock).
+fn with_header_timeout(builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(conn::HEADER_TIMEOUT);
+}
+
 /// Binds `addr` and serves in the background; errors (port taken, bad certificate)
-/// come back before anything is served.
-pub async fn serve(addr: SocketAddr, tls: &TlsMode, state: WebState) -> Result<Served, RoomError> {
+/// come back before anything is served. With `trust_proxy`, connections from loopback
+/// are a local tunnel's on behalf of many visitors, limited only in total.
+pub async fn serve(addr: SocketAddr, tls: &TlsMode, state: WebState, trust_proxy: bool) -> Result<Served, RoomError> {
     let http_err = |e: std::io::Error| RoomError::Http { addr, reason: e.to_string() };
     let loaded = tls::load(tls)?;
     let listener = std::net::TcpListener::bind(addr).map_err(http_err)?;
@@ -124,10 +137,15 @@ pub async fn serve(addr: SocketAddr, tls: &TlsMode, state: WebState) -> Result<S
         (true, false) => format!("localhost:{}", bound.port()),
         (false, _) => bound.to_string(),
     };
+    let table = ConnectionTable::new(conn::MAX_CONNECTIONS, conn::MAX_PER_ADDRESS, trust_proxy);
     let served = match loaded {
         Some(l) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(l.config);
-            let server = axum_server::from_tcp_rustls(listener, config).map_err(http_err)?;
+            let tls =
+                axum_server::tls_rustls::RustlsAcceptor::new(config).handshake_timeout(conn::TLS_HANDSHAKE_TIMEOUT);
+            let mut server =
+                axum_server::from_tcp(listener).map_err(http_err)?.acceptor(conn::LimitedAcceptor::new(tls, table));
+            with_header_timeout(server.http_builder());
             tokio::spawn(async move {
                 if let Err(e) = server.serve(app).await {
                     tracing::error!("HTTPS server stopped: {e}");
@@ -141,9 +159,12 @@ pub async fn serve(addr: SocketAddr, tls: &TlsMode, state: WebState) -> Result<S
             }
         }
         None => {
-            let listener = tokio::net::TcpListener::from_std(listener).map_err(http_err)?;
+            let mut server = axum_server::from_tcp(listener)
+                .map_err(http_err)?
+                .acceptor(conn::LimitedAcceptor::new(axum_server::accept::DefaultAcceptor, table));
+            with_header_timeout(server.http_builder());
             tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
+                if let Err(e) = server.serve(app).await {
                     tracing::error!("HTTP server stopped: {e}");
                 }
             });

@@ -46,7 +46,8 @@ async fn closed_within(ws: &mut Ws, timeout: Duration) -> bool {
 
 fn join_over_websocket(dir: &std::path::Path, join: &str) -> (std::process::ExitStatus, String) {
     let ws = join.replace("viz://", "ws://");
-    let mut p = viz(dir, &["join", &ws, "--name", "real", "--input", "tone:440", "--output", "null", "--duration", "2"]);
+    let mut p =
+        viz(dir, &["join", &ws, "--name", "real", "--input", "tone:440", "--output", "null", "--duration", "2"]);
     p.finish(Duration::from_secs(20))
 }
 
@@ -75,7 +76,11 @@ async fn idle_websockets_from_one_address_neither_lock_out_joiners_nor_stay() {
 
     let began = Instant::now();
     for ws in &mut idle {
-        assert!(closed_within(ws, Duration::from_secs(15)).await, "an idle WebSocket still open after {:?}", began.elapsed());
+        assert!(
+            closed_within(ws, Duration::from_secs(15)).await,
+            "an idle WebSocket still open after {:?}",
+            began.elapsed()
+        );
     }
     println!("the idle ones were closed within {:.1} s", began.elapsed().as_secs_f64());
 }
