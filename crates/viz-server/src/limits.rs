@@ -118,6 +118,7 @@ pub fn raise_descriptor_limit() -> Option<u64> {
             lim.rlim_cur = wanted;
         }
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 here, not on every Unix
     Some(lim.rlim_cur as u64)
 }
 
@@ -148,7 +149,7 @@ mod tests {
         assert_eq!(table.total(), 2);
         drop(a2);
         assert_eq!(table.total(), 1);
-        assert!(table.counts().per_address.get(&a).is_none(), "no empty entries stay");
+        assert!(!table.counts().per_address.contains_key(&a), "no empty entries stay");
     }
 
     #[test]

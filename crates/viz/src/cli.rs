@@ -173,6 +173,12 @@ pub struct WebArgs {
     #[arg(long)]
     pub trust_proxy: bool,
 
+    /// Let pages from this origin (scheme://host[:port]) open the room's WebSocket, as
+    /// well as the server's own page (repeatable). Pages from other sites are refused,
+    /// so a site a user visits cannot listen in through their browser.
+    #[arg(long, value_name = "ORIGIN", value_parser = parse_origin)]
+    pub allow_origin: Vec<String>,
+
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -230,6 +236,16 @@ pub struct TlsArgs {
 }
 
 /// "4011", "127.0.0.1:4011" or "[::1]:4011".
+/// `https://host[:port]` or `http://host[:port]`, as a browser sends it in `Origin`.
+pub fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains('/') => Ok(s.to_owned()),
+        _ => Err(format!("'{s}' is not an origin: give scheme://host[:port], such as https://example.com")),
+    }
+}
+
 pub fn parse_http_addr(s: &str) -> Result<std::net::SocketAddr, String> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(std::net::SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), port));

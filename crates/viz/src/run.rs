@@ -311,6 +311,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             public_metrics: args.web.public_metrics,
             metrics_names: args.web.metrics_names,
             trust_proxy: args.web.trust_proxy,
+            allowed_origins: args.web.allow_origin.clone(),
         },
         tls: web_tls(&args.web.tls, &state_dir_for_tls),
         stats_interval: Duration::from_secs(args.stats_interval.max(1)),

@@ -161,7 +161,7 @@ impl Room<'_> {
             self.end_browser(conn, "the page sent no usable identity; reload it".into(), false);
             return;
         }
-        if self.limiter.is_blocked(ip, now) {
+        if self.limiters.password.is_blocked(ip, now) {
             self.summary.refused += 1;
             self.end_browser_with(conn, ByeReason::TooManyAttempts);
             return;
@@ -174,7 +174,7 @@ impl Room<'_> {
             };
             if !constant_time_eq(expected.as_bytes(), given.as_bytes()) {
                 tracing::info!(%via, "wrong room password");
-                self.limiter.failed(ip, now);
+                self.limiters.password.failed(ip, now);
                 self.summary.refused += 1;
                 self.end_browser_with(conn, ByeReason::WrongPassword);
                 return;

@@ -28,6 +28,9 @@ pub(crate) enum Admission {
     Admin,
 }
 
+/// The participant id of a session not admitted (yet).
+pub(crate) const NOT_ADMITTED: ParticipantId = 0;
+
 pub(crate) struct Member {
     pub session: u32,
     pub pid: ParticipantId,
@@ -101,7 +104,7 @@ impl Room<'_> {
         }
         // Checked at every attempt, not only when the session was accepted: sessions
         // opened before the first wrong guess would otherwise each get one answer.
-        if m.ip.is_some_and(|ip| self.limiter.is_blocked(ip, now)) {
+        if m.ip.is_some_and(|ip| self.limiters.password.is_blocked(ip, now)) {
             tracing::info!(via = %m.via, "password attempt refused: too many failed attempts from this address");
             self.summary.refused += 1;
             session.close(now, ByeReason::TooManyAttempts);
@@ -114,7 +117,7 @@ impl Room<'_> {
                 session.send_control(ControlMessage::PasswordReply { reply, proof });
                 m.admission = Admission::Password { exchange, hello: None };
                 if let Some(ip) = m.ip {
-                    self.limiter.failed(ip, now);
+                    self.limiters.password.failed(ip, now);
                 }
             }
             Err(e) => {
@@ -122,7 +125,7 @@ impl Room<'_> {
                 let ip = m.ip;
                 session.close(now, ByeReason::WrongPassword);
                 if let Some(ip) = ip {
-                    self.limiter.failed(ip, now);
+                    self.limiters.password.failed(ip, now);
                 }
             }
         }
@@ -143,7 +146,7 @@ impl Room<'_> {
             return;
         }
         if let Some(ip) = m.ip {
-            self.limiter.forgive(ip);
+            self.limiters.password.forgive(ip);
         }
         if let Some(h) = hello {
             self.admit(id, h, now);
@@ -171,7 +174,11 @@ impl Room<'_> {
     /// applies stored settings, tells everyone.
     fn admit(&mut self, id: u32, h: Hello, now: Instant) {
         let Some(m) = self.members.get(&id) else { return };
-        let (pid, key) = (m.pid, m.key);
+        let key = m.key;
+        let pid = self.pid_for(key);
+        if let Some(m) = self.members.get_mut(&id) {
+            m.pid = pid;
+        }
         // The same identity still connected (its network dropped, it restarted): that
         // old session is over, and this one takes its place without a second entry.
         let mut resumed = false;
@@ -324,7 +331,7 @@ impl Room<'_> {
     fn on_admin(&mut self, id: u32, req: AdminRequest, now: Instant) {
         let Some(m) = self.members.get(&id) else { return };
         let (ip, via) = (m.ip, m.via.clone());
-        if ip.is_some_and(|ip| self.limiter.is_blocked(ip, now)) {
+        if ip.is_some_and(|ip| self.limiters.admin_token.is_blocked(ip, now)) {
             self.admin_reply(id, req.request, false, "too many failed attempts from this address; try later".into());
             return;
         }
@@ -336,7 +343,7 @@ impl Room<'_> {
         if !ok {
             tracing::warn!(%via, "bad admin token");
             if let Some(ip) = ip {
-                self.limiter.failed(ip, now);
+                self.limiters.admin_token.failed(ip, now);
             }
             self.admin_reply(id, req.request, false, "bad admin token".into());
             return;

@@ -65,13 +65,26 @@ impl Room<'_> {
         }
     }
 
-    /// The stable participant id of an identity, for this server's lifetime.
+    /// The stable participant id of an admitted identity: the same when it comes back,
+    /// for the server's lifetime or until [`MAX_REMEMBERED_IDENTITIES`] others came
+    /// after it while it was away.
     pub(crate) fn pid_for(&mut self, key: PublicKey) -> ParticipantId {
-        *self.pids.entry(key).or_insert_with(|| {
-            let p = self.next_pid;
-            self.next_pid += 1;
-            p
-        })
+        if let Some(&pid) = self.pids.get(&key) {
+            return pid;
+        }
+        if self.pids.len() >= MAX_REMEMBERED_IDENTITIES {
+            // Forget the longest-known identity that is not here now.
+            let by_pid = &self.by_pid;
+            let oldest_away =
+                self.pids.iter().filter(|(_, pid)| !by_pid.contains_key(pid)).min_by_key(|(_, pid)| **pid);
+            if let Some((&gone, _)) = oldest_away {
+                self.pids.remove(&gone);
+            }
+        }
+        let pid = self.next_pid;
+        self.next_pid += 1;
+        self.pids.insert(key, pid);
+        pid
     }
 
     /// Ends a participant's connection without announcing it (the caller does, or a
@@ -325,3 +338,8 @@ fn logged_web_admin(result: Result<String, AdminError>) -> Result<String, AdminE
     }
     result
 }
+
+/// Identities whose participant id the room remembers for when they come back. Each is
+/// an admitted participant (in a password room, one who knew the password), but an open
+/// room admits anyone, so the table is bounded.
+pub(crate) const MAX_REMEMBERED_IDENTITIES: usize = 10_000;

@@ -8,9 +8,15 @@
 //! sessions are refused (with a clear reason) until the window has passed. With CPace
 //! every failure is one online guess, so this bounds guessing to a few per minute per
 //! address. The table is bounded: the oldest entries go first.
+//!
+//! There is one limiter per purpose, shared by every way in ([`Limiters`]): password
+//! attempts over UDP, either WebSocket or the page count together, and so do admin
+//! tokens over the native admin channel and the REST API; a password guesser does not
+//! lock the admin out.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const MAX_FAILURES: u32 = 5;
@@ -63,6 +69,41 @@ impl FailureLimiter {
     pub fn refused(&self) -> u64 {
         self.refused
     }
+}
+
+/// A [`FailureLimiter`] shared by the room's loop and the web server's tasks.
+#[derive(Debug, Clone, Default)]
+pub struct SharedLimiter(Arc<Mutex<FailureLimiter>>);
+
+impl SharedLimiter {
+    fn with<T>(&self, f: impl FnOnce(&mut FailureLimiter) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    pub fn failed(&self, ip: IpAddr, now: Instant) {
+        self.with(|l| l.failed(ip, now));
+    }
+
+    pub fn forgive(&self, ip: IpAddr) {
+        self.with(|l| l.forgive(ip));
+    }
+
+    pub fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        self.with(|l| l.is_blocked(ip, now))
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.with(|l| l.refused())
+    }
+}
+
+/// A room's limiters, one per purpose.
+#[derive(Debug, Clone, Default)]
+pub struct Limiters {
+    /// Room password attempts (native sessions and browser pages).
+    pub password: SharedLimiter,
+    /// Admin token attempts (native admin channel and REST API).
+    pub admin_token: SharedLimiter,
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use viz_proto::AdminOp;
 use viz_proto::control::MAX_GAIN_PERCENT;
 
 use super::WebState;
+use super::client::client_addr;
 use super::messages::{AdminError, ApiReply, ApiRequest, RoomPatch, WebEvent};
 use crate::room::browser::constant_time_eq;
 use crate::room::members::Change;
@@ -101,9 +102,12 @@ impl FromRequestParts<WebState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, ApiError> {
-        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_canonical());
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| client_addr(&parts.headers, c.0, state.access.trust_proxy).ip().to_canonical());
         let now = Instant::now();
-        let blocked = ip.is_some_and(|ip| state.limiter.lock().is_ok_and(|mut l| l.is_blocked(ip, now)));
+        let blocked = ip.is_some_and(|ip| state.admin_limiter.is_blocked(ip, now));
         if blocked {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -125,8 +129,8 @@ impl FromRequestParts<WebState> for Admin {
         if constant_time_eq(given.as_bytes(), state.admin_token.as_bytes()) {
             return Ok(Admin);
         }
-        if let (Some(ip), Ok(mut l)) = (ip, state.limiter.lock()) {
-            l.failed(ip, now);
+        if let Some(ip) = ip {
+            state.admin_limiter.failed(ip, now);
         }
         tracing::warn!(?ip, "bad admin token (web)");
         Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token"))

@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 pub mod api;
 mod api_rtp;
 pub mod assets;
+pub mod client;
 pub mod conn;
 pub mod messages;
 pub mod tls;
@@ -31,7 +32,7 @@ pub use tls::TlsMode;
 use crate::limits::ConnectionTable;
 use crate::room::RoomError;
 use crate::room::metrics::{self, Snapshot};
-use crate::room::ratelimit::FailureLimiter;
+use crate::room::ratelimit::SharedLimiter;
 use messages::WebEvent;
 
 /// Events queued from the HTTP side to the room before senders wait (control) or
@@ -43,8 +44,8 @@ pub struct WebState {
     events: mpsc::Sender<WebEvent>,
     snapshot: Arc<Mutex<Snapshot>>,
     admin_token: Arc<Zeroizing<String>>,
-    /// Bad admin tokens per address, like the native admin channel's.
-    limiter: Arc<Mutex<FailureLimiter>>,
+    /// Bad admin tokens per address: the same limiter as the native admin channel's.
+    admin_limiter: SharedLimiter,
     next_conn: Arc<AtomicU64>,
     access: Arc<WebAccess>,
 }
@@ -60,6 +61,8 @@ pub struct WebAccess {
     /// their address is the one it names in `X-Forwarded-For` or `CF-Connecting-IP`,
     /// and loopback connections are limited only in total.
     pub trust_proxy: bool,
+    /// Origins besides the page's own whose pages may open `/ws` (`--allow-origin`).
+    pub allowed_origins: Vec<String>,
 }
 
 impl WebState {
@@ -67,13 +70,14 @@ impl WebState {
         events: mpsc::Sender<WebEvent>,
         snapshot: Arc<Mutex<Snapshot>>,
         admin_token: Zeroizing<String>,
+        admin_limiter: SharedLimiter,
         access: WebAccess,
     ) -> Self {
         Self {
             events,
             snapshot,
             admin_token: Arc::new(admin_token),
-            limiter: Arc::new(Mutex::new(FailureLimiter::default())),
+            admin_limiter,
             next_conn: Arc::new(AtomicU64::new(1)),
             access: Arc::new(access),
         }

@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::response::Response;
+use axum::http::header::ORIGIN;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use viz_proto::{MediaFrame, OwnedMedia};
 
 use super::WebState;
+use super::client::{client_addr, origin_allowed};
 use super::messages::{BrowserFrame, BrowserIn, BrowserOut, MAX_BROWSER_TEXT, WebEvent};
 
 /// Frames queued towards one browser before media is dropped (about 2 s of audio).
@@ -27,8 +30,19 @@ const MAX_MESSAGE: usize =
 pub(super) async fn upgrade(
     State(state): State<WebState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let access = &state.access;
+    let peer = client_addr(&headers, peer, access.trust_proxy);
+    if !origin_allowed(&headers, &access.allowed_origins, access.trust_proxy) {
+        let origin = headers.get(ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("?");
+        tracing::info!(%peer, origin, "WebSocket from another site's page refused");
+        let text = format!(
+            "a page from {origin} may not join this room (start the server with --allow-origin {origin} to let it)"
+        );
+        return (StatusCode::FORBIDDEN, text).into_response();
+    }
     ws.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).on_upgrade(move |socket| run(socket, peer, state))
 }
 

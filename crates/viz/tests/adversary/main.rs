@@ -10,3 +10,4 @@ mod http;
 mod native;
 mod password;
 mod tcp;
+mod web;
