@@ -62,3 +62,37 @@ async fn password_guesses_are_limited_at_each_attempt_not_at_session_start() {
     let e = s.answer(Duration::from_secs(5)).await;
     assert!(matches!(e, Some(Event::Control(ControlMessage::Hello(_)))), "the neighbour is admitted: {e:?}");
 }
+
+/// Finding 10: every completed handshake added an identity → participant id entry
+/// before any password was asked, never removed (125 000 fresh identities: 11 → 58 MB).
+/// Now an id is given at admission: after 500 strangers who never knew the password,
+/// the first participant admitted gets the first id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_who_never_get_in_leave_no_identity_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "correct horse\n").unwrap();
+    let server = serve(&dir.path().join("server"), &["--password-file", pw.to_str().unwrap()]);
+    let target = address(&server.join);
+    let before = crate::tcp::rss_kib(server.proc.child.id());
+    for _ in 0..500 {
+        let mut s = Session::open(target, NEIGHBOUR, Duration::from_secs(5)).await.expect("handshake");
+        s.hello("stranger");
+        let e = s.answer(Duration::from_secs(5)).await;
+        assert!(matches!(e, Some(Event::PeerLeft(ByeReason::PasswordRequired))), "{e:?}");
+    }
+    let after = crate::tcp::rss_kib(server.proc.child.id());
+    let mut s = Session::open(target, LOCAL, Duration::from_secs(5)).await.unwrap();
+    let exchange = s.guess("correct horse");
+    s.hello("member");
+    let Some(Event::Control(ControlMessage::PasswordReply { reply, proof })) = s.answer(Duration::from_secs(5)).await
+    else {
+        panic!("no password reply");
+    };
+    s.conn.send_control(ControlMessage::PasswordProof(exchange.finish(&reply, &proof).unwrap()));
+    let e = s.answer(Duration::from_secs(5)).await;
+    assert!(matches!(e, Some(Event::Control(ControlMessage::Hello(_)))), "{e:?}");
+    let member = crate::common::room::wait_participant(&server, "member", Duration::from_secs(5));
+    println!("500 strangers refused (server RSS {before} → {after} KiB); the first member's id: {}", member["id"]);
+    assert_eq!(member["id"], 100, "ids were handed to strangers: {member}");
+}
