@@ -107,6 +107,8 @@ export async function refreshRtp(api, act) {
     td(tr, r.source === 'mix' ? 'room mix' : `participant ${r.source}`);
     td(tr, r.path);
     td(tr, `${r.seconds} s`);
+    const state = td(tr, r.error ? `not writing: ${r.error} (retrying; ${r.lost} packets lost)` : `${r.written} packets written`);
+    if (r.error) state.classList.add('bad');
     return tr;
   });
 }

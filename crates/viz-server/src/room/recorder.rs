@@ -8,19 +8,49 @@
 //! and counted. Each file's pages go straight to the file as they fill
 //! ([`viz_audio::ogg_opus`]), so a killed server leaves files that play up to the last
 //! 200 ms; a clean shutdown closes every stream properly.
+//!
+//! A file that cannot be written (the disk is full, the directory went away) is said
+//! at error level and on the [`StatusBoard`] that `/api/recordings` and the admin page
+//! show; every [`RETRY`] the recorder tries again with a new file (`-2`, `-3`...), so a
+//! recording resumes by itself once there is space.
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use viz_audio::ogg_opus::OggOpusWriter;
 
 /// Packets queued for the disk at most (about 40 s of one stream).
 const QUEUE: usize = 2048;
+/// How often a recording that could not be written tries a new file.
+pub const RETRY: Duration = Duration::from_secs(5);
+
+/// How one recording is doing, as the recorder thread last saw it.
+#[derive(Debug, Clone, Default)]
+pub struct FileStatus {
+    /// The file written now (or last tried).
+    pub path: PathBuf,
+    /// Packets on disk, over all its files.
+    pub written: u64,
+    /// Packets lost because no file could be written.
+    pub lost: u64,
+    /// Why it is not being written, while it is not.
+    pub error: Option<String>,
+}
+
+/// Every open recording's [`FileStatus`], by file id.
+pub type StatusBoard = Arc<Mutex<HashMap<u64, FileStatus>>>;
+
+fn update(board: &StatusBoard, id: u64, f: impl FnOnce(&mut FileStatus)) {
+    let mut b = board.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    f(b.entry(id).or_default());
+}
 
 #[derive(Debug, Clone)]
 pub struct RecordConfig {
@@ -39,19 +69,24 @@ pub(crate) struct Recorder {
     tx: Sender<RecordMsg>,
     thread: Option<JoinHandle<()>>,
     pub dropped: Arc<AtomicU64>,
+    pub status: StatusBoard,
 }
 
 impl Recorder {
-    /// Creates the directory if needed and starts the thread.
+    /// Creates the directory if needed, checks that files can be written there, and
+    /// starts the thread.
     pub(crate) fn spawn(dir: &Path) -> Result<Self, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the recording directory {}: {e}", dir.display()))?;
+        check_writable(dir).map_err(|e| format!("cannot write to the recording directory {}: {e}", dir.display()))?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let status = StatusBoard::default();
+        let board = status.clone();
         let thread = std::thread::Builder::new()
             .name("viz-recorder".into())
-            .spawn(move || run(rx))
+            .spawn(move || run(rx, board))
             .map_err(|e| format!("cannot start the recorder thread: {e}"))?;
-        Ok(Self { tx, thread: Some(thread), dropped: Arc::default() })
+        Ok(Self { tx, thread: Some(thread), dropped: Arc::default(), status })
     }
 
     /// Queues a message. Packets are dropped (counted) when the disk falls behind;
@@ -84,39 +119,112 @@ struct Open {
     writer: OggOpusWriter<File>,
 }
 
-fn run(rx: Receiver<RecordMsg>) {
-    let mut files: HashMap<u64, Open> = HashMap::new();
-    while let Ok(msg) = rx.recv() {
-        match msg {
-            RecordMsg::Open { id, path, tags } => match create(&path, &tags) {
-                Ok((path, writer)) => {
+/// One recording: its file while it can be written, and what it needs to start another.
+struct Stream {
+    /// The name asked for; a new file after a failure gets a suffix.
+    template: PathBuf,
+    tags: Vec<(String, String)>,
+    file: Option<Open>,
+    /// When a file last failed (to be created or written).
+    failed_at: Option<Instant>,
+}
+
+impl Stream {
+    /// Creates a file for the stream and says how that went.
+    fn start_file(&mut self, id: u64, board: &StatusBoard) {
+        match create(&self.template, &self.tags) {
+            Ok((path, writer)) => {
+                if self.failed_at.take().is_some() {
+                    tracing::warn!("recording resumed in {}", path.display());
+                } else {
                     tracing::info!("recording to {}", path.display());
-                    files.insert(id, Open { path, writer });
                 }
-                Err(e) => tracing::error!("cannot record to {}: {e}", path.display()),
-            },
-            RecordMsg::Packet { id, timestamp, data } => {
-                let Some(f) = files.get_mut(&id) else { continue };
-                if let Err(e) = f.writer.write(timestamp, &data) {
-                    match e {
-                        viz_audio::ogg_opus::OggError::Packet(_) => {} // not Opus: skipped
-                        e => {
-                            tracing::error!("recording {} stopped: {e}", f.path.display());
-                            files.remove(&id);
-                        }
-                    }
-                }
+                update(board, id, |s| {
+                    s.path = path.clone();
+                    s.error = None;
+                });
+                self.file = Some(Open { path, writer });
             }
-            RecordMsg::Close { id } => {
-                if let Some(f) = files.remove(&id) {
-                    finish(f);
-                }
+            Err(e) => {
+                let text = format!("cannot record to {}: {e}", self.template.display());
+                tracing::error!("{text}; trying again every {} s", RETRY.as_secs());
+                self.failed(id, board, text);
             }
         }
     }
-    for (_, f) in files.drain() {
-        finish(f);
+
+    fn failed(&mut self, id: u64, board: &StatusBoard, text: String) {
+        self.failed_at = Some(Instant::now());
+        self.file = None;
+        let template = self.template.clone();
+        update(board, id, |s| {
+            if s.path.as_os_str().is_empty() {
+                s.path = template;
+            }
+            s.error = Some(text);
+        });
     }
+
+    fn write(&mut self, id: u64, board: &StatusBoard, timestamp: u32, data: &[u8]) {
+        if self.file.is_none() && self.failed_at.is_some_and(|t| t.elapsed() >= RETRY) {
+            self.start_file(id, board);
+        }
+        let Some(f) = self.file.as_mut() else {
+            update(board, id, |s| s.lost += 1);
+            return;
+        };
+        match f.writer.write(timestamp, data) {
+            Ok(true) => update(board, id, |s| s.written += 1),
+            Ok(false) => {}                                     // late or repeated: already covered
+            Err(viz_audio::ogg_opus::OggError::Packet(_)) => {} // not Opus: skipped
+            Err(e) => {
+                let text = format!("recording {} stopped: {e}", f.path.display());
+                tracing::error!("{text}; trying a new file every {} s", RETRY.as_secs());
+                update(board, id, |s| s.lost += 1);
+                self.failed(id, board, text);
+            }
+        }
+    }
+}
+
+fn run(rx: Receiver<RecordMsg>, board: StatusBoard) {
+    let mut streams: HashMap<u64, Stream> = HashMap::new();
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            RecordMsg::Open { id, path, tags } => {
+                let mut stream = Stream { template: path, tags, file: None, failed_at: None };
+                stream.start_file(id, &board);
+                streams.insert(id, stream);
+            }
+            RecordMsg::Packet { id, timestamp, data } => {
+                if let Some(stream) = streams.get_mut(&id) {
+                    stream.write(id, &board, timestamp, &data);
+                }
+            }
+            RecordMsg::Close { id } => {
+                if let Some(f) = streams.remove(&id).and_then(|s| s.file) {
+                    finish(f);
+                }
+                board.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
+            }
+        }
+    }
+    for (_, stream) in streams.drain() {
+        if let Some(f) = stream.file {
+            finish(f);
+        }
+    }
+}
+
+/// Writes and removes a small file, so that a directory we cannot write to is found at
+/// start rather than when the first participant joins.
+fn check_writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".viz-write-check-{}", std::process::id()));
+    let mut f = File::options().write(true).create_new(true).open(&probe)?;
+    let written = f.write_all(b"viz").and_then(|()| f.sync_all());
+    drop(f);
+    let removed = std::fs::remove_file(&probe);
+    written.and(removed)
 }
 
 fn finish(f: Open) {

@@ -109,21 +109,31 @@ impl Room<'_> {
             }
             R::RemoveForward(id) => ApiReply::Done(self.remove_forward(id)),
             R::ForwardSdp(id) => ApiReply::Sdp(self.forward_sdp(id)),
-            R::Recordings => ApiReply::Recordings(
-                self.outputs
-                    .by_id
-                    .values()
-                    .filter_map(|o| match &o.kind {
-                        OutputKind::Recording { path, .. } => Some(RecordingInfo {
-                            path: path.display().to_string(),
-                            source: source_json(o.source),
-                            seconds: now.saturating_duration_since(o.since).as_secs(),
-                            packets: o.packets,
-                        }),
-                        OutputKind::Forward { .. } => None,
-                    })
-                    .collect(),
-            ),
+            R::Recordings => {
+                let board = self.recorder.as_ref().map(|r| r.status.lock().unwrap_or_else(|p| p.into_inner()).clone());
+                ApiReply::Recordings(
+                    self.outputs
+                        .by_id
+                        .values()
+                        .filter_map(|o| match &o.kind {
+                            OutputKind::Recording { file, path } => {
+                                let status = board.as_ref().and_then(|b| b.get(file)).cloned().unwrap_or_default();
+                                let current = if status.path.as_os_str().is_empty() { path } else { &status.path };
+                                Some(RecordingInfo {
+                                    path: current.display().to_string(),
+                                    source: source_json(o.source),
+                                    seconds: now.saturating_duration_since(o.since).as_secs(),
+                                    packets: o.packets,
+                                    written: status.written,
+                                    lost: status.lost,
+                                    error: status.error,
+                                })
+                            }
+                            OutputKind::Forward { .. } => None,
+                        })
+                        .collect(),
+                )
+            }
             _ => ApiReply::Done(Err(AdminError::Invalid("not an RTP request".into()))),
         }
     }

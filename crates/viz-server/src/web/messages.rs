@@ -230,9 +230,17 @@ pub struct ForwardInfo {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordingInfo {
+    /// The file being written (after a failure, the next one).
     pub path: String,
     /// "mix", or the participant id.
     pub source: serde_json::Value,
     pub seconds: u64,
+    /// Packets handed to the recorder.
     pub packets: u64,
+    /// Packets on disk.
+    pub written: u64,
+    /// Packets lost because no file could be written.
+    pub lost: u64,
+    /// Why it is not being written now (it retries every few seconds), if it is not.
+    pub error: Option<String>,
 }

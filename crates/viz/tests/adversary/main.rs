@@ -9,5 +9,6 @@ mod api;
 mod http;
 mod native;
 mod password;
+mod recording;
 mod tcp;
 mod web;
