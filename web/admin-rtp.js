@@ -23,15 +23,21 @@ function senderRow(s, act) {
   state.className = `badge ${s.state}`;
   state.textContent = s.state === 'pending' ? 'pending: not mixed' : (s.participant_id ? 'in the room' : 'accepted');
   td(tr, state);
-  td(tr, s.address || '—');
+  td(tr, s.seen_from.length > 1 ? `${s.seen_from.join(', ')} (several!)` : (s.address || '—'));
   td(tr, s.state === 'accepted' ? (s.allowed_from === '*' ? 'anywhere' : (s.allowed_from || 'first address seen')) : '—');
   td(tr, String(s.packets));
   td(tr, s.wrong_address_packets ? `${s.wrong_address_packets} from ${s.last_wrong_address}` : '0');
   td(tr, ago(s.last_seen_s));
   const actions = document.createElement('span');
   if (s.state === 'pending') {
-    actions.append(btn('Accept', 'accept primary', () =>
-      act('PUT', `/rtp/senders/${s.ssrc}`, null, (r) => `${r.name} (${r.ssrc_hex}) accepted from ${r.allowed_from}`)));
+    // Accept from an address shown here, never from wherever its next packet comes:
+    // someone else may be sending the same SSRC.
+    const addresses = s.seen_from.length ? s.seen_from : [s.address];
+    for (const address of addresses) {
+      const label = addresses.length > 1 ? `Accept from ${address}` : 'Accept';
+      actions.append(btn(label, 'accept primary', () =>
+        act('PUT', `/rtp/senders/${s.ssrc}`, { address }, (r) => `${r.name} (${r.ssrc_hex}) accepted from ${r.allowed_from}`)));
+    }
   } else {
     if (s.allowed_from !== '*') {
       actions.append(btn('Let it move', 'roam', () =>

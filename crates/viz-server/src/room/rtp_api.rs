@@ -52,6 +52,10 @@ impl Room<'_> {
             last_seen_s: seen.map(|s| now.saturating_duration_since(s.last_seen).as_secs_f64()),
             wrong_address_packets: seen.map_or(0, |s| s.wrong_address),
             last_wrong_address: seen.and_then(|s| s.last_wrong_address).map(|a| a.to_string()),
+            seen_from: match (rule, seen) {
+                (None, Some(s)) => s.seen_from.iter().map(ToString::to_string).collect(),
+                _ => Vec::new(),
+            },
             reported_packets: seen.and_then(|s| s.sender_packets),
             loss_percent: seen.map_or(0.0, |s| s.loss * 100.0),
             jitter_ms: seen.map_or(0.0, |s| s.jitter_ms()),
@@ -149,9 +153,17 @@ impl Room<'_> {
         let rtp = self.rtp.as_mut().ok_or_else(Self::rtp_off)?;
         let from = match from.as_deref().map(str::trim) {
             Some(text) if !text.is_empty() => AllowedFrom::parse(text).map_err(AdminError::Invalid)?,
-            _ => match rtp.senders.get(&ssrc) {
-                Some(s) => AllowedFrom::Exact(s.from),
-                None => AllowedFrom::FirstSeen,
+            // The address the admin saw, never a later one: with several, ask which.
+            _ => match rtp.senders.get(&ssrc).map(|s| s.seen_from.as_slice()) {
+                Some([only]) => AllowedFrom::Exact(*only),
+                Some(many @ [_, _, ..]) => {
+                    let list: Vec<String> = many.iter().map(ToString::to_string).collect();
+                    return Err(AdminError::Conflict(format!(
+                        "RTP sender {ssrc:#010x} was seen from {}: say which to accept (\"address\")",
+                        list.join(", ")
+                    )));
+                }
+                _ => AllowedFrom::FirstSeen,
             },
         };
         if let Some(n) = &name {

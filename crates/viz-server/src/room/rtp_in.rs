@@ -33,9 +33,15 @@ use crate::listener::canonical;
 pub const RTP_IDLE: Duration = Duration::from_secs(30);
 /// A pending sender not heard from for this long is forgotten.
 const PENDING_FORGET: Duration = Duration::from_secs(300);
-/// Senders tracked at most (pending ones included): a flood of random SSRCs cannot
-/// grow the table beyond this.
-pub const MAX_SENDERS: usize = 1024;
+/// Pending senders tracked at most: a flood of random SSRCs cannot grow the table
+/// beyond this, and when it is full the oldest pending one makes way. Accepted senders
+/// are never refused a place (the allow list, which only admins change, bounds them).
+pub const MAX_PENDING: usize = 1024;
+/// Pending senders tracked per source address: one address sending random SSRCs
+/// pushes out only its own.
+pub const MAX_PENDING_PER_ADDRESS: usize = 16;
+/// Addresses remembered per pending sender, for the admin to choose from.
+const MAX_ADDRESSES_SEEN: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct RtpInputConfig {
@@ -99,6 +105,10 @@ impl RtpCounters {
 pub(crate) struct RtpSender {
     /// Where its last packet came from.
     pub from: SocketAddr,
+    /// While pending: the addresses its packets came from (the first few). An admin
+    /// who accepts it without naming an address gets the one address seen, or is asked
+    /// to choose when there were several (one may be an impostor).
+    pub seen_from: Vec<SocketAddr>,
     /// With a first-seen rule: the address it is held to.
     pub bound: Option<SocketAddr>,
     pub first_seen: Instant,
@@ -125,6 +135,7 @@ impl RtpSender {
     fn new(from: SocketAddr, now: Instant) -> Self {
         Self {
             from,
+            seen_from: vec![from],
             bound: None,
             first_seen: now,
             last_seen: now,
@@ -257,6 +268,36 @@ pub(crate) async fn recv_on(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io
     }
 }
 
+impl RtpInput {
+    /// Whether a new pending sender from `from` may be tracked, after pushing out the
+    /// oldest pending one of that address, or of all, if their share is full.
+    fn make_room_for_pending(&mut self, from: SocketAddr) -> bool {
+        let allow = &self.allow;
+        let pending: Vec<(u32, Instant, bool)> = self
+            .senders
+            .iter()
+            .filter(|(ssrc, s)| s.pid.is_none() && allow.rule(**ssrc).is_none())
+            .map(|(ssrc, s)| (*ssrc, s.first_seen, s.from.ip() == from.ip()))
+            .collect();
+        let oldest =
+            |same_address: bool| pending.iter().filter(|p| !same_address || p.2).min_by_key(|p| p.1).map(|p| p.0);
+        let victim = if pending.iter().filter(|p| p.2).count() >= MAX_PENDING_PER_ADDRESS {
+            oldest(true)
+        } else if pending.len() >= MAX_PENDING {
+            oldest(false)
+        } else {
+            return true;
+        };
+        match victim {
+            Some(ssrc) => {
+                self.senders.remove(&ssrc);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 impl Room<'_> {
     /// One datagram on the RTP port.
     pub(crate) fn on_rtp(&mut self, from: SocketAddr, at: Instant, data: &[u8]) {
@@ -284,11 +325,11 @@ impl Room<'_> {
             return;
         }
         let ssrc = p.header.ssrc;
-        if !rtp.senders.contains_key(&ssrc) && rtp.senders.len() >= MAX_SENDERS {
+        let rule = rtp.allow.rule(ssrc);
+        if rule.is_none() && !rtp.senders.contains_key(&ssrc) && !rtp.make_room_for_pending(from) {
             rtp.counters.table_full += 1;
             return;
         }
-        let rule = rtp.allow.rule(ssrc);
         let sender = rtp.senders.entry(ssrc).or_insert_with(|| {
             if rule.is_none() {
                 tracing::info!(
@@ -302,6 +343,9 @@ impl Room<'_> {
         let Some(rule) = rule else {
             sender.last_seen = at;
             sender.from = from;
+            if sender.seen_from.len() < MAX_ADDRESSES_SEEN && !sender.seen_from.contains(&from) {
+                sender.seen_from.push(from);
+            }
             rtp.counters.pending += 1;
             return;
         };

@@ -89,7 +89,8 @@ pub enum AdminError {
     Invalid(String),
     /// Saving the change failed (500: the server's disk, not the request).
     Storage(String),
-    /// The server is not set up for this (409), e.g. RTP input is off.
+    /// The server is not set up for this, or the request must say more (409): RTP
+    /// input is off; a sender seen from several addresses is accepted without one.
     Conflict(String),
 }
 
@@ -209,6 +210,9 @@ pub struct RtpSenderInfo {
     /// Packets refused because they came from another address.
     pub wrong_address_packets: u64,
     pub last_wrong_address: Option<String>,
+    /// While pending: every address its packets came from (the first few), to accept
+    /// one of them by name.
+    pub seen_from: Vec<String>,
     /// What its RTCP sender reports say it sent.
     pub reported_packets: Option<u32>,
     pub loss_percent: f32,

@@ -10,5 +10,6 @@ mod http;
 mod native;
 mod password;
 mod recording;
+mod rtp;
 mod tcp;
 mod web;
