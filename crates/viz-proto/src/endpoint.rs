@@ -7,12 +7,14 @@
 //! its call; nothing unauthenticated can move it.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use snow::HandshakeState;
 
+use crate::cookie::{CookieJar, MAC_LEN};
 use crate::error::{DropCounters, DropReason};
 use crate::handshake;
 use crate::identity::Keypair;
@@ -24,6 +26,61 @@ use crate::wire::Datagram;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this many handshakes are pending at once; beyond it Inits are dropped.
 pub const MAX_PENDING: usize = 1024;
+/// With this many pending, an Init from a datagram address must carry a cookie MAC
+/// (see [`crate::cookie`]); a real joiner's costs one more round trip.
+pub const UNDER_LOAD: usize = 64;
+/// Pending handshakes per source (an IPv4 address, an IPv6 /64, a connection) while
+/// under load: one that can receive cookies still cannot hold the table. (Below
+/// [`UNDER_LOAD`] a burst of joins from one place, a LAN behind one NAT or a load
+/// test, is not held back.)
+pub const MAX_PENDING_PER_SOURCE: usize = 8;
+
+/// Where a datagram came from, as far as cookies and limits are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A datagram's source address: anyone can write it, so it proves nothing until a
+    /// cookie sent there comes back.
+    Address(SocketAddr),
+    /// A connection (TCP, under a WebSocket) that showed by connecting that its peer
+    /// receives where it sends from; pending handshakes are counted per connection.
+    Connection(u64),
+}
+
+/// A runtime's return path, which knows its [`Source`].
+pub trait ReturnPath: Copy + PartialEq + std::fmt::Debug {
+    fn source(&self) -> Source;
+}
+
+/// The in-memory pair of [`crate::loopback`] and the simulations: numbered paths.
+impl ReturnPath for u8 {
+    fn source(&self) -> Source {
+        Source::Connection(u64::from(*self))
+    }
+}
+
+/// What pending handshakes are counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// An IPv4 address (as mapped IPv6) or an IPv6 /64: one host's share.
+    Network(u128),
+    Connection(u64),
+}
+
+fn group(source: Source) -> Group {
+    match source {
+        Source::Address(a) => {
+            let bits = match a.ip() {
+                IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(v4) => u128::from(v4.to_ipv6_mapped()),
+                    None => u128::from(v6) & !u128::from(u64::MAX),
+                },
+            };
+            Group::Network(bits)
+        }
+        Source::Connection(id) => Group::Connection(id),
+    }
+}
 
 struct Pending {
     state: HandshakeState,
@@ -31,6 +88,7 @@ struct Pending {
     ephemeral: [u8; 32],
     response: Vec<u8>,
     created: Instant,
+    group: Group,
 }
 
 struct Slot<P> {
@@ -62,6 +120,8 @@ pub struct Endpoint<P> {
     pending_by_init: HashMap<(u32, [u8; 32]), u32>,
     sessions: HashMap<u32, Slot<P>>,
     drops: DropCounters,
+    cookies: CookieJar,
+    cookie_replies: u64,
 }
 
 impl<P> std::fmt::Debug for Endpoint<P> {
@@ -74,19 +134,28 @@ impl<P> std::fmt::Debug for Endpoint<P> {
     }
 }
 
-impl<P: Copy + PartialEq + std::fmt::Debug> Endpoint<P> {
+impl<P: ReturnPath> Endpoint<P> {
     /// `seed` feeds the generator of session indices (random in production, fixed in
     /// tests); Noise draws its own ephemeral keys from the OS.
     pub fn new(keypair: Keypair, config: SessionConfig, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let cookies = CookieJar::new(rng.random(), Instant::now());
         Self {
             keypair,
             config,
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             pending: HashMap::new(),
             pending_by_init: HashMap::new(),
             sessions: HashMap::new(),
             drops: DropCounters::default(),
+            cookies,
+            cookie_replies: 0,
         }
+    }
+
+    /// Inits answered with a cookie instead of a handshake (the host was under load).
+    pub fn cookie_replies(&self) -> u64 {
+        self.cookie_replies
     }
 
     pub fn keypair(&self) -> &Keypair {
@@ -152,7 +221,10 @@ impl<P: Copy + PartialEq + std::fmt::Debug> Endpoint<P> {
             Err(reason) => return self.drop(reason),
         };
         match datagram {
-            Datagram::HandshakeInit { sender, noise } => self.on_init(now, sender, noise, data.len(), reply),
+            Datagram::HandshakeInit { sender, noise, mac, signed } => {
+                self.on_init(now, path.source(), InitFields { sender, noise, mac, signed }, data.len(), reply)
+            }
+            Datagram::CookieReply { .. } => self.drop(DropReason::UnknownType),
             Datagram::HandshakeFinal { sender, receiver, noise } => self.on_final(now, path, sender, receiver, noise),
             Datagram::HandshakeResp { .. } => self.drop(DropReason::UnknownType),
             Datagram::Transport { receiver, .. } => {
@@ -178,11 +250,12 @@ impl<P: Copy + PartialEq + std::fmt::Debug> Endpoint<P> {
     fn on_init(
         &mut self,
         now: Instant,
-        sender: u32,
-        noise: &[u8],
+        source: Source,
+        init: InitFields<'_>,
         received_len: usize,
         reply: &mut [u8],
     ) -> Input<'static> {
+        let InitFields { sender, noise, mac, signed } = init;
         let Some(ephemeral) = noise.get(..32).and_then(|e| <[u8; 32]>::try_from(e).ok()) else {
             return self.drop(DropReason::Malformed);
         };
@@ -191,7 +264,26 @@ impl<P: Copy + PartialEq + std::fmt::Debug> Endpoint<P> {
             return Self::reply_with(&p.response, received_len, reply);
         }
         self.expire(now);
+        if self.cookies.rotation_due(now) {
+            let fresh = self.rng.random();
+            self.cookies.rotate(now, fresh);
+        }
+        // Under load, an address must show it receives before it costs a handshake.
+        if self.pending.len() >= UNDER_LOAD
+            && let Source::Address(addr) = source
+            && !self.cookies.verify(addr, signed, &mac)
+        {
+            self.cookie_replies += 1;
+            let n = crate::wire::write_cookie_reply(reply, sender, &self.cookies.cookie_for(addr));
+            return Input::Reply(n);
+        }
         if self.pending.len() >= MAX_PENDING {
+            return self.drop(DropReason::Busy);
+        }
+        let group = group(source);
+        if self.pending.len() >= UNDER_LOAD
+            && self.pending.values().filter(|p| p.group == group).count() >= MAX_PENDING_PER_SOURCE
+        {
             return self.drop(DropReason::Busy);
         }
         let local = self.fresh_index();
@@ -209,6 +301,7 @@ impl<P: Copy + PartialEq + std::fmt::Debug> Endpoint<P> {
                 ephemeral,
                 response: response.datagram,
                 created: now,
+                group,
             },
         );
         out
@@ -276,4 +369,12 @@ impl<P: Copy + PartialEq + std::fmt::Debug> Endpoint<P> {
             }
         }
     }
+}
+
+/// A HandshakeInit's parts, as [`Datagram::parse`] found them.
+struct InitFields<'a> {
+    sender: u32,
+    noise: &'a [u8],
+    mac: [u8; MAC_LEN],
+    signed: &'a [u8],
 }

@@ -89,9 +89,15 @@ pub struct Initiator {
     init: Vec<u8>,
     policy: HostKeyPolicy,
     next_send: Instant,
+    /// When the Init last went out: a cookie reply brings the next one forward, but not
+    /// closer than [`COOKIE_RESEND_GAP`] (forged replies cannot make us a flood).
+    last_sent: Option<Instant>,
     config: SessionConfig,
     drops: crate::error::DropCounters,
 }
+
+/// The least time between two Inits when cookie replies ask for them.
+pub const COOKIE_RESEND_GAP: Duration = Duration::from_millis(100);
 
 impl std::fmt::Debug for Initiator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,7 +132,16 @@ impl Initiator {
         let mut init = vec![0u8; MAX_DATAGRAM];
         let len = wire::write_init(&mut init, local_index, &msg[..n]);
         init.truncate(len);
-        Ok(Self { state: Some(state), local_index, init, policy, next_send: now, config, drops: Default::default() })
+        Ok(Self {
+            state: Some(state),
+            local_index,
+            init,
+            policy,
+            next_send: now,
+            last_sent: None,
+            config,
+            drops: Default::default(),
+        })
     }
 
     pub fn local_index(&self) -> u32 {
@@ -143,6 +158,7 @@ impl Initiator {
             return None;
         }
         self.next_send = now + INIT_RETRY;
+        self.last_sent = Some(now);
         Some(&self.init)
     }
 
@@ -155,6 +171,14 @@ impl Initiator {
     pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) -> Result<Option<Established>, HandshakeError> {
         let (sender, noise) = match Datagram::parse(data) {
             Ok(Datagram::HandshakeResp { sender, receiver, noise }) if receiver == self.local_index => (sender, noise),
+            Ok(Datagram::CookieReply { receiver, cookie }) if receiver == self.local_index => {
+                // The host is busy and wants to see that we receive here: sign the
+                // Init with its cookie and send it again soon.
+                wire::sign_init(&mut self.init, &cookie);
+                let soonest = self.last_sent.map_or(now, |t| t + COOKIE_RESEND_GAP).max(now);
+                self.next_send = self.next_send.min(soonest);
+                return Ok(None);
+            }
             Ok(_) => {
                 self.drops.count(DropReason::UnknownReceiver);
                 return Ok(None);

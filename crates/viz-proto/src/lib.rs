@@ -24,6 +24,7 @@
 
 pub mod browser;
 pub mod control;
+pub mod cookie;
 pub mod crypto;
 pub mod endpoint;
 pub mod error;

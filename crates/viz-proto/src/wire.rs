@@ -1,11 +1,15 @@
 //! Outer datagram formats (what crosses UDP, or one WebSocket message).
 //!
 //! ```text
-//! HandshakeInit   0x01 | sender u32 | noise_len u16 | noise msg 1 | zero padding
+//! HandshakeInit   0x01 | sender u32 | noise_len u16 | noise msg 1 | zero padding | mac [16]
 //! HandshakeResp   0x02 | sender u32 | receiver u32 | noise msg 2
 //! HandshakeFinal  0x03 | sender u32 | receiver u32 | noise msg 3
 //! Transport       0x04/0x05 | receiver u32 | counter u64 | AEAD(payload) incl. 16-byte tag
+//! CookieReply     0x06 | receiver u32 | cookie [16]
 //! ```
+//!
+//! An Init's last 16 bytes are a MAC under a cookie the host sent (all zero without
+//! one); see [`crate::cookie`].
 //!
 //! All integers are big-endian. The transport header (13 bytes) is the AEAD's associated
 //! data, so it cannot be altered without failing authentication; the low bit of its type
@@ -13,6 +17,7 @@
 //! [`INIT_MIN_LEN`], which is larger than any HandshakeResp, so a forged source address
 //! never turns Viz into an amplifier: no answer is larger than what was received.
 
+use crate::cookie::{COOKIE_LEN, Cookie, MAC_LEN};
 use crate::error::DropReason;
 
 pub const TYPE_INIT: u8 = 0x01;
@@ -20,6 +25,9 @@ pub const TYPE_RESP: u8 = 0x02;
 pub const TYPE_FINAL: u8 = 0x03;
 pub const TYPE_TRANSPORT_PHASE0: u8 = 0x04;
 pub const TYPE_TRANSPORT_PHASE1: u8 = 0x05;
+pub const TYPE_COOKIE: u8 = 0x06;
+/// A CookieReply's length.
+pub const COOKIE_REPLY_LEN: usize = 1 + 4 + COOKIE_LEN;
 
 /// Transport header length: type, receiver index, counter.
 pub const TRANSPORT_HEADER_LEN: usize = 1 + 4 + 8;
@@ -39,10 +47,34 @@ const RESP_HEADER_LEN: usize = 1 + 4 + 4;
 /// A parsed datagram borrowing from the received bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Datagram<'a> {
-    HandshakeInit { sender: u32, noise: &'a [u8] },
-    HandshakeResp { sender: u32, receiver: u32, noise: &'a [u8] },
-    HandshakeFinal { sender: u32, receiver: u32, noise: &'a [u8] },
-    Transport { phase: u8, receiver: u32, counter: u64, header: &'a [u8], ciphertext: &'a [u8] },
+    /// `mac` is all zero when the joiner has no cookie; `signed` is what it covers.
+    HandshakeInit {
+        sender: u32,
+        noise: &'a [u8],
+        mac: [u8; MAC_LEN],
+        signed: &'a [u8],
+    },
+    HandshakeResp {
+        sender: u32,
+        receiver: u32,
+        noise: &'a [u8],
+    },
+    HandshakeFinal {
+        sender: u32,
+        receiver: u32,
+        noise: &'a [u8],
+    },
+    Transport {
+        phase: u8,
+        receiver: u32,
+        counter: u64,
+        header: &'a [u8],
+        ciphertext: &'a [u8],
+    },
+    CookieReply {
+        receiver: u32,
+        cookie: Cookie,
+    },
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -63,8 +95,10 @@ impl<'a> Datagram<'a> {
                 }
                 let sender = u32_at(b, 1);
                 let noise_len = usize::from(u16::from_be_bytes([b[5], b[6]]));
-                let noise = b.get(INIT_HEADER_LEN..INIT_HEADER_LEN + noise_len).ok_or(DropReason::Malformed)?;
-                Ok(Self::HandshakeInit { sender, noise })
+                let (signed, mac) = b.split_at(b.len() - MAC_LEN);
+                let noise = signed.get(INIT_HEADER_LEN..INIT_HEADER_LEN + noise_len).ok_or(DropReason::Malformed)?;
+                let mac = mac.try_into().map_err(|_| DropReason::Malformed)?;
+                Ok(Self::HandshakeInit { sender, noise, mac, signed })
             }
             TYPE_RESP | TYPE_FINAL => {
                 if b.len() <= RESP_HEADER_LEN {
@@ -90,14 +124,21 @@ impl<'a> Datagram<'a> {
                     ciphertext: &b[TRANSPORT_HEADER_LEN..],
                 })
             }
+            TYPE_COOKIE => {
+                if b.len() != COOKIE_REPLY_LEN {
+                    return Err(DropReason::Malformed);
+                }
+                let cookie = b[5..].try_into().map_err(|_| DropReason::Malformed)?;
+                Ok(Self::CookieReply { receiver: u32_at(b, 1), cookie })
+            }
             _ => Err(DropReason::UnknownType),
         }
     }
 }
 
-/// Writes a padded HandshakeInit; returns its length.
+/// Writes a padded HandshakeInit with an all-zero MAC; returns its length.
 pub fn write_init(out: &mut [u8], sender: u32, noise: &[u8]) -> usize {
-    let len = (INIT_HEADER_LEN + noise.len()).max(INIT_MIN_LEN);
+    let len = (INIT_HEADER_LEN + noise.len() + MAC_LEN).max(INIT_MIN_LEN);
     let out = &mut out[..len];
     out.fill(0);
     out[0] = TYPE_INIT;
@@ -105,6 +146,20 @@ pub fn write_init(out: &mut [u8], sender: u32, noise: &[u8]) -> usize {
     out[5..7].copy_from_slice(&(noise.len() as u16).to_be_bytes());
     out[INIT_HEADER_LEN..INIT_HEADER_LEN + noise.len()].copy_from_slice(noise);
     len
+}
+
+/// Puts the MAC under `cookie` at the end of a written Init.
+pub fn sign_init(init: &mut [u8], cookie: &Cookie) {
+    let (signed, mac) = init.split_at_mut(init.len() - MAC_LEN);
+    mac.copy_from_slice(&crate::cookie::init_mac(cookie, signed));
+}
+
+/// Writes a CookieReply (shorter than any Init it answers); returns its length.
+pub fn write_cookie_reply(out: &mut [u8], receiver: u32, cookie: &Cookie) -> usize {
+    out[0] = TYPE_COOKIE;
+    out[1..5].copy_from_slice(&receiver.to_be_bytes());
+    out[5..COOKIE_REPLY_LEN].copy_from_slice(cookie);
+    COOKIE_REPLY_LEN
 }
 
 /// Writes a HandshakeResp or HandshakeFinal; returns its length.
@@ -130,7 +185,7 @@ pub fn peek_receiver(b: &[u8]) -> Option<u32> {
         Datagram::Transport { receiver, .. }
         | Datagram::HandshakeResp { receiver, .. }
         | Datagram::HandshakeFinal { receiver, .. } => Some(receiver),
-        Datagram::HandshakeInit { .. } => None,
+        Datagram::HandshakeInit { .. } | Datagram::CookieReply { .. } => None,
     }
 }
 
@@ -143,7 +198,19 @@ mod tests {
         let mut buf = [0u8; MAX_DATAGRAM];
         let n = write_init(&mut buf, 7, &[9; 33]);
         assert_eq!(n, INIT_MIN_LEN);
-        assert_eq!(Datagram::parse(&buf[..n]), Ok(Datagram::HandshakeInit { sender: 7, noise: &[9; 33] }));
+        let signed = buf[..n - MAC_LEN].to_vec();
+        assert_eq!(
+            Datagram::parse(&buf[..n]),
+            Ok(Datagram::HandshakeInit { sender: 7, noise: &[9; 33], mac: [0; MAC_LEN], signed: &signed })
+        );
+        sign_init(&mut buf[..n], &[3; COOKIE_LEN]);
+        let Ok(Datagram::HandshakeInit { mac, signed, .. }) = Datagram::parse(&buf[..n]) else { panic!() };
+        assert_eq!(mac, crate::cookie::init_mac(&[3; COOKIE_LEN], signed));
+
+        let n = write_cookie_reply(&mut buf, 0xabcd, &[4; COOKIE_LEN]);
+        assert!(n < INIT_MIN_LEN, "a cookie reply is smaller than the Init it answers");
+        assert_eq!(Datagram::parse(&buf[..n]), Ok(Datagram::CookieReply { receiver: 0xabcd, cookie: [4; COOKIE_LEN] }));
+        assert_eq!(Datagram::parse(&buf[..n + 1]), Err(DropReason::Malformed));
 
         let n = write_resp_or_final(&mut buf, TYPE_RESP, 1, 2, &[5; 90]);
         assert_eq!(Datagram::parse(&buf[..n]), Ok(Datagram::HandshakeResp { sender: 1, receiver: 2, noise: &[5; 90] }));

@@ -33,6 +33,15 @@ impl std::fmt::Display for Path {
     }
 }
 
+impl viz_proto::endpoint::ReturnPath for Path {
+    fn source(&self) -> viz_proto::endpoint::Source {
+        match *self {
+            Path::Udp(a) => viz_proto::endpoint::Source::Address(canonical(a)),
+            Path::Ws(id) => viz_proto::endpoint::Source::Connection(id),
+        }
+    }
+}
+
 /// `::ffff:1.2.3.4` (an IPv4 peer on a dual-stack socket) shown as `1.2.3.4`.
 pub fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())

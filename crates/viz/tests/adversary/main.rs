@@ -6,6 +6,7 @@
 mod common;
 
 mod api;
+mod flood;
 mod http;
 mod native;
 mod password;
