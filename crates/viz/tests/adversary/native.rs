@@ -73,6 +73,12 @@ impl Session {
         }
     }
 
+    /// Sends what is queued (the handshake's last message, so that the server has
+    /// the session) and takes what arrives for `wait`.
+    pub async fn flush(&mut self, wait: Duration) {
+        let _ = self.next_event(wait).await;
+    }
+
     /// Sends `password` as a guess (the first step of the exchange).
     pub fn guess(&mut self, password: &str) -> JoinerPassword {
         let (exchange, start) = JoinerPassword::start(password, self.conn.handshake_hash()).unwrap();
