@@ -106,11 +106,9 @@ fn forged_inits_get_cookies_and_no_state_and_a_real_joiner_gets_in() {
     assert_eq!(elsewhere, Some(Ok(true)), "a cookie is good for its own address only");
 }
 
-#[test]
-fn one_source_that_receives_cookies_holds_only_its_share() {
-    let t0 = Instant::now();
-    let mut host = Host::new();
-    let from = addr(1);
+/// Sends 200 Inits from `from`, answering cookie replies as a real joiner would;
+/// returns how many handshakes the host started for it.
+fn handshakes_from(host: &mut Host, t0: Instant, from: Udp) -> usize {
     let mut handshakes = 0;
     for _ in 0..200 {
         let mut attacker = init(t0);
@@ -130,6 +128,24 @@ fn one_source_that_receives_cookies_holds_only_its_share() {
             handshakes += 1;
         }
     }
-    println!("200 Inits from one address that answers cookies: {handshakes} handshakes started");
-    assert_eq!(handshakes, MAX_PENDING_PER_SOURCE);
+    handshakes
+}
+
+#[test]
+fn one_source_that_receives_cookies_holds_only_its_share() {
+    let t0 = Instant::now();
+    // Alone, one address starts handshakes until the host is under load, then no more.
+    let mut host = Host::new();
+    let alone = handshakes_from(&mut host, t0, addr(1));
+    // Under load (64 pending from elsewhere), one address gets its share.
+    let mut host = Host::new();
+    for i in 0..UNDER_LOAD as u32 {
+        let data = init(t0).poll_transmit(t0).unwrap().to_vec();
+        host.feed(t0, addr(1000 + i), &data);
+    }
+    assert_eq!(host.ep.pending_handshakes(), UNDER_LOAD);
+    let loaded = handshakes_from(&mut host, t0, addr(1));
+    println!("200 Inits from one address that answers cookies: {alone} handshakes alone, {loaded} under load");
+    assert_eq!(alone, UNDER_LOAD);
+    assert_eq!(loaded, MAX_PENDING_PER_SOURCE);
 }
