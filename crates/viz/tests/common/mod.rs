@@ -27,8 +27,21 @@ impl Drop for Proc {
 }
 
 pub fn viz(config: &Path, args: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_viz"))
-        .args(args)
+    spawn(Command::new(env!("CARGO_BIN_EXE_viz")).args(args), config)
+}
+
+/// Runs `viz` in its own user and mount namespaces (no root needed; `unshare` from
+/// util-linux) after the shell commands `prelude`, which may mount file systems only
+/// it sees. Its files are reachable from outside at `/proc/PID/root/…`.
+pub fn viz_in_namespace(config: &Path, prelude: &str, args: &[&str]) -> Proc {
+    let script = format!("{prelude} && exec \"$0\" \"$@\"");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--user", "--map-root-user", "--mount", "sh", "-c", &script, env!("CARGO_BIN_EXE_viz")]).args(args);
+    spawn(&mut cmd, config)
+}
+
+fn spawn(cmd: &mut Command, config: &Path) -> Proc {
+    let mut child = cmd
         .env("VIZ_CONFIG_DIR", config)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

@@ -23,13 +23,18 @@ pub struct Server {
 
 /// Starts `viz serve` on free ports with a known admin token.
 pub fn serve(dir: &Path, extra: &[&str]) -> Server {
+    serve_by(dir, extra, viz)
+}
+
+/// [`serve`], started by `start` (given the config directory and the arguments).
+pub fn serve_by(dir: &Path, extra: &[&str], start: impl FnOnce(&Path, &[&str]) -> Proc) -> Server {
     std::fs::create_dir_all(dir).unwrap();
     let token = dir.join("admin-token");
     std::fs::write(&token, format!("{ADMIN_TOKEN}\n")).unwrap();
     let mut args =
         vec!["serve", "--port", "0", "--http", "127.0.0.1:0", "--admin-token-file", s(&token), "--state-dir", s(dir)];
     args.extend_from_slice(extra);
-    let mut proc = viz(dir, &args);
+    let mut proc = start(dir, &args);
     let line = proc.expect_line("on port", Duration::from_secs(10));
     let port = line.split("on port ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_owned();
     let fp = line.rsplit(' ').next().unwrap().to_owned();

@@ -9,10 +9,11 @@ use super::chrome::{Chrome, decode_pcm16};
 use super::{ADMIN_TOKEN, api_call, artifacts_dir, serve, speech_match, speech_wav, tone_in, wait_participant};
 use crate::common::viz;
 
-/// The two minute-long tests each drive a Chromium that encodes or decodes in real time;
-/// run side by side on two cores they starve each other's main threads, and what they
-/// measure is the client, not that contention.
-static MINUTE_LONG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The two minute-long tests measure the page's playout and capture over a minute, in
+/// real time. Beside other Chromiums on two cores, the page's main thread stalls for up
+/// to 300 ms and hands the worklet bursts; what they measure is then the contention,
+/// not the client. So they run alone (`write`); the other browser tests share (`read`).
+static BROWSERS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Dumps the page's recordings: (input start frame, input), (output start, output).
 async fn recordings(page: &Chrome) -> ((i64, Vec<f32>), (i64, Vec<f32>)) {
@@ -103,11 +104,13 @@ async fn browser_and_native_hear_each_other(codec: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_with_webcodecs_and_native_client_hear_each_other() {
+    let _shared = BROWSERS.read().await;
     browser_and_native_hear_each_other("webcodecs").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_with_wasm_opus_and_native_client_hear_each_other() {
+    let _shared = BROWSERS.read().await;
     browser_and_native_hear_each_other("wasm").await;
 }
 
@@ -115,6 +118,7 @@ async fn browser_with_wasm_opus_and_native_client_hear_each_other() {
 /// played, both on the page's audio clock. Prints the round trip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_echo_test_measures_the_round_trip() {
+    let _shared = BROWSERS.read().await;
     let dir = tempfile::tempdir().unwrap();
     let (speech_path, _) = speech_wav(dir.path());
     let server = serve(&dir.path().join("server"), &[]);
@@ -157,6 +161,7 @@ async fn browser_echo_test_measures_the_round_trip() {
 /// page until the admin accepts it there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_page_controls_a_native_participant() {
+    let _shared = BROWSERS.read().await;
     let dir = tempfile::tempdir().unwrap();
     let server = serve(&dir.path().join("server"), &["--test-source", "--rtp-port", "0"]);
     let rtp_target = format!("127.0.0.1:{}", server.rtp_port.unwrap());
@@ -241,6 +246,7 @@ async fn admin_page_controls_a_native_participant() {
 /// after its WebSocket drops (as one participant, not two).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_listener_over_https_needs_the_password_and_reconnects_after_a_drop() {
+    let _shared = BROWSERS.read().await;
     let dir = tempfile::tempdir().unwrap();
     let server_dir = dir.path().join("server");
     std::fs::create_dir_all(&server_dir).unwrap();
@@ -313,6 +319,7 @@ async fn browser_listener_over_https_needs_the_password_and_reconnects_after_a_d
 /// a browser and a native friend join it, and everyone hears everyone else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_with_http_takes_a_browser_and_a_native_friend() {
+    let _shared = BROWSERS.read().await;
     let dir = tempfile::tempdir().unwrap();
     let host_wav = dir.path().join("host.wav");
     let mut host = viz(
@@ -413,7 +420,7 @@ async fn host_with_http_takes_a_browser_and_a_native_friend() {
 /// with the speech while the packets kept coming.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_talker_is_heard_for_a_minute_without_dropouts() {
-    let _one_at_a_time = MINUTE_LONG.lock().await;
+    let _alone = BROWSERS.write().await;
     let dir = tempfile::tempdir().unwrap();
     let (speech_path, speech) = speech_wav(dir.path());
     let server = serve(&dir.path().join("server"), &[]);
@@ -453,7 +460,7 @@ async fn a_browser_talker_is_heard_for_a_minute_without_dropouts() {
 /// playout buffer stays near its target and nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_talker_is_heard_by_a_browser_for_a_minute_at_the_target_delay() {
-    let _one_at_a_time = MINUTE_LONG.lock().await;
+    let _alone = BROWSERS.write().await;
     let dir = tempfile::tempdir().unwrap();
     let (speech_path, speech) = speech_wav(dir.path());
     let server = serve(&dir.path().join("server"), &[]);
@@ -511,22 +518,25 @@ async fn a_native_talker_is_heard_by_a_browser_for_a_minute_at_the_target_delay(
     // After the first ten seconds the delay the listener hears (each second's mean queue)
     // follows the target: frames arrive 20 ms at a time, so the queue swings between
     // `target - 20 ms` and `target`, a pause's end drains it, and a burst from a busy
-    // main thread lifts it until the page trims. Seconds are compared by their mean, not
-    // an instant (which depends on where in a frame's 20 ms it is read) or the low-water
-    // mark (which every pause takes to zero). The median second within 15 ms of the
-    // target, and at most one in ten more than 30 ms above it.
+    // main thread lifts it until the page trims (at the end of the second that saw
+    // it). Seconds are compared by their mean, not an instant (which depends on where
+    // in a frame's 20 ms it is read) or the low-water mark (which every pause takes to
+    // zero). The median second within 15 ms of the target; a second more than 30 ms
+    // above it is followed within two seconds by one that is not.
     assert!(samples.len() >= 40, "the page played in only {} of 60 seconds", samples.len());
     let settled = &samples[10..];
-    let mut above: Vec<f64> = settled.iter().map(|s| s.mean - s.target).collect();
-    above.sort_by(f64::total_cmp);
-    let median_above = above[above.len() / 2];
+    let above: Vec<f64> = settled.iter().map(|s| s.mean - s.target).collect();
+    let mut sorted = above.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median_above = sorted[sorted.len() / 2];
     let far = above.iter().filter(|a| **a > 30.0).count();
+    let longest_far_run = above.split(|a| *a <= 30.0).map(<[f64]>::len).max().unwrap_or(0);
     println!(
-        "mean queue - target: median {median_above:.1} ms, {far} of {} seconds more than 30 ms above",
+        "mean queue - target: median {median_above:.1} ms; {far} of {} seconds more than 30 ms above, at most {longest_far_run} in a row",
         above.len()
     );
     assert!(median_above.abs() <= 15.0, "the delay does not follow the target: {samples:?}");
-    assert!(far * 10 <= above.len(), "the delay stays above the target: {samples:?}");
+    assert!(longest_far_run <= 2, "the delay stays above the target: {samples:?}");
     assert!(samples.iter().all(|s| s.target <= 90.0), "the target grew: {samples:?}");
 }
 
