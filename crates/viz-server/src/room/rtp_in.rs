@@ -272,23 +272,27 @@ impl RtpInput {
     /// Whether a new pending sender from `from` may be tracked, after pushing out the
     /// oldest pending one of that address, or of all, if their share is full.
     fn make_room_for_pending(&mut self, from: SocketAddr) -> bool {
+        // Counted in place, without a list: this runs for every packet of a new SSRC,
+        // which in a flood is every packet.
         let allow = &self.allow;
-        let pending: Vec<(u32, Instant, bool)> = self
-            .senders
-            .iter()
-            .filter(|(ssrc, s)| s.pid.is_none() && allow.rule(**ssrc).is_none())
-            .map(|(ssrc, s)| (*ssrc, s.first_seen, s.from.ip() == from.ip()))
-            .collect();
-        let oldest =
-            |same_address: bool| pending.iter().filter(|p| !same_address || p.2).min_by_key(|p| p.1).map(|p| p.0);
-        let victim = if pending.iter().filter(|p| p.2).count() >= MAX_PENDING_PER_ADDRESS {
-            oldest(true)
-        } else if pending.len() >= MAX_PENDING {
-            oldest(false)
+        let pending = || self.senders.iter().filter(|(ssrc, s)| s.pid.is_none() && allow.rule(**ssrc).is_none());
+        let (mut total, mut mine) = (0, 0);
+        for (_, s) in pending() {
+            total += 1;
+            mine += usize::from(s.from.ip() == from.ip());
+        }
+        let same_address = if mine >= MAX_PENDING_PER_ADDRESS {
+            true
+        } else if total >= MAX_PENDING {
+            false
         } else {
             return true;
         };
-        match victim {
+        let oldest = pending()
+            .filter(|(_, s)| !same_address || s.from.ip() == from.ip())
+            .min_by_key(|(_, s)| s.first_seen)
+            .map(|(ssrc, _)| *ssrc);
+        match oldest {
             Some(ssrc) => {
                 self.senders.remove(&ssrc);
                 true

@@ -17,6 +17,16 @@ pub struct Session {
     plain: Vec<u8>,
 }
 
+/// The password of [`password_room`].
+pub const PASSWORD: &str = "correct horse";
+
+/// `viz serve` with [`PASSWORD`], its files under `dir`.
+pub fn password_room(dir: &std::path::Path) -> crate::common::room::Server {
+    let pw = dir.join("pw");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    crate::common::room::serve(&dir.join("server"), &["--password-file", pw.to_str().unwrap()])
+}
+
 /// Where `viz://127.0.0.1:PORT#fingerprint` points.
 pub fn address(join: &str) -> SocketAddr {
     let rest = join.trim_start_matches("viz://");
@@ -84,6 +94,21 @@ impl Session {
         let (exchange, start) = JoinerPassword::start(password, self.conn.handshake_hash()).unwrap();
         self.conn.send_control(ControlMessage::PasswordStart(start));
         exchange
+    }
+
+    /// The whole password exchange and Hello, as the real client does; returns the
+    /// server's last answer (its Hello when admitted).
+    pub async fn join_with_password(&mut self, name: &str, password: &str) -> Option<Event> {
+        let exchange = self.guess(password);
+        self.hello(name);
+        let Some(Event::Control(ControlMessage::PasswordReply { reply, proof })) =
+            self.answer(Duration::from_secs(5)).await
+        else {
+            panic!("no password reply for {name}");
+        };
+        let joiner_proof = exchange.finish(&reply, &proof).expect("the server knows the password");
+        self.conn.send_control(ControlMessage::PasswordProof(joiner_proof));
+        self.answer(Duration::from_secs(5)).await
     }
 
     pub fn hello(&mut self, name: &str) {

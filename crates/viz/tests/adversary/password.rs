@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use viz_proto::{ByeReason, ControlMessage, Event};
 
-use crate::common::room::serve;
-use crate::native::{Session, address};
+use crate::native::{PASSWORD, Session, address, password_room};
 
 const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 /// Another loopback address: a different joiner as far as the server can tell.
@@ -18,9 +17,7 @@ const NEIGHBOUR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_guesses_are_limited_at_each_attempt_not_at_session_start() {
     let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "correct horse\n").unwrap();
-    let server = serve(&dir.path().join("server"), &["--password-file", pw.to_str().unwrap()]);
+    let server = password_room(dir.path());
     let target = address(&server.join);
 
     let mut sessions = Vec::new();
@@ -46,22 +43,14 @@ async fn password_guesses_are_limited_at_each_attempt_not_at_session_start() {
     // The right password from the same address waits out the minute too...
     let mut late = Session::open(target, LOCAL, Duration::from_secs(5)).await;
     if let Some(s) = late.as_mut() {
-        s.guess("correct horse");
+        s.guess(PASSWORD);
         s.hello("late");
         let e = s.answer(Duration::from_secs(5)).await;
         assert!(matches!(e, Some(Event::PeerLeft(ByeReason::TooManyAttempts))), "{e:?}");
     }
     // ...while another address is not affected.
     let mut s = Session::open(target, NEIGHBOUR, Duration::from_secs(5)).await.expect("handshake from 127.0.0.2");
-    let exchange = s.guess("correct horse");
-    s.hello("neighbour");
-    let Some(Event::Control(ControlMessage::PasswordReply { reply, proof })) = s.answer(Duration::from_secs(5)).await
-    else {
-        panic!("no password reply for the neighbour");
-    };
-    let joiner_proof = exchange.finish(&reply, &proof).expect("the server knows the password");
-    s.conn.send_control(ControlMessage::PasswordProof(joiner_proof));
-    let e = s.answer(Duration::from_secs(5)).await;
+    let e = s.join_with_password("neighbour", PASSWORD).await;
     assert!(matches!(e, Some(Event::Control(ControlMessage::Hello(_)))), "the neighbour is admitted: {e:?}");
 }
 
@@ -72,9 +61,7 @@ async fn password_guesses_are_limited_at_each_attempt_not_at_session_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_who_never_get_in_leave_no_identity_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "correct horse\n").unwrap();
-    let server = serve(&dir.path().join("server"), &["--password-file", pw.to_str().unwrap()]);
+    let server = password_room(dir.path());
     let target = address(&server.join);
     let before = crate::tcp::rss_kib(server.proc.child.id());
     for _ in 0..500 {
@@ -85,14 +72,7 @@ async fn strangers_who_never_get_in_leave_no_identity_behind() {
     }
     let after = crate::tcp::rss_kib(server.proc.child.id());
     let mut s = Session::open(target, LOCAL, Duration::from_secs(5)).await.unwrap();
-    let exchange = s.guess("correct horse");
-    s.hello("member");
-    let Some(Event::Control(ControlMessage::PasswordReply { reply, proof })) = s.answer(Duration::from_secs(5)).await
-    else {
-        panic!("no password reply");
-    };
-    s.conn.send_control(ControlMessage::PasswordProof(exchange.finish(&reply, &proof).unwrap()));
-    let e = s.answer(Duration::from_secs(5)).await;
+    let e = s.join_with_password("member", PASSWORD).await;
     assert!(matches!(e, Some(Event::Control(ControlMessage::Hello(_)))), "{e:?}");
     let member = crate::common::room::wait_participant(&server, "member", Duration::from_secs(5));
     println!("500 strangers refused (server RSS {before} → {after} KiB); the first member's id: {}", member["id"]);

@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use viz_proto::{AdminOp, AdminRequest, ControlMessage, Event};
 
 use crate::common::room::{ADMIN_TOKEN, Server, serve};
-use crate::native::{Session, address};
+use crate::native::{Session, address, password_room};
 
 /// The HTTP status of a WebSocket upgrade to the page's `/ws` sent with `origin`.
 async fn ws_status(server: &Server, origin: Option<&str>) -> u16 {
@@ -92,9 +92,7 @@ async fn native_admin(s: &mut Session, token: &str) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_kind_of_attempt_has_one_limit_across_transports() {
     let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "correct horse\n").unwrap();
-    let server = serve(&dir.path().join("server"), &["--password-file", pw.to_str().unwrap()]);
+    let server = password_room(dir.path());
     let target = address(&server.join);
     let here = IpAddr::V4(Ipv4Addr::LOCALHOST);
     // Five wrong passwords from this address...
