@@ -13,30 +13,25 @@ use std::time::Instant;
 
 use blake2::{Blake2s256, Digest};
 use tokio::sync::mpsc;
-use viz_audio::mixer::{ParticipantId, Role};
+use viz_audio::mixer::Role;
 use viz_proto::{ByeReason, JitterEstimator, MediaFrame, OwnedMedia, PublicKey};
 
+use super::Room;
+use super::admission::Arrival;
 use super::mixing::ToMixer;
-use super::{Link, Room};
-use crate::web::messages::{BrowserFrame, BrowserIn, BrowserOut, BrowserRosterEntry};
+use super::participants::Link;
+use crate::web::messages::{BrowserFrame, BrowserIn, BrowserOut};
 
 /// Longest browser identity secret accepted (the page sends 22 base64url characters).
 const MAX_IDENTITY_LEN: usize = 128;
 
+/// One page's WebSocket. Once its hello is accepted, the participant table has it
+/// under [`Link::Browser`].
 pub(crate) struct Browser {
     pub peer: SocketAddr,
     pub tx: mpsc::Sender<BrowserFrame>,
-    pub since: Instant,
-    /// Set by the hello.
-    pub joined: Option<Joined>,
-}
-
-pub(crate) struct Joined {
-    pub pid: ParticipantId,
-    pub key: PublicKey,
-    pub name: String,
-    pub role: Role,
-    pub self_muted: bool,
+    /// Whether it said hello (one hello per connection).
+    pub greeted: bool,
     pub inbound: InboundStats,
     /// Loss the page reported for what it receives (drives the mix's FEC).
     pub reported_loss: f32,
@@ -119,7 +114,9 @@ impl Room<'_> {
             ));
             return;
         }
-        self.browsers.insert(conn, Browser { peer, tx, since: Instant::now(), joined: None });
+        let browser =
+            Browser { peer, tx, greeted: false, inbound: InboundStats::default(), reported_loss: 0.0 };
+        self.browsers.insert(conn, browser);
     }
 
     pub(crate) fn on_browser_control(&mut self, conn: u64, msg: BrowserIn, now: Instant) {
@@ -127,16 +124,10 @@ impl Room<'_> {
             BrowserIn::Hello { name, identity, sends, receives, echo, password } => {
                 self.on_browser_hello(conn, name, &identity, Role { sends, receives, echo }, password, now);
             }
-            BrowserIn::Mute { muted } => {
-                let Some(j) = self.browsers.get_mut(&conn).and_then(|b| b.joined.as_mut()) else { return };
-                j.self_muted = muted;
-                let pid = j.pid;
-                let entry = self.roster_entry(pid);
-                self.broadcast_roster(entry);
-            }
+            BrowserIn::Mute { muted } => self.self_muted(Link::Browser(conn), muted),
             BrowserIn::Report { loss } => {
-                if let Some(j) = self.browsers.get_mut(&conn).and_then(|b| b.joined.as_mut()) {
-                    j.reported_loss = if loss.is_finite() { loss.clamp(0.0, 1.0) } else { 0.0 };
+                if let Some(b) = self.browsers.get_mut(&conn) {
+                    b.reported_loss = if loss.is_finite() { loss.clamp(0.0, 1.0) } else { 0.0 };
                 }
             }
         }
@@ -151,8 +142,8 @@ impl Room<'_> {
         password: Option<String>,
         now: Instant,
     ) {
-        let Some(b) = self.browsers.get(&conn) else { return };
-        if b.joined.is_some() {
+        let Some(b) = self.browsers.get_mut(&conn) else { return };
+        if std::mem::replace(&mut b.greeted, true) {
             return;
         }
         let ip = b.peer.ip().to_canonical();
@@ -161,96 +152,45 @@ impl Room<'_> {
             self.end_browser(conn, "the page sent no usable identity; reload it".into(), false);
             return;
         }
-        if self.limiters.password.is_blocked(ip, now) {
-            self.summary.refused += 1;
-            self.end_browser_with(conn, ByeReason::TooManyAttempts);
-            return;
-        }
-        if let Some(expected) = &self.cfg.password {
+        if let Some(expected) = self.cfg.password.clone() {
             let Some(given) = password.filter(|p| !p.is_empty()) else {
                 self.summary.refused += 1;
                 self.end_browser_with(conn, ByeReason::PasswordRequired);
                 return;
             };
+            if let Err(reason) = self.password_attempt(Some(ip), now) {
+                self.end_browser_with(conn, reason);
+                return;
+            }
             if !constant_time_eq(expected.as_bytes(), given.as_bytes()) {
                 tracing::info!(%via, "wrong room password");
-                self.limiters.password.failed(ip, now);
                 self.summary.refused += 1;
                 self.end_browser_with(conn, ByeReason::WrongPassword);
                 return;
             }
+            self.password_proven(Some(ip));
         }
-        let key = browser_key(identity);
-        let pid = self.pid_for(key);
-        let mut resumed = false;
-        if let Some(&old) = self.by_pid.get(&pid)
-            && old != Link::Browser(conn)
-        {
-            resumed = true;
-            self.end_link(old, ByeReason::Replaced, now);
-        }
-        let stored = self.settings.get(&key);
-        let client_name = {
+        let own_name = {
             let n = viz_proto::control::sanitize_name(&name);
             if n.is_empty() { "browser guest".to_owned() } else { n }
         };
-        let shown_name = stored.name.clone().unwrap_or(client_name);
-        let Some(b) = self.browsers.get_mut(&conn) else { return };
-        b.joined = Some(Joined {
-            pid,
-            key,
-            name: shown_name.clone(),
-            role,
-            self_muted: false,
-            inbound: InboundStats::default(),
-            reported_loss: 0.0,
-        });
-        let welcome = BrowserOut::Welcome {
-            room: self.cfg.room_name.clone(),
-            you: pid,
-            frame_ms: self.cfg.params.frame.millis(),
-            bitrate: self.cfg.params.bitrate,
-            echo: role.echo,
-        };
-        let _ = b.tx.try_send(frame_json(&welcome));
-        self.by_pid.insert(pid, Link::Browser(conn));
-        self.summary.joins += 1;
-        self.join_mixer(pid, role, stored.gain_percent, stored.muted, &shown_name);
-        if role.echo {
-            tracing::info!(%via, "echo test started (browser)");
-            return;
-        }
-        let verb = if resumed { "reconnected" } else { "joined" };
-        tracing::info!(%via, "{shown_name} {verb} (browser)");
-        self.send_full_roster_to_browser(conn);
-        let entry = self.roster_entry(pid);
-        self.broadcast_roster(entry);
-        self.summary.peak_participants = self.summary.peak_participants.max(self.by_pid.len());
+        let arrival = Arrival { key: browser_key(identity), link: Link::Browser(conn), own_name, role, via };
+        self.admit(arrival, now);
     }
 
     pub(crate) fn on_browser_media(&mut self, conn: u64, at: Instant, media: OwnedMedia) {
-        let Some(j) = self.browsers.get_mut(&conn).and_then(|b| b.joined.as_mut()) else { return };
-        if !j.role.sends {
-            return;
-        }
+        let Some(p) = self.participants.of_link(Link::Browser(conn)).filter(|p| p.role.sends) else { return };
+        let id = p.id;
+        let Some(b) = self.browsers.get_mut(&conn) else { return };
         let arrival = at.saturating_duration_since(self.started).as_micros() as i64 * 48 / 1000;
-        j.inbound.on_media(media.stream, media.seq, media.timestamp, arrival);
+        b.inbound.on_media(media.stream, media.seq, media.timestamp, arrival);
         self.net.media_in += 1;
-        self.mixer.send(ToMixer::Media { id: j.pid, at, media });
+        self.mixer.send(ToMixer::Media { id, at, media });
     }
 
     pub(crate) fn on_browser_closed(&mut self, conn: u64) {
-        let Some(b) = self.browsers.remove(&conn) else { return };
-        let Some(j) = b.joined else { return };
-        if self.by_pid.get(&j.pid) != Some(&Link::Browser(conn)) {
-            return; // replaced by a newer session
-        }
-        self.by_pid.remove(&j.pid);
-        self.leave_mixer(j.pid);
-        if !j.role.echo {
-            tracing::info!(id = j.pid, "{} left (browser)", j.name);
-            self.broadcast(&viz_proto::ControlMessage::Left { id: j.pid, reason: ByeReason::Leaving });
-        }
+        self.browsers.remove(&conn);
+        self.link_ended(Link::Browser(conn), ByeReason::Leaving);
     }
 
     /// Sends one mixed or forwarded packet to a browser; dropped if its socket is full.
@@ -281,29 +221,6 @@ impl Room<'_> {
         if let Some(b) = self.browsers.get(&conn) {
             let text = serde_json::to_string(&BrowserOut::Bye { reason, reconnect }).unwrap_or_default();
             let _ = b.tx.try_send(BrowserFrame::Close(text));
-        }
-    }
-
-    fn send_full_roster_to_browser(&mut self, conn: u64) {
-        let entries = self.full_roster(self.browsers.get(&conn).and_then(|b| b.joined.as_ref()).map(|j| j.pid));
-        let entries = entries.iter().map(|e| self.browser_entry(e)).collect();
-        self.send_browser(conn, &BrowserOut::Roster { entries });
-        let ids = self.talking.clone();
-        self.send_browser(conn, &BrowserOut::Talking { ids });
-    }
-
-    /// A native roster line in the browser's JSON shape.
-    pub(crate) fn browser_entry(&self, e: &viz_proto::RosterEntry) -> BrowserRosterEntry {
-        BrowserRosterEntry {
-            id: e.id,
-            name: e.name.clone(),
-            kind: self.kind_of(e.id),
-            you: e.you,
-            self_muted: e.self_muted,
-            admin_muted: e.admin_muted,
-            gain_percent: e.gain_percent,
-            sends: e.sends,
-            receives: e.receives,
         }
     }
 }

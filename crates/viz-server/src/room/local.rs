@@ -13,8 +13,10 @@ use viz_client::roster::Roster;
 use viz_client::status::Console;
 use viz_proto::{ControlMessage, MediaFrame, OwnedMedia, RosterEntry};
 
+use super::Room;
+use super::admission::Arrival;
 use super::mixing::ToMixer;
-use super::{Link, Room};
+use super::participants::Link;
 
 /// Participant id of the host's own audio (ids below 100 are reserved).
 pub const LOCAL_ID: ParticipantId = 2;
@@ -28,28 +30,28 @@ pub struct LocalAudio<'a> {
     pub name: String,
 }
 
+/// The host's side of its link: its audio engine and console. Its name and mute are
+/// in the participant table like everyone's.
 pub(crate) struct Local<'a> {
     pub engine: &'a EngineHandle,
     pub console: Console,
-    pub name: String,
-    pub muted: bool,
     /// The host's view of the room, as a native joiner keeps it, for its console lines.
     pub roster: Roster,
 }
 
 impl<'a> Room<'a> {
     /// Takes the host into the room and starts its audio.
-    pub(crate) fn add_local(&mut self, local: Local<'a>) {
-        let key = self.cfg.keypair.public();
-        let stored = self.settings.get(&key);
-        let name = stored.name.clone().unwrap_or_else(|| local.name.clone());
+    pub(crate) fn add_local(&mut self, local: Local<'a>, name: String, now: Instant) {
         local.engine.start();
-        self.local = Some(Local { name, ..local });
-        self.by_pid.insert(LOCAL_ID, Link::Local);
-        let shown = self.local.as_ref().map(|l| l.name.clone()).unwrap_or_default();
-        self.join_mixer(LOCAL_ID, Role::SPEAKER, stored.gain_percent, stored.muted, &shown);
-        let entries = self.full_roster(Some(LOCAL_ID));
-        self.show_local(&ControlMessage::Roster(entries));
+        self.local = Some(local);
+        let arrival = Arrival {
+            key: self.cfg.keypair.public(),
+            link: Link::Local,
+            own_name: name,
+            role: Role::SPEAKER,
+            via: "this machine".into(),
+        };
+        self.admit(arrival, now);
         if let Some(l) = self.local.as_mut() {
             if let Some(line) = l.roster.settle() {
                 l.console.line(line);
@@ -75,12 +77,11 @@ impl<'a> Room<'a> {
     pub(crate) fn on_local_command(&mut self, cmd: UserCommand, now: Instant) {
         match cmd {
             UserCommand::ToggleMute => {
-                let Some(l) = self.local.as_mut() else { return };
-                l.muted = !l.muted;
-                l.engine.set_muted(l.muted);
-                l.console.line(if l.muted { "Microphone muted (m to unmute)" } else { "Microphone on" });
-                let entry = self.roster_entry(LOCAL_ID);
-                self.broadcast_roster(entry);
+                let Some(l) = self.local.as_ref() else { return };
+                let muted = !self.participants.get(LOCAL_ID).is_some_and(|p| p.self_muted);
+                l.engine.set_muted(muted);
+                l.console.line(if muted { "Microphone muted (m to unmute)" } else { "Microphone on" });
+                self.self_muted(Link::Local, muted);
             }
             UserCommand::Leave => self.begin_shutdown(now),
         }

@@ -17,23 +17,27 @@ use tokio::sync::{mpsc, oneshot};
 use viz_audio::AudioParams;
 use viz_audio::mixer::ParticipantId;
 use viz_proto::{
-    ByeReason, ControlMessage, Endpoint, Event, Input, Keypair, MAX_DATAGRAM, MediaFrame, OwnedMedia, PublicKey,
+    ByeReason, ControlMessage, Endpoint, Event, Input, Keypair, MAX_DATAGRAM, MediaFrame, OwnedMedia,
     SessionConfig,
 };
 use zeroize::Zeroizing;
 
 use crate::listener::{BindError, Listener, Path, WsEvent};
-use crate::web::messages::{BrowserOut, StatsPoint};
+use crate::web::messages::StatsPoint;
 use crate::web::{self, TlsMode};
 
+pub mod admin;
+mod admission;
 pub mod browser;
 pub mod local;
 pub mod members;
 pub mod metrics;
 pub mod mixing;
 pub mod outputs;
+mod participants;
 mod parties;
 pub mod ratelimit;
+mod roster;
 pub mod recorder;
 pub mod rtp_allow;
 mod rtp_api;
@@ -42,6 +46,7 @@ pub mod rtp_out;
 pub mod settings;
 
 use members::Member;
+use participants::{Link, Participants};
 use mixing::{FromMixer, MixStats, MixerHandle, ToMixer};
 use ratelimit::Limiters;
 use settings::SettingsStore;
@@ -50,8 +55,6 @@ use settings::SettingsStore;
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 /// Session timers are serviced at this granularity (reports, retransmissions, idle).
 const TIMER_STEP: Duration = Duration::from_millis(10);
-/// First participant id handed to a joiner (ids below are reserved: test source).
-const FIRST_PARTICIPANT_ID: ParticipantId = 100;
 
 #[derive(Clone)]
 pub struct RoomConfig {
@@ -159,19 +162,6 @@ pub struct NetCounters {
     pub forward_dropped: u64,
 }
 
-/// How an admitted participant is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Link {
-    /// A Noise session (UDP or the native WebSocket fallback), by session id.
-    Native(u32),
-    /// A web page, by its WebSocket connection number.
-    Browser(u64),
-    /// The host's own audio, in process (`viz host --http`).
-    Local,
-    /// A plain RTP sender, by SSRC.
-    Rtp(u32),
-}
-
 /// Seconds of one-second points the admin page's graphs can show.
 const HISTORY_SECONDS: usize = 600;
 
@@ -182,15 +172,12 @@ pub(crate) struct Room<'a> {
     mixer: MixerHandle,
     settings: SettingsStore,
     limiters: Limiters,
-    /// By session id.
+    /// Everyone admitted, however connected.
+    participants: Participants,
+    /// Authenticated native sessions (joining, admitted, or admins'), by session id.
     members: HashMap<u32, Member>,
     /// Browser WebSockets, by connection number.
     browsers: HashMap<u64, browser::Browser>,
-    /// Admitted participants: participant id → how to reach them.
-    by_pid: HashMap<ParticipantId, Link>,
-    /// Stable participant id per identity, for this server's lifetime.
-    pids: HashMap<PublicKey, ParticipantId>,
-    next_pid: ParticipantId,
     talking: Vec<ParticipantId>,
     net: NetCounters,
     /// Media packets in and out, and participants, at the last statistics line: an
@@ -292,14 +279,8 @@ pub async fn run_with_local(
     if let Some(l) = local {
         local_media = Some(l.outgoing);
         local_commands = Some(l.commands);
-        let name = l.name;
-        room.add_local(local::Local {
-            engine: l.engine,
-            console: l.console,
-            name,
-            muted: false,
-            roster: Default::default(),
-        });
+        let local = local::Local { engine: l.engine, console: l.console, roster: Default::default() };
+        room.add_local(local, l.name, Instant::now());
     }
     if let Some(r) = ready {
         let _ = r.send(room.listener.local);
@@ -401,11 +382,9 @@ impl<'a> Room<'a> {
             mixer,
             settings,
             limiters,
+            participants: Participants::default(),
             members: HashMap::new(),
             browsers: HashMap::new(),
-            by_pid: HashMap::new(),
-            pids: HashMap::new(),
-            next_pid: FIRST_PARTICIPANT_ID,
             talking: Vec::new(),
             net: NetCounters::default(),
             logged_activity: (0, 0, 0),
@@ -519,11 +498,10 @@ impl<'a> Room<'a> {
                 self.dirty.push(id);
             }
             Input::Media(id, m) => {
-                let Some(member) = self.members.get(&id) else { return };
-                if member.is_admitted() && member.role.sends {
+                if let Some(p) = self.participants.of_link(Link::Native(id)).filter(|p| p.role.sends) {
                     self.net.media_in += 1;
                     let media = OwnedMedia::from_frame(&m);
-                    self.mixer.send(ToMixer::Media { id: member.pid, at, media });
+                    self.mixer.send(ToMixer::Media { id: p.id, at, media });
                 }
                 self.dirty.push(id);
             }
@@ -550,7 +528,7 @@ impl<'a> Room<'a> {
         // Not a participant yet: its id is given when it is admitted, so identities
         // that never get in leave nothing behind (finding: 125 000 fresh identities
         // grew the id table by 47 MB before any password was asked).
-        self.members.insert(id, Member::new(id, members::NOT_ADMITTED, key, ip, via));
+        self.members.insert(id, Member::new(id, key, ip, via));
     }
 
     async fn on_mixer(&mut self, msg: FromMixer) {
@@ -558,22 +536,22 @@ impl<'a> Room<'a> {
             FromMixer::Packet(p) => {
                 let Some(src) = p.frames.as_frame() else { return };
                 for d in &p.deliveries {
-                    let sid = match self.by_pid.get(&d.listener) {
-                        Some(&Link::Native(sid)) => sid,
-                        Some(&Link::Browser(conn)) => {
+                    let sid = match self.participants.get(d.listener).map(|p| p.link) {
+                        Some(Link::Native(sid)) => sid,
+                        Some(Link::Browser(conn)) => {
                             if let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) {
                                 self.send_browser_media(conn, &frame);
                             }
                             continue;
                         }
-                        Some(&Link::Local) => {
+                        Some(Link::Local) => {
                             if let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) {
                                 self.deliver_local(&frame);
                             }
                             continue;
                         }
                         // RTP senders hear nothing.
-                        Some(&Link::Rtp(_)) => continue,
+                        Some(Link::Rtp(_)) => continue,
                         None => {
                             self.deliver_output(d, src.frames(), Instant::now());
                             continue;
@@ -595,29 +573,6 @@ impl<'a> Room<'a> {
                 self.broadcast(&msg);
             }
             FromMixer::Stats(s) => self.last_mix = Arc::new(*s),
-        }
-    }
-
-    /// Sends `msg` to every admitted participant and admin.
-    fn broadcast(&mut self, msg: &ControlMessage) {
-        for m in self.members.values() {
-            if m.gets_roster()
-                && let Some(s) = self.endpoint.session_mut(m.session)
-            {
-                s.send_control(msg.clone());
-                self.dirty.push(m.session);
-            }
-        }
-        self.show_local(msg);
-        let shown = match msg {
-            ControlMessage::Talking(ids) => BrowserOut::Talking { ids: ids.clone() },
-            ControlMessage::Left { id, reason } => BrowserOut::Left { id: *id, reason: reason.to_string() },
-            _ => return,
-        };
-        for (&conn, b) in &self.browsers {
-            if b.joined.as_ref().is_some_and(|j| !j.role.echo) {
-                self.send_browser(conn, &shown);
-            }
         }
     }
 
@@ -662,9 +617,8 @@ impl<'a> Room<'a> {
         }
         if session.is_closed() {
             self.drop_session(id);
-            if let Some(m) = self.members.remove(&id) {
-                self.forget(m, ByeReason::Leaving);
-            }
+            self.members.remove(&id);
+            self.link_ended(Link::Native(id), ByeReason::Leaving);
         }
     }
 
@@ -680,15 +634,14 @@ impl<'a> Room<'a> {
         match event {
             Event::Control(msg) => self.on_control(id, msg, now),
             Event::PeerLeft(reason) => {
-                if let Some(m) = self.members.remove(&id) {
-                    self.forget(m, reason);
-                }
+                self.members.remove(&id);
+                self.link_ended(Link::Native(id), reason);
             }
             Event::TimedOut => {
                 if let Some(m) = self.members.remove(&id) {
-                    tracing::info!(name = %m.name, "participant timed out");
-                    self.forget(m, ByeReason::Other(0xff));
+                    tracing::info!(via = %m.via, "session timed out");
                 }
+                self.link_ended(Link::Native(id), ByeReason::Other(0xff));
                 self.drop_session(id);
             }
             Event::Closed => {}
@@ -718,22 +671,19 @@ impl<'a> Room<'a> {
         let now = Instant::now();
         self.rtp_every_second(now);
         self.forward_reports(now);
-        // FEC of each mix follows the loss its listeners report.
-        for m in self.members.values() {
-            if m.is_admitted()
-                && m.role.receives
-                && let Some(s) = self.endpoint.session(m.session)
-            {
-                let percent = (s.stats().remote_loss * 100.0).round().clamp(0.0, 100.0) as u8;
-                self.mixer.send(ToMixer::ListenerLoss { id: m.pid, percent });
-            }
-        }
         for b in self.browsers.values_mut() {
-            let Some(j) = b.joined.as_mut() else { continue };
-            j.inbound.roll();
-            if j.role.receives {
-                let percent = (j.reported_loss * 100.0).round().clamp(0.0, 100.0) as u8;
-                self.mixer.send(ToMixer::ListenerLoss { id: j.pid, percent });
+            b.inbound.roll();
+        }
+        // FEC of each mix follows the loss its listeners report.
+        for p in self.participants.iter().filter(|p| p.role.receives) {
+            let loss = match p.link {
+                Link::Native(sid) => self.endpoint.session(sid).map(|s| s.stats().remote_loss),
+                Link::Browser(conn) => self.browsers.get(&conn).map(|b| b.reported_loss),
+                Link::Local | Link::Rtp(_) => None,
+            };
+            if let Some(loss) = loss {
+                let percent = (loss * 100.0).round().clamp(0.0, 100.0) as u8;
+                self.mixer.send(ToMixer::ListenerLoss { id: p.id, percent });
             }
         }
         let point = self.stats_point();

@@ -137,7 +137,7 @@ impl Room<'_> {
         payload_type: u8,
     ) -> Result<u32, AdminError> {
         if let OutputSource::Participant(pid) = source
-            && !self.by_pid.contains_key(&pid)
+            && !self.participants.contains(pid)
         {
             return Err(AdminError::NotFound(format!("no participant with id {pid}")));
         }

@@ -1,14 +1,14 @@
-//! One view over every kind of participant (native session, browser, test source) for
-//! the roster, the admin operations and the web API, and the room's answers to the
-//! HTTP side.
+//! What the room shows of its participants (the admin page, the REST API, metrics,
+//! statistics), read from the participant table and each link's transport counters,
+//! and the room's answers to the HTTP side.
 
 use std::time::Instant;
 
-use viz_audio::mixer::{ParticipantId, Role};
-use viz_proto::{ByeReason, PublicKey};
+use viz_audio::mixer::ParticipantId;
 
 use super::mixing::TEST_SOURCE_ID;
-use super::{HISTORY_SECONDS, Link, Room};
+use super::participants::Link;
+use super::{HISTORY_SECONDS, Room};
 use crate::listener::{Path, canonical};
 use crate::web::messages::{
     AdminError, ApiReply, ApiRequest, ParticipantInfo, RoomInfo, StatsInfo, StatsPoint, WebEvent,
@@ -20,139 +20,30 @@ pub(crate) const KIND_TEST_SOURCE: &str = "test source";
 pub(crate) const KIND_HOST: &str = "host";
 pub(crate) const KIND_RTP: &str = "RTP";
 
-/// What the room knows of one admitted participant, however connected.
-pub(crate) struct Party<'a> {
-    pub name: &'a str,
-    pub key: PublicKey,
-    pub self_muted: bool,
-    pub role: Role,
-}
+/// The test source's name in the roster and the API.
+pub(crate) const TEST_SOURCE_NAME: &str = "Test source (music)";
 
 impl Room<'_> {
-    pub(crate) fn party(&self, pid: ParticipantId) -> Option<Party<'_>> {
-        match *self.by_pid.get(&pid)? {
-            Link::Native(sid) => {
-                let m = self.members.get(&sid)?;
-                Some(Party { name: &m.name, key: m.key, self_muted: m.self_muted, role: m.role })
-            }
-            Link::Browser(conn) => {
-                let j = self.browsers.get(&conn)?.joined.as_ref()?;
-                Some(Party { name: &j.name, key: j.key, self_muted: j.self_muted, role: j.role })
-            }
-            Link::Local => {
-                let l = self.local.as_ref()?;
-                Some(Party { name: &l.name, key: self.cfg.keypair.public(), self_muted: l.muted, role: Role::SPEAKER })
-            }
-            Link::Rtp(ssrc) => {
-                let s = self.rtp.as_ref()?.senders.get(&ssrc)?;
-                Some(Party {
-                    name: &s.name,
-                    key: super::rtp_in::rtp_key(ssrc),
-                    self_muted: false,
-                    role: Role::SEND_ONLY,
-                })
-            }
-        }
-    }
-
     pub(crate) fn kind_of(&self, pid: ParticipantId) -> &'static str {
-        match self.by_pid.get(&pid) {
+        match self.participants.get(pid).map(|p| p.link) {
+            Some(Link::Native(_)) => KIND_NATIVE,
             Some(Link::Browser(_)) => KIND_BROWSER,
             Some(Link::Local) => KIND_HOST,
             Some(Link::Rtp(_)) => KIND_RTP,
             None if pid == TEST_SOURCE_ID && self.cfg.test_source => KIND_TEST_SOURCE,
-            _ => KIND_NATIVE,
+            None => KIND_NATIVE,
         }
     }
 
-    /// The stable participant id of an admitted identity: the same when it comes back,
-    /// for the server's lifetime or until [`MAX_REMEMBERED_IDENTITIES`] others came
-    /// after it while it was away.
-    pub(crate) fn pid_for(&mut self, key: PublicKey) -> ParticipantId {
-        if let Some(&pid) = self.pids.get(&key) {
-            return pid;
-        }
-        if self.pids.len() >= MAX_REMEMBERED_IDENTITIES {
-            // Forget the longest-known identity that is not here now.
-            let by_pid = &self.by_pid;
-            let oldest_away =
-                self.pids.iter().filter(|(_, pid)| !by_pid.contains_key(pid)).min_by_key(|(_, pid)| **pid);
-            if let Some((&gone, _)) = oldest_away {
-                self.pids.remove(&gone);
-            }
-        }
-        let pid = self.next_pid;
-        self.next_pid += 1;
-        self.pids.insert(key, pid);
-        pid
-    }
-
-    /// Ends a participant's connection without announcing it (the caller does, or a
-    /// newer session of the same identity takes its place).
-    pub(crate) fn end_link(&mut self, link: Link, reason: ByeReason, now: Instant) {
-        match link {
-            Link::Native(sid) => {
-                self.members.remove(&sid);
-                if let Some(s) = self.endpoint.session_mut(sid) {
-                    s.close(now, reason);
-                    self.dirty.push(sid);
-                }
-            }
-            Link::Browser(conn) => {
-                let (text, reconnect) = super::browser::bye_text(reason);
-                self.end_browser(conn, text, reconnect);
-                if let Some(b) = self.browsers.get_mut(&conn) {
-                    b.joined = None; // its media and close no longer speak for the participant
-                }
-            }
-            Link::Local => {} // the host's audio ends with the room
-            Link::Rtp(ssrc) => {
-                // Plain RTP cannot be told to stop: removing a sender revokes it, so
-                // what it keeps sending is pending again until an admin accepts it.
-                if let Some(rtp) = self.rtp.as_mut() {
-                    if let Err(e) = rtp.allow.revoke(ssrc) {
-                        tracing::error!("RTP sender {ssrc:#010x} removed, but not for good: {e}");
-                    }
-                    if let Some(s) = rtp.senders.get_mut(&ssrc) {
-                        s.left_room();
-                    }
-                }
-            }
-        }
-    }
-
-    pub(crate) fn set_name(&mut self, link: Link, name: String) {
-        match link {
-            Link::Native(sid) => {
-                if let Some(m) = self.members.get_mut(&sid) {
-                    m.name = name;
-                }
-            }
-            Link::Browser(conn) => {
-                if let Some(j) = self.browsers.get_mut(&conn).and_then(|b| b.joined.as_mut()) {
-                    j.name = name;
-                }
-            }
-            Link::Local => {
-                if let Some(l) = self.local.as_mut() {
-                    l.name = name;
-                }
-            }
-            Link::Rtp(ssrc) => {
-                if let Some(s) = self.rtp.as_mut().and_then(|r| r.senders.get_mut(&ssrc)) {
-                    s.name = name;
-                }
-            }
-        }
+    /// Participants in the room (not echo tests).
+    pub(crate) fn admitted_count(&self) -> usize {
+        self.participants.in_roster().count()
     }
 
     /// Participants in the room (not echo tests), with the test source, by id.
-    pub(crate) fn admitted_count(&self) -> usize {
-        self.by_pid.keys().filter(|&&pid| self.party(pid).is_some_and(|p| !p.role.echo)).count()
-    }
-
     pub(crate) fn participant_infos(&self) -> Vec<ParticipantInfo> {
-        let mut out: Vec<ParticipantInfo> = self.by_pid.keys().filter_map(|&pid| self.participant_info(pid)).collect();
+        let mut out: Vec<ParticipantInfo> =
+            self.participants.in_roster().filter_map(|p| self.participant_info(p.id)).collect();
         if let Some(t) = self.participant_info(TEST_SOURCE_ID).filter(|_| self.cfg.test_source) {
             out.push(t);
         }
@@ -164,10 +55,10 @@ impl Room<'_> {
         let status = self.last_mix.sources.iter().find(|(id, _)| *id == pid).map(|(_, s)| s);
         let level_dbfs = status.map_or(-100.0, |s| s.level_dbfs);
         let talking = self.talking.contains(&pid);
-        if pid == TEST_SOURCE_ID && self.cfg.test_source && !self.by_pid.contains_key(&pid) {
+        if pid == TEST_SOURCE_ID && self.cfg.test_source && !self.participants.contains(pid) {
             return Some(ParticipantInfo {
                 id: pid,
-                name: "Test source (music)".into(),
+                name: TEST_SOURCE_NAME.into(),
                 kind: KIND_TEST_SOURCE,
                 address: String::new(),
                 transport: "built in".into(),
@@ -184,12 +75,9 @@ impl Room<'_> {
                 connected_s: self.started.elapsed().as_secs(),
             });
         }
-        let p = self.party(pid)?;
-        if p.role.echo {
-            return None;
-        }
+        let p = self.participants.get(pid).filter(|p| p.in_roster())?;
         let stored = self.settings.get(&p.key);
-        let (address, transport, loss, jitter_ms, since) = match *self.by_pid.get(&pid)? {
+        let (address, transport, loss, jitter_ms) = match p.link {
             Link::Native(sid) => {
                 let path = self.endpoint.path(sid)?;
                 let stats = self.endpoint.session(sid)?.stats();
@@ -198,28 +86,26 @@ impl Room<'_> {
                     Path::Udp(_) => "UDP",
                     Path::Ws(_) => "WebSocket",
                 };
-                let since = self.members.get(&sid).map_or(self.started, |m| m.since);
-                (address, transport, stats.loss, (stats.jitter.as_secs_f64() * 1000.0) as f32, since)
+                (address, transport, stats.loss, (stats.jitter.as_secs_f64() * 1000.0) as f32)
             }
             Link::Browser(conn) => {
                 let b = self.browsers.get(&conn)?;
-                let j = b.joined.as_ref()?;
-                (canonical(b.peer).to_string(), "browser WebSocket", j.inbound.loss, j.inbound.jitter_ms(), b.since)
+                (canonical(b.peer).to_string(), "browser WebSocket", b.inbound.loss, b.inbound.jitter_ms())
             }
-            Link::Local => (String::new(), "in process", 0.0, 0.0, self.started),
+            Link::Local => (String::new(), "in process", 0.0, 0.0),
             Link::Rtp(ssrc) => {
                 let s = self.rtp.as_ref()?.senders.get(&ssrc)?;
-                (s.from.to_string(), "RTP/UDP", s.loss, s.jitter_ms(), s.joined_at.unwrap_or(s.first_seen))
+                (s.from.to_string(), "RTP/UDP", s.loss, s.jitter_ms())
             }
         };
         Some(ParticipantInfo {
             id: pid,
-            name: p.name.to_owned(),
+            name: p.name.clone(),
             kind: self.kind_of(pid),
             address,
             transport: transport.into(),
-            key: match self.by_pid.get(&pid) {
-                Some(Link::Rtp(ssrc)) => format!("ssrc {ssrc:#010x}"),
+            key: match p.link {
+                Link::Rtp(ssrc) => format!("ssrc {ssrc:#010x}"),
                 _ => p.key.fingerprint().compact().to_owned(),
             },
             talking,
@@ -231,7 +117,7 @@ impl Room<'_> {
             self_muted: p.self_muted,
             sends: p.role.sends,
             receives: p.role.receives,
-            connected_s: since.elapsed().as_secs(),
+            connected_s: p.since.elapsed().as_secs(),
         })
     }
 
@@ -295,7 +181,7 @@ impl Room<'_> {
             ApiRequest::Room => ApiReply::Room(self.room_info()),
             ApiRequest::Participants => ApiReply::Participants(self.participant_infos()),
             ApiRequest::Participant(id) => ApiReply::Participant(
-                self.participant_info(id).filter(|p| self.by_pid.contains_key(&p.id) || p.kind == KIND_TEST_SOURCE),
+                self.participant_info(id).filter(|p| self.participants.contains(p.id) || p.kind == KIND_TEST_SOURCE),
             ),
             ApiRequest::Admin(op) => ApiReply::Done(logged_web_admin(self.apply_admin(op, now))),
             ApiRequest::ChangeParticipant { target, change } => {
@@ -338,8 +224,3 @@ fn logged_web_admin(result: Result<String, AdminError>) -> Result<String, AdminE
     }
     result
 }
-
-/// Identities whose participant id the room remembers for when they come back. Each is
-/// an admitted participant (in a password room, one who knew the password), but an open
-/// room admits anyone, so the table is bounded.
-pub(crate) const MAX_REMEMBERED_IDENTITIES: usize = 10_000;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use viz_proto::ByeReason;
 
 use super::Room;
+use super::participants::Link;
 use super::outputs::{OutputKind, OutputSource};
 use super::rtp_allow::AllowedFrom;
 use super::rtp_in::rtp_key;
@@ -30,10 +31,8 @@ impl Room<'_> {
         if rule.is_none() && seen.is_none() {
             return None;
         }
-        let name = match seen {
-            Some(s) if s.pid.is_some() => s.name.clone(),
-            _ => self.rtp_name(ssrc),
-        };
+        let in_room = self.participants.of_link(Link::Rtp(ssrc));
+        let name = in_room.map_or_else(|| self.rtp_name(ssrc), |p| p.name.clone());
         Some(RtpSenderInfo {
             ssrc,
             ssrc_hex: format!("{ssrc:#010x}"),
@@ -45,7 +44,7 @@ impl Room<'_> {
                 (None, _) => String::new(),
             },
             address: seen.map(|s| s.from.to_string()).unwrap_or_default(),
-            participant_id: seen.and_then(|s| s.pid),
+            participant_id: in_room.map(|p| p.id),
             name,
             packets: seen.map_or(0, |s| s.packets),
             bytes: seen.map_or(0, |s| s.bytes),

@@ -22,11 +22,13 @@ use tokio::net::UdpSocket;
 use viz_audio::mixer::{ParticipantId, Role};
 use viz_proto::rtcp::{RtcpCompound, RtcpPacket, SDES_CNAME, SDES_NAME};
 use viz_proto::rtp::{InterarrivalJitter, RtpError, RtpPacket, SeqVerdict, SequenceState, is_rtcp};
-use viz_proto::{ByeReason, ControlMessage, OwnedMedia, PublicKey};
+use viz_proto::{ByeReason, OwnedMedia, PublicKey};
 
+use super::Room;
+use super::admission::Arrival;
 use super::mixing::ToMixer;
+use super::participants::Link;
 use super::rtp_allow::{AllowList, AllowRule, AllowedFrom};
-use super::{Link, Room};
 use crate::listener::canonical;
 
 /// An RTP participant with neither RTP nor RTCP for this long has left.
@@ -125,10 +127,6 @@ pub(crate) struct RtpSender {
     /// From its RTCP: SDES NAME or CNAME, and the last sender report's counts.
     pub sdes_name: Option<String>,
     pub sender_packets: Option<u32>,
-    /// While in the room: its participant id, name and since when.
-    pub pid: Option<ParticipantId>,
-    pub name: String,
-    pub joined_at: Option<Instant>,
 }
 
 impl RtpSender {
@@ -149,20 +147,14 @@ impl RtpSender {
             loss: 0.0,
             sdes_name: None,
             sender_packets: None,
-            pid: None,
-            name: String::new(),
-            joined_at: None,
         }
     }
 
-    /// Out of the room (left, timed out, kicked): returns the participant id it had.
-    /// What it sends next is a new stream for the jitter buffer.
-    pub(crate) fn left_room(&mut self) -> Option<ParticipantId> {
-        let pid = self.pid.take()?;
-        self.joined_at = None;
+    /// Out of the room (left, timed out, kicked): what it sends next is a new stream
+    /// for the jitter buffer.
+    pub(crate) fn restart_stream(&mut self) {
         self.seq = SequenceState::default();
         self.stream = self.stream.wrapping_add(1);
-        Some(pid)
     }
 
     pub fn jitter_ms(&self) -> f32 {
@@ -274,8 +266,9 @@ impl RtpInput {
     fn make_room_for_pending(&mut self, from: SocketAddr) -> bool {
         // Counted in place, without a list: this runs for every packet of a new SSRC,
         // which in a flood is every packet.
+        // A sender without a rule is never in the room (revoking one takes it out).
         let allow = &self.allow;
-        let pending = || self.senders.iter().filter(|(ssrc, s)| s.pid.is_none() && allow.rule(**ssrc).is_none());
+        let pending = || self.senders.iter().filter(|(ssrc, _)| allow.rule(**ssrc).is_none());
         let (mut total, mut mine) = (0, 0);
         for (_, s) in pending() {
             total += 1;
@@ -381,12 +374,10 @@ impl Room<'_> {
         rtp.counters.mixed += 1;
         let mut media = OwnedMedia::new(sender.stream, p.header.sequence, p.header.timestamp, p.header.marker);
         media.push_frame(p.payload);
-        let pid = match sender.pid {
+        let from = sender.from;
+        let pid = match self.participants.id_of(Link::Rtp(ssrc)) {
             Some(pid) => pid,
-            None => match self.rtp_join(ssrc, at) {
-                Some(pid) => pid,
-                None => return,
-            },
+            None => self.rtp_join(ssrc, from, at),
         };
         self.net.media_in += 1;
         self.mixer.send(ToMixer::Media { id: pid, at, media });
@@ -431,7 +422,7 @@ impl Room<'_> {
                 RtcpPacket::Bye { ssrcs, .. } => {
                     for ssrc in ssrcs {
                         let rule = rtp.allow.rule(ssrc);
-                        if rtp.senders.get(&ssrc).is_some_and(|s| s.pid.is_some() && s.rtcp_admits(rule, from)) {
+                        if rtp.senders.get(&ssrc).is_some_and(|s| s.rtcp_admits(rule, from)) {
                             left.push(ssrc);
                         }
                     }
@@ -447,70 +438,63 @@ impl Room<'_> {
         }
     }
 
-    /// The name an RTP sender goes by: an admin's, its SDES NAME or CNAME, its SSRC.
-    pub(crate) fn rtp_name(&self, ssrc: u32) -> String {
-        let stored = self.settings.get(&rtp_key(ssrc)).name;
+    /// The name an RTP sender gives itself: its SDES NAME or CNAME, or its SSRC.
+    fn rtp_own_name(&self, ssrc: u32) -> String {
         let sdes = self.rtp.as_ref().and_then(|r| r.senders.get(&ssrc)).and_then(|s| s.sdes_name.clone());
-        stored.or(sdes).unwrap_or_else(|| format!("RTP {ssrc:08x}"))
+        sdes.unwrap_or_else(|| format!("RTP {ssrc:08x}"))
+    }
+
+    /// The name an RTP sender goes by: an admin's, or its own.
+    pub(crate) fn rtp_name(&self, ssrc: u32) -> String {
+        self.settings.get(&rtp_key(ssrc)).name.unwrap_or_else(|| self.rtp_own_name(ssrc))
     }
 
     fn rtp_sdes_renamed(&mut self, ssrc: u32) {
-        let name = self.rtp_name(ssrc);
-        let Some(s) = self.rtp.as_mut().and_then(|r| r.senders.get_mut(&ssrc)) else { return };
-        let Some(pid) = s.pid else { return };
-        if s.name != name {
-            s.name = name;
-            let entry = self.roster_entry(pid);
+        let (own_name, name) = (self.rtp_own_name(ssrc), self.rtp_name(ssrc));
+        let Some(p) = self.participants.of_link_mut(Link::Rtp(ssrc)) else { return };
+        p.own_name = own_name;
+        if p.name != name {
+            p.name = name;
+            let id = p.id;
+            let entry = self.roster_entry(id);
             self.broadcast_roster(entry);
         }
     }
 
     /// An allowed sender's first packets: it becomes a participant.
-    fn rtp_join(&mut self, ssrc: u32, now: Instant) -> Option<ParticipantId> {
-        let key = rtp_key(ssrc);
-        let pid = self.pid_for(key);
-        let name = self.rtp_name(ssrc);
-        let stored = self.settings.get(&key);
-        let s = self.rtp.as_mut()?.senders.get_mut(&ssrc)?;
-        s.pid = Some(pid);
-        s.name = name.clone();
-        s.joined_at = Some(now);
-        let from = s.from;
-        self.by_pid.insert(pid, Link::Rtp(ssrc));
-        self.summary.joins += 1;
-        self.join_mixer(pid, Role::SEND_ONLY, stored.gain_percent, stored.muted, &name);
-        tracing::info!(id = pid, "{name} joined (RTP {ssrc:#010x} from {from})");
-        let entry = self.roster_entry(pid);
-        self.broadcast_roster(entry);
-        self.summary.peak_participants = self.summary.peak_participants.max(self.by_pid.len());
-        Some(pid)
+    fn rtp_join(&mut self, ssrc: u32, from: SocketAddr, now: Instant) -> ParticipantId {
+        let arrival = Arrival {
+            key: rtp_key(ssrc),
+            link: Link::Rtp(ssrc),
+            own_name: self.rtp_own_name(ssrc),
+            role: Role::SEND_ONLY,
+            via: format!("RTP {ssrc:#010x} from {from}"),
+        };
+        self.admit(arrival, now)
     }
 
     /// An RTP participant leaves the room (BYE, silence, revoked); the sender stays
     /// known and rejoins if it sends again while allowed.
     pub(crate) fn rtp_leave(&mut self, ssrc: u32, reason: ByeReason) {
-        let Some(s) = self.rtp.as_mut().and_then(|r| r.senders.get_mut(&ssrc)) else { return };
-        let Some(pid) = s.left_room() else { return };
-        let name = s.name.clone();
-        if self.by_pid.get(&pid) == Some(&Link::Rtp(ssrc)) {
-            self.by_pid.remove(&pid);
+        if let Some(s) = self.rtp.as_mut().and_then(|r| r.senders.get_mut(&ssrc)) {
+            s.restart_stream();
         }
-        self.leave_mixer(pid);
-        tracing::info!(id = pid, "{name} {reason} (RTP {ssrc:#010x})");
-        self.broadcast(&ControlMessage::Left { id: pid, reason });
+        self.link_ended(Link::Rtp(ssrc), reason);
     }
 
     /// Once a second: loss per sender, idle senders leave, stale pending ones go.
     pub(crate) fn rtp_every_second(&mut self, now: Instant) {
         let Some(rtp) = self.rtp.as_mut() else { return };
+        let participants = &self.participants;
         let mut idle = Vec::new();
         rtp.senders.retain(|&ssrc, s| {
             s.loss = s.seq.loss_since_last();
             let quiet = now.saturating_duration_since(s.last_seen);
-            if s.pid.is_some() && quiet >= RTP_IDLE {
+            let in_room = participants.id_of(Link::Rtp(ssrc)).is_some();
+            if in_room && quiet >= RTP_IDLE {
                 idle.push(ssrc);
             }
-            s.pid.is_some() || quiet < PENDING_FORGET
+            in_room || quiet < PENDING_FORGET
         });
         for ssrc in idle {
             self.rtp_leave(ssrc, ByeReason::Other(0xff));

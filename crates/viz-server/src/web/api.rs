@@ -28,7 +28,7 @@ use super::WebState;
 use super::client::client_addr;
 use super::messages::{AdminError, ApiReply, ApiRequest, RoomPatch, WebEvent};
 use crate::room::browser::constant_time_eq;
-use crate::room::members::Change;
+use crate::room::admin::Change;
 
 /// How long a request waits for the room's answer.
 const ROOM_TIMEOUT: Duration = Duration::from_secs(5);

@@ -43,7 +43,7 @@ pub enum ApiRequest {
     /// A participant's gain, mute and name, changed together or not at all.
     ChangeParticipant {
         target: u32,
-        change: crate::room::members::Change,
+        change: crate::room::admin::Change,
     },
     SetRoom(RoomPatch),
     Stats,

@@ -1,0 +1,152 @@
+//! Who is in the room, told to everyone in their transport's words: native sessions
+//! get control messages, browsers JSON, the host's console a line; RTP senders hear
+//! nothing. Everything the room tells its participants goes through [`Room::tell`].
+
+use viz_audio::mixer::ParticipantId;
+use viz_proto::control::MAX_ROSTER_ENTRIES;
+use viz_proto::{ControlMessage, RosterEntry};
+
+use super::members::Admission;
+use super::mixing::TEST_SOURCE_ID;
+use super::participants::Link;
+use super::{Room, parties};
+use crate::web::messages::{BrowserOut, BrowserRosterEntry};
+
+impl Room<'_> {
+    /// Sends `msg` over one link. A roster line about the receiver itself is marked
+    /// `you`.
+    pub(crate) fn tell(&mut self, link: Link, msg: &ControlMessage) {
+        let me = self.participants.id_of(link);
+        match link {
+            Link::Native(sid) => {
+                let Some(s) = self.endpoint.session_mut(sid) else { return };
+                let msg = match msg {
+                    ControlMessage::Roster(entries) => ControlMessage::Roster(
+                        entries.iter().map(|e| RosterEntry { you: Some(e.id) == me, ..e.clone() }).collect(),
+                    ),
+                    other => other.clone(),
+                };
+                s.send_control(msg);
+                self.dirty.push(sid);
+            }
+            Link::Browser(conn) => {
+                let shown = match msg {
+                    ControlMessage::Roster(entries) => BrowserOut::Roster {
+                        entries: entries
+                            .iter()
+                            .map(|e| BrowserRosterEntry { you: Some(e.id) == me, ..self.browser_entry(e) })
+                            .collect(),
+                    },
+                    ControlMessage::Talking(ids) => BrowserOut::Talking { ids: ids.clone() },
+                    ControlMessage::Left { id, reason } => BrowserOut::Left { id: *id, reason: reason.to_string() },
+                    _ => return,
+                };
+                self.send_browser(conn, &shown);
+            }
+            Link::Local => self.show_local(msg),
+            Link::Rtp(_) => {}
+        }
+    }
+
+    /// Everyone who sees the roster: participants (not echo tests, not RTP senders)
+    /// and admins' control sessions.
+    fn audience(&self) -> Vec<Link> {
+        let participants = self.participants.in_roster().map(|p| p.link).filter(|l| !matches!(l, Link::Rtp(_)));
+        let admins = self.members.values().filter(|m| matches!(m.admission, Admission::Admin)).map(|m| m.link());
+        participants.chain(admins).collect()
+    }
+
+    /// Sends `msg` to everyone who sees the roster.
+    pub(crate) fn broadcast(&mut self, msg: &ControlMessage) {
+        for link in self.audience() {
+            self.tell(link, msg);
+        }
+    }
+
+    /// Tells everyone about one changed or new entry.
+    pub(crate) fn broadcast_roster(&mut self, entry: Option<RosterEntry>) {
+        if let Some(entry) = entry {
+            self.broadcast(&ControlMessage::Roster(vec![entry]));
+        }
+    }
+
+    /// Sends the whole roster (in messages of up to [`MAX_ROSTER_ENTRIES`]) and who is
+    /// talking to one link.
+    pub(crate) fn send_full_roster(&mut self, to: Link) {
+        let entries = self.full_roster();
+        for chunk in entries.chunks(MAX_ROSTER_ENTRIES) {
+            self.tell(to, &ControlMessage::Roster(chunk.to_vec()));
+        }
+        let talking = ControlMessage::Talking(self.talking.clone());
+        self.tell(to, &talking);
+    }
+
+    /// A participant muted or unmuted its own microphone: everyone sees it.
+    pub(crate) fn self_muted(&mut self, link: Link, muted: bool) {
+        let Some(p) = self.participants.of_link_mut(link) else { return };
+        p.self_muted = muted;
+        let id = p.id;
+        let entry = self.roster_entry(id);
+        self.broadcast_roster(entry);
+    }
+
+    /// A roster line for participant `id` (with `you` unset; [`Room::tell`] sets it).
+    pub(crate) fn roster_entry(&self, id: ParticipantId) -> Option<RosterEntry> {
+        let p = self.participants.get(id)?;
+        let stored = self.settings.get(&p.key);
+        Some(RosterEntry {
+            id,
+            name: p.name.clone(),
+            key: p.key.fingerprint().compact().to_owned(),
+            gain_percent: stored.gain_percent,
+            you: false,
+            self_muted: p.self_muted,
+            admin_muted: stored.muted,
+            sends: p.role.sends,
+            receives: p.role.receives,
+            test_source: false,
+        })
+    }
+
+    fn test_source_entry(&self) -> Option<RosterEntry> {
+        self.cfg.test_source.then(|| RosterEntry {
+            id: TEST_SOURCE_ID,
+            name: parties::TEST_SOURCE_NAME.into(),
+            key: String::new(),
+            gain_percent: 100,
+            you: false,
+            self_muted: false,
+            admin_muted: false,
+            sends: true,
+            receives: false,
+            test_source: true,
+        })
+    }
+
+    /// Every participant's roster line (and the test source's), by id.
+    pub(crate) fn full_roster(&self) -> Vec<RosterEntry> {
+        let mut entries: Vec<RosterEntry> = self
+            .participants
+            .in_roster()
+            .filter_map(|p| self.roster_entry(p.id))
+            .chain(self.test_source_entry())
+            .collect();
+        entries.sort_by_key(|e| e.id);
+        entries
+    }
+
+    /// A native roster line in the browser's JSON shape.
+    pub(crate) fn browser_entry(&self, e: &RosterEntry) -> BrowserRosterEntry {
+        BrowserRosterEntry {
+            id: e.id,
+            name: e.name.clone(),
+            kind: self.kind_of(e.id),
+            you: e.you,
+            self_muted: e.self_muted,
+            admin_muted: e.admin_muted,
+            gain_percent: e.gain_percent,
+            sends: e.sends,
+            receives: e.receives,
+        }
+    }
+}
