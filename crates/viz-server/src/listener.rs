@@ -169,11 +169,7 @@ impl Listener {
     /// The remote address behind a path.
     /// "UDP 1.2.3.4:5" or "WebSocket 1.2.3.4:5", for messages and logs.
     pub fn describe(&self, path: Path) -> String {
-        match self.peer_addr(path) {
-            Some(a) if matches!(path, Path::Udp(_)) => format!("UDP {}", canonical(a)),
-            Some(a) => format!("WebSocket {}", canonical(a)),
-            None => path.to_string(),
-        }
+        describe(path, self.peer_addr(path))
     }
 
     pub fn peer_addr(&self, path: Path) -> Option<SocketAddr> {
@@ -216,6 +212,15 @@ impl Listener {
                 }
             }
         }
+    }
+}
+
+/// "UDP 1.2.3.4:5" or "WebSocket 1.2.3.4:5": a path and the address behind it.
+pub fn describe(path: Path, peer: Option<SocketAddr>) -> String {
+    match peer {
+        Some(a) if matches!(path, Path::Udp(_)) => format!("UDP {}", canonical(a)),
+        Some(a) => format!("WebSocket {}", canonical(a)),
+        None => path.to_string(),
     }
 }
 

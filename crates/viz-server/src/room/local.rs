@@ -67,9 +67,9 @@ impl<'a> Room<'a> {
         }
     }
 
-    pub(crate) fn deliver_local(&mut self, frame: &MediaFrame<'_>) {
+    pub(crate) fn deliver_local(&mut self, frame: &MediaFrame<'_>, now: Instant) {
         if let Some(l) = &self.local {
-            l.engine.deliver(Instant::now(), OwnedMedia::from_frame(frame));
+            l.engine.deliver(now, OwnedMedia::from_frame(frame));
             self.net.media_out += 1;
         }
     }

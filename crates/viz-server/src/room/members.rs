@@ -3,7 +3,7 @@
 //! sessions. Once a joiner is through, it is handed to [`Room::admit`] like every
 //! other kind of participant; what stays here is the session's own state.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use viz_audio::mixer::Role;
@@ -34,14 +34,17 @@ pub(crate) enum Admission {
 pub(crate) struct Member {
     pub session: u32,
     pub key: PublicKey,
+    /// Where it connects from (a WebSocket's connection address).
+    pub peer: Option<SocketAddr>,
     pub ip: Option<IpAddr>,
     pub via: String,
     pub admission: Admission,
 }
 
 impl Member {
-    pub(crate) fn new(session: u32, key: PublicKey, ip: Option<IpAddr>, via: String) -> Self {
-        Self { session, key, ip, via, admission: Admission::Fresh }
+    pub(crate) fn new(session: u32, key: PublicKey, peer: Option<SocketAddr>, via: String) -> Self {
+        let ip = peer.map(|a| a.ip().to_canonical());
+        Self { session, key, peer, ip, via, admission: Admission::Fresh }
     }
 
     pub(crate) fn link(&self) -> Link {

@@ -8,7 +8,7 @@
 //! statistics ([`metrics`]). Audio work happens on the mixer thread only.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,10 +34,13 @@ pub mod members;
 pub mod metrics;
 pub mod mixing;
 pub mod outputs;
+mod outbox;
 mod participants;
 mod parties;
 pub mod ratelimit;
 mod roster;
+#[cfg(test)]
+mod tests;
 pub mod recorder;
 pub mod rtp_allow;
 mod rtp_api;
@@ -46,6 +49,7 @@ pub mod rtp_out;
 pub mod settings;
 
 use members::Member;
+use outbox::NetOp;
 use participants::{Link, Participants};
 use mixing::{FromMixer, MixStats, MixerHandle, ToMixer};
 use ratelimit::Limiters;
@@ -165,9 +169,17 @@ pub struct NetCounters {
 /// Seconds of one-second points the admin page's graphs can show.
 const HISTORY_SECONDS: usize = 600;
 
+/// The room's core: every decision, as `&mut self` methods that take the time as an
+/// argument and leave what is to be sent in [`Room::outbox`] (native datagrams) or in
+/// non-blocking channels (the mixer thread, browsers' sockets, the recorder, the
+/// host's engine). It never waits and reads no socket; the one socket it holds is the
+/// RTP forwards', written without waiting. [`run_with_local`] is the shell that feeds
+/// it events and carries out what it asks, and `tests.rs` drives it in simulated time.
 pub(crate) struct Room<'a> {
     cfg: RoomConfig,
-    listener: Listener,
+    /// Where the native transport listens (for the API, SDP files and the join line).
+    local_addr: SocketAddr,
+    outbox: outbox::Outbox,
     endpoint: Endpoint<Path>,
     mixer: MixerHandle,
     settings: SettingsStore,
@@ -197,6 +209,11 @@ pub(crate) struct Room<'a> {
     forward_socket: Option<tokio::net::UdpSocket>,
     /// Sessions touched since they were last serviced.
     dirty: Vec<u32>,
+    /// When session timers are next serviced, the next one-second point, the next
+    /// statistics line.
+    next_timers: Instant,
+    next_second: Instant,
+    next_log: Instant,
     plain: Vec<u8>,
     reply: Vec<u8>,
     out: Vec<u8>,
@@ -218,6 +235,21 @@ async fn recv_or_pending<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
         Some(r) => r.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Carries out what the core asked of the native transport, in order.
+async fn carry_out(outbox: &mut outbox::Outbox, listener: &mut Listener) {
+    if outbox.is_empty() {
+        return;
+    }
+    for (op, bytes) in outbox.ops() {
+        match op {
+            NetOp::Send(path, _) => listener.send(*path, bytes).await,
+            NetOp::Authenticated(path) => listener.authenticated(*path),
+            NetOp::Close(path) => listener.close(*path),
+        }
+    }
+    outbox.clear();
 }
 
 /// As [`run`], with the host's own audio as a participant when `local` is given
@@ -268,12 +300,14 @@ pub async fn run_with_local(
         Some(r) => Some(recorder::Recorder::spawn(&r.dir).map_err(RoomError::Record)?),
         None => None,
     };
-    let mut room = Room::new(cfg, listener, mixer, settings, snapshot, limiters);
+    let mut listener = listener;
+    let mut room = Room::new(cfg, listener.local, mixer, settings, snapshot, limiters);
+    let (rtp, rtp_sockets) = rtp.unzip();
     room.rtp = rtp;
     room.recorder = recorder;
     let sdp_files = room.start_outputs()?;
     if room.cfg.announce {
-        room.announce(http.as_ref(), &sdp_files);
+        room.announce(&listener, http.as_ref(), &sdp_files);
     }
     let (mut local_media, mut local_commands) = (None, None);
     if let Some(l) = local {
@@ -283,12 +317,8 @@ pub async fn run_with_local(
         room.add_local(local, l.name, Instant::now());
     }
     if let Some(r) = ready {
-        let _ = r.send(room.listener.local);
+        let _ = r.send(listener.local);
     }
-    let started = Instant::now();
-    let mut next_timers = started + TIMER_STEP;
-    let mut next_second = started + Duration::from_secs(1);
-    let mut next_log = started + room.cfg.stats_interval;
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut rtp_buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut rtcp_buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -296,25 +326,26 @@ pub async fn run_with_local(
     let mut stop_requested = false;
     loop {
         tokio::select! {
-            r = room.listener.udp.recv_from(&mut buf) => match r {
-                Ok((n, from)) => room.on_datagram(Path::Udp(from), Instant::now(), &buf[..n]).await,
+            r = listener.udp.recv_from(&mut buf) => match r {
+                Ok((n, from)) => room.on_datagram(Path::Udp(from), Some(from), Instant::now(), &buf[..n]),
                 Err(e) => tracing::debug!("udp receive error: {e}"),
             },
-            Some(ev) = room.listener.ws_events.recv() => {
-                room.listener.track(&ev);
+            Some(ev) = listener.ws_events.recv() => {
+                listener.track(&ev);
                 if let WsEvent::Datagram { id, at, data } = ev {
-                    room.on_datagram(Path::Ws(id), at, &data).await;
+                    let peer = listener.peer_addr(Path::Ws(id));
+                    room.on_datagram(Path::Ws(id), peer, at, &data);
                 }
             },
-            r = rtp_in::recv_on(room.rtp.as_ref().map(|r| &r.rtp), &mut rtp_buf) => match r {
+            r = rtp_in::recv_on(rtp_sockets.as_ref().map(|s| &s.rtp), &mut rtp_buf) => match r {
                 Ok((n, from)) => room.on_rtp(from, Instant::now(), &rtp_buf[..n]),
                 Err(e) => tracing::debug!("RTP receive error: {e}"),
             },
-            r = rtp_in::recv_on(room.rtp.as_ref().map(|r| &r.rtcp), &mut rtcp_buf) => match r {
+            r = rtp_in::recv_on(rtp_sockets.as_ref().map(|s| &s.rtcp), &mut rtcp_buf) => match r {
                 Ok((n, from)) => room.on_rtcp(from, Instant::now(), &rtcp_buf[..n]),
                 Err(e) => tracing::debug!("RTCP receive error: {e}"),
             },
-            Some(msg) = mix_rx.recv() => room.on_mixer(msg).await,
+            Some(msg) = mix_rx.recv() => room.on_mixer(msg, Instant::now()),
             Some(ev) = web_rx.recv() => room.on_web(ev, Instant::now()),
             m = recv_or_pending(&mut local_media) => match m {
                 Some(media) => room.on_local_media(media),
@@ -328,32 +359,12 @@ pub async fn run_with_local(
                 stop_requested = true;
                 room.begin_shutdown(Instant::now());
             },
-            _ = tokio::time::sleep_until(next_timers.into()) => {}
+            _ = tokio::time::sleep_until(room.poll_timeout().into()) => {}
         }
-        let now = Instant::now();
-        room.service_dirty(now).await;
-        if now >= next_timers {
-            next_timers = now + TIMER_STEP;
-            room.endpoint.handle_timeout(now);
-            room.service_all(now).await;
-            if let Some(d) = room.cfg.duration
-                && now >= started + d
-            {
-                room.begin_shutdown(now);
-            }
-            if let Some(t) = room.shutting_down
-                && ((room.members.is_empty() && room.browsers.is_empty()) || now >= t + SHUTDOWN_GRACE)
-            {
-                break;
-            }
-        }
-        if now >= next_second {
-            next_second += Duration::from_secs(1);
-            room.every_second();
-        }
-        if now >= next_log {
-            next_log += room.cfg.stats_interval;
-            room.log_stats();
+        let finished = room.handle_timeout(Instant::now());
+        carry_out(&mut room.outbox, &mut listener).await;
+        if finished {
+            break;
         }
     }
     room.close_recordings();
@@ -369,16 +380,21 @@ pub async fn run_with_local(
 impl<'a> Room<'a> {
     fn new(
         cfg: RoomConfig,
-        listener: Listener,
+        local_addr: SocketAddr,
         mixer: MixerHandle,
         settings: SettingsStore,
         snapshot: Arc<Mutex<metrics::Snapshot>>,
         limiters: Limiters,
     ) -> Self {
+        let now = Instant::now();
         Self {
             endpoint: Endpoint::new(cfg.keypair.clone(), cfg.session, rand::random()),
+            next_timers: now + TIMER_STEP,
+            next_second: now + Duration::from_secs(1),
+            next_log: now + cfg.stats_interval,
             cfg,
-            listener,
+            local_addr,
+            outbox: outbox::Outbox::default(),
             mixer,
             settings,
             limiters,
@@ -392,7 +408,7 @@ impl<'a> Room<'a> {
             snapshot,
             summary: RoomSummary::default(),
             shutting_down: None,
-            started: Instant::now(),
+            started: now,
             local: None,
             history: std::collections::VecDeque::with_capacity(HISTORY_SECONDS),
             rtp: None,
@@ -427,12 +443,12 @@ impl<'a> Room<'a> {
         Ok(sdp_files)
     }
 
-    fn announce(&self, http: Option<&web::Served>, sdp_files: &[(SocketAddr, PathBuf)]) {
-        let local = self.listener.local;
+    fn announce(&self, listener: &Listener, http: Option<&web::Served>, sdp_files: &[(SocketAddr, PathBuf)]) {
+        let local = self.local_addr;
         let fp = self.cfg.keypair.fingerprint();
         let shown_ip =
             if local.ip().is_unspecified() { crate::host::guess_local_ip().unwrap_or(local.ip()) } else { local.ip() };
-        let transports = if self.listener.websocket_enabled() { "UDP, and WebSocket over TCP" } else { "UDP" };
+        let transports = if listener.websocket_enabled() { "UDP, and WebSocket over TCP" } else { "UDP" };
         println!("Room '{}' on port {} ({transports}). Server fingerprint: {fp}", self.cfg.room_name, local.port());
         println!("Join with:   viz join viz://{}#{fp}", SocketAddr::new(shown_ip, local.port()));
         println!(
@@ -463,8 +479,8 @@ impl<'a> Room<'a> {
             };
             println!(
                 "RTP input:   UDP {} (RTCP {}), Opus payload type {}, {who}",
-                rtp.port(),
-                rtp.port().wrapping_add(1),
+                rtp.port,
+                rtp.port.wrapping_add(1),
                 rtp.payload_type
             );
         }
@@ -477,24 +493,18 @@ impl<'a> Room<'a> {
         }
     }
 
-    fn peer_ip(&self, path: Path) -> Option<IpAddr> {
-        self.listener.peer_addr(path).map(|a| a.ip().to_canonical())
-    }
-
-    fn peer_text(&self, path: Path) -> String {
-        self.listener.describe(path)
-    }
-
-    async fn on_datagram(&mut self, path: Path, at: Instant, data: &[u8]) {
+    /// One datagram of the native transport from `peer` (for a WebSocket path, the
+    /// address of its connection).
+    pub(crate) fn on_datagram(&mut self, path: Path, peer: Option<SocketAddr>, at: Instant, data: &[u8]) {
         self.net.datagrams_in += 1;
         match self.endpoint.handle_datagram(at, path, data, &mut self.plain, &mut self.reply) {
             Input::Reply(n) => {
                 self.net.datagrams_out += 1;
-                self.listener.send(path, &self.reply[..n]).await;
+                self.outbox.send(path, &self.reply[..n]);
             }
             Input::Accepted(id) => {
-                self.listener.authenticated(path);
-                self.on_accepted(id, path, at);
+                self.outbox.push(NetOp::Authenticated(path));
+                self.on_accepted(id, path, peer, at);
                 self.dirty.push(id);
             }
             Input::Media(id, m) => {
@@ -513,9 +523,8 @@ impl<'a> Room<'a> {
         }
     }
 
-    fn on_accepted(&mut self, id: u32, path: Path, at: Instant) {
-        let ip = self.peer_ip(path);
-        let via = self.peer_text(path);
+    fn on_accepted(&mut self, id: u32, path: Path, peer: Option<SocketAddr>, at: Instant) {
+        let via = crate::listener::describe(path, peer);
         let Some(session) = self.endpoint.session_mut(id) else { return };
         if self.shutting_down.is_some() {
             session.close(at, ByeReason::ShuttingDown);
@@ -528,10 +537,10 @@ impl<'a> Room<'a> {
         // Not a participant yet: its id is given when it is admitted, so identities
         // that never get in leave nothing behind (finding: 125 000 fresh identities
         // grew the id table by 47 MB before any password was asked).
-        self.members.insert(id, Member::new(id, key, ip, via));
+        self.members.insert(id, Member::new(id, key, peer.map(crate::listener::canonical), via));
     }
 
-    async fn on_mixer(&mut self, msg: FromMixer) {
+    pub(crate) fn on_mixer(&mut self, msg: FromMixer, now: Instant) {
         match msg {
             FromMixer::Packet(p) => {
                 let Some(src) = p.frames.as_frame() else { return };
@@ -546,24 +555,24 @@ impl<'a> Room<'a> {
                         }
                         Some(Link::Local) => {
                             if let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) {
-                                self.deliver_local(&frame);
+                                self.deliver_local(&frame, now);
                             }
                             continue;
                         }
                         // RTP senders hear nothing.
                         Some(Link::Rtp(_)) => continue,
                         None => {
-                            self.deliver_output(d, src.frames(), Instant::now());
+                            self.deliver_output(d, src.frames(), now);
                             continue;
                         }
                     };
                     let Some(path) = self.endpoint.path(sid) else { continue };
                     let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) else { continue };
                     let Some(session) = self.endpoint.session_mut(sid).filter(|s| s.is_open()) else { continue };
-                    if let Ok(n) = session.send_media(Instant::now(), &frame, &mut self.out) {
+                    if let Ok(n) = session.send_media(now, &frame, &mut self.out) {
                         self.net.media_out += 1;
                         self.net.datagrams_out += 1;
-                        self.listener.send(path, &self.out[..n]).await;
+                        self.outbox.send(path, &self.out[..n]);
                     }
                 }
             }
@@ -576,12 +585,48 @@ impl<'a> Room<'a> {
         }
     }
 
-    async fn service_dirty(&mut self, now: Instant) {
+    /// Everything due by `now`: sessions touched since the last call, session timers,
+    /// the one-second work and the statistics line, the end of `--duration`. Returns
+    /// whether the room has finished shutting down.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> bool {
+        self.service_dirty(now);
+        if now >= self.next_timers {
+            self.next_timers = now + TIMER_STEP;
+            self.endpoint.handle_timeout(now);
+            self.service_all(now);
+            if let Some(d) = self.cfg.duration
+                && now >= self.started + d
+            {
+                self.begin_shutdown(now);
+            }
+            if let Some(t) = self.shutting_down
+                && ((self.members.is_empty() && self.browsers.is_empty()) || now >= t + SHUTDOWN_GRACE)
+            {
+                return true;
+            }
+        }
+        if now >= self.next_second {
+            self.next_second += Duration::from_secs(1);
+            self.every_second(now);
+        }
+        if now >= self.next_log {
+            self.next_log += self.cfg.stats_interval;
+            self.log_stats();
+        }
+        false
+    }
+
+    /// When [`Room::handle_timeout`] next has work.
+    pub(crate) fn poll_timeout(&self) -> Instant {
+        self.next_timers.min(self.next_second).min(self.next_log)
+    }
+
+    fn service_dirty(&mut self, now: Instant) {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
         for id in dirty.drain(..) {
-            self.service(id, now).await;
+            self.service(id, now);
         }
         // Events may have touched more sessions (broadcasts): serve them next round.
         if self.dirty.is_empty() {
@@ -589,18 +634,18 @@ impl<'a> Room<'a> {
         }
     }
 
-    async fn service_all(&mut self, now: Instant) {
+    fn service_all(&mut self, now: Instant) {
         for id in self.endpoint.session_ids() {
-            self.service(id, now).await;
+            self.service(id, now);
         }
         let d = std::mem::take(&mut self.dirty);
         for id in d {
-            self.service(id, now).await;
+            self.service(id, now);
         }
     }
 
     /// Handles one session's events, sends what it has to send, forgets it when over.
-    async fn service(&mut self, id: u32, now: Instant) {
+    fn service(&mut self, id: u32, now: Instant) {
         let mut events = Vec::new();
         if let Some(session) = self.endpoint.session_mut(id) {
             while let Some(e) = session.poll_event() {
@@ -613,7 +658,7 @@ impl<'a> Room<'a> {
         let (Some(path), Some(session)) = (self.endpoint.path(id), self.endpoint.session_mut(id)) else { return };
         while let Some(n) = session.poll_transmit(now, &mut self.out) {
             self.net.datagrams_out += 1;
-            self.listener.send(path, &self.out[..n]).await;
+            self.outbox.send(path, &self.out[..n]);
         }
         if session.is_closed() {
             self.drop_session(id);
@@ -625,7 +670,7 @@ impl<'a> Room<'a> {
     /// Forgets a finished session; a WebSocket that carried it closes.
     fn drop_session(&mut self, id: u32) {
         if let Some(path) = self.endpoint.path(id) {
-            self.listener.close(path);
+            self.outbox.push(NetOp::Close(path));
         }
         self.endpoint.remove(id);
     }
@@ -667,8 +712,7 @@ impl<'a> Room<'a> {
         }
     }
 
-    fn every_second(&mut self) {
-        let now = Instant::now();
+    fn every_second(&mut self, now: Instant) {
         self.rtp_every_second(now);
         self.forward_reports(now);
         for b in self.browsers.values_mut() {

@@ -237,7 +237,7 @@ impl Room<'_> {
     pub(crate) fn forward_sdp(&self, forward_id: u32) -> Option<String> {
         let (_, o) = self.outputs.forward_by_id(forward_id)?;
         let OutputKind::Forward { forward, .. } = &o.kind else { return None };
-        let origin = match self.listener.local.ip() {
+        let origin = match self.local_addr.ip() {
             ip if ip.is_unspecified() => crate::host::guess_local_ip().unwrap_or(ip),
             ip => ip,
         };

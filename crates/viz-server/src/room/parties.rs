@@ -81,7 +81,8 @@ impl Room<'_> {
             Link::Native(sid) => {
                 let path = self.endpoint.path(sid)?;
                 let stats = self.endpoint.session(sid)?.stats();
-                let address = self.listener.peer_addr(path).map(|a| canonical(a).to_string()).unwrap_or_default();
+                let peer = self.members.get(&sid).and_then(|m| m.peer);
+                let address = peer.map(|a| canonical(a).to_string()).unwrap_or_default();
                 let transport = match path {
                     Path::Udp(_) => "UDP",
                     Path::Ws(_) => "WebSocket",
@@ -157,7 +158,7 @@ impl Room<'_> {
             pass_through: self.cfg.pass_through,
             jitter_max_ms: self.cfg.jitter.max_delay.as_millis() as u32,
             test_source: self.cfg.test_source,
-            udp_port: self.listener.local.port(),
+            udp_port: self.local_addr.port(),
             fingerprint: self.cfg.keypair.fingerprint().to_string(),
         }
     }

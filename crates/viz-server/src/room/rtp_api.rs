@@ -85,8 +85,8 @@ impl Room<'_> {
         match request {
             R::Rtp => {
                 let input = self.rtp.as_ref().map(|r| RtpInputInfo {
-                    port: r.port(),
-                    rtcp_port: r.port().wrapping_add(1),
+                    port: r.port,
+                    rtcp_port: r.port.wrapping_add(1),
                     payload_type: r.payload_type,
                     open: r.allow.is_open(),
                     counters: r.counters,

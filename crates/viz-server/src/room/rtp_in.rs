@@ -196,10 +196,11 @@ pub(crate) fn rtp_key(ssrc: u32) -> PublicKey {
     PublicKey(h.finalize().into())
 }
 
-/// The room's RTP door: its sockets, the allowed senders and everyone seen.
+/// The room's RTP door: the allowed senders and everyone seen. Its sockets are the
+/// shell's ([`RtpSockets`]).
 pub(crate) struct RtpInput {
-    pub rtp: UdpSocket,
-    pub rtcp: UdpSocket,
+    /// The RTP port (RTCP is the one above).
+    pub port: u16,
     pub payload_type: u8,
     pub allow: AllowList,
     pub senders: HashMap<u32, RtpSender>,
@@ -209,7 +210,7 @@ pub(crate) struct RtpInput {
 impl RtpInput {
     /// Binds the RTP port and the RTCP port above it. With port 0 the system picks a
     /// pair that is free.
-    pub(crate) async fn bind(cfg: &RtpInputConfig, allow: AllowList) -> Result<Self, String> {
+    pub(crate) async fn bind(cfg: &RtpInputConfig, allow: AllowList) -> Result<(Self, RtpSockets), String> {
         let mut last = String::new();
         for _ in 0..20 {
             let rtp =
@@ -218,14 +219,14 @@ impl RtpInput {
             let rtcp_addr = SocketAddr::new(local.ip(), local.port().wrapping_add(1));
             match bind_udp(rtcp_addr).await {
                 Ok(rtcp) if local.port() < u16::MAX => {
-                    return Ok(Self {
-                        rtp,
-                        rtcp,
+                    let input = Self {
+                        port: local.port(),
                         payload_type: cfg.payload_type,
                         allow,
                         senders: HashMap::new(),
                         counters: RtpCounters::default(),
-                    });
+                    };
+                    return Ok((input, RtpSockets { rtp, rtcp }));
                 }
                 Ok(_) => last = "the RTP port must be below 65535 (RTCP uses the next one)".into(),
                 Err(e) => last = format!("cannot listen for RTCP on UDP {rtcp_addr}: {e}"),
@@ -237,9 +238,12 @@ impl RtpInput {
         Err(last)
     }
 
-    pub fn port(&self) -> u16 {
-        self.rtp.local_addr().map(|a| a.port()).unwrap_or(0)
-    }
+}
+
+/// The RTP and RTCP sockets, read by the room's shell.
+pub(crate) struct RtpSockets {
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
 }
 
 /// Binds UDP; `[::]` takes IPv4 too, and falls back to `0.0.0.0` without IPv6.
