@@ -128,6 +128,26 @@ pub fn raise_descriptor_limit() -> Option<u64> {
     None
 }
 
+/// How often the room gives freed memory back to the system.
+pub const RETURN_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Gives memory the process freed back to the system. glibc keeps what a flood of
+/// connections allocated and freed (buffers of thousands of short-lived connections,
+/// spread over the runtime's threads' arenas) for reuse, so without this a server
+/// stays at its peak long after the flood: measured, 17 MB before a flood of every
+/// door, 31 MB at its peak and still 31 MB after.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn return_freed_memory() {
+    // SAFETY: malloc_trim only walks glibc's own heaps; it takes no pointer of ours.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Other allocators and systems return freed memory their own way.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn return_freed_memory() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

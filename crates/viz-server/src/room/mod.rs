@@ -324,6 +324,7 @@ pub async fn run_with_local(
     let mut rtcp_buf = vec![0u8; MAX_DATAGRAM + 1];
     tokio::pin!(stop);
     let mut stop_requested = false;
+    let mut next_memory_return = Instant::now() + crate::limits::RETURN_MEMORY_EVERY;
     loop {
         tokio::select! {
             r = listener.udp.recv_from(&mut buf) => match r {
@@ -361,8 +362,13 @@ pub async fn run_with_local(
             },
             _ = tokio::time::sleep_until(room.poll_timeout().into()) => {}
         }
-        let finished = room.handle_timeout(Instant::now());
+        let now = Instant::now();
+        let finished = room.handle_timeout(now);
         carry_out(&mut room.outbox, &mut listener).await;
+        if now >= next_memory_return {
+            next_memory_return = now + crate::limits::RETURN_MEMORY_EVERY;
+            crate::limits::return_freed_memory();
+        }
         if finished {
             break;
         }

@@ -13,7 +13,7 @@ use crate::native::address;
 
 /// Sends Inits with fresh random ephemerals and sender indices at about `per_second`,
 /// from 200 loopback addresses that never read (as good as forged), until `stop`.
-fn flood(
+pub fn flood(
     target: std::net::SocketAddr,
     per_second: u64,
     stop: Arc<AtomicBool>,

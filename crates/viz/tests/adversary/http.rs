@@ -9,11 +9,11 @@ use tokio::net::{TcpSocket, TcpStream};
 use crate::common::room::{ADMIN_TOKEN, api_call, serve};
 use crate::tcp::rss_kib;
 
-fn web_addr(web: &str) -> SocketAddr {
+pub fn web_addr(web: &str) -> SocketAddr {
     web.trim_start_matches("http://").parse().unwrap()
 }
 
-async fn connect_from(target: SocketAddr, from: IpAddr) -> Option<TcpStream> {
+pub async fn connect_from(target: SocketAddr, from: IpAddr) -> Option<TcpStream> {
     let sock = TcpSocket::new_v4().ok()?;
     sock.bind(SocketAddr::new(from, 0)).ok()?;
     tokio::time::timeout(Duration::from_secs(3), sock.connect(target)).await.ok()?.ok()
@@ -22,7 +22,7 @@ async fn connect_from(target: SocketAddr, from: IpAddr) -> Option<TcpStream> {
 /// Sends a request's first line and then one header line a second, never finishing;
 /// returns how long the server kept the connection (`None`: still open at `give_up`,
 /// or refused before the first line could be answered).
-async fn trickle(mut conn: TcpStream, give_up: Duration) -> Option<Duration> {
+pub async fn trickle(mut conn: TcpStream, give_up: Duration) -> Option<Duration> {
     let began = Instant::now();
     if conn.write_all(b"GET / HTTP/1.1\r\nHost: victim\r\n").await.is_err() {
         return Some(began.elapsed());

@@ -8,6 +8,7 @@ mod common;
 mod api;
 mod flood;
 mod http;
+mod memory;
 mod native;
 mod password;
 mod recording;

@@ -11,7 +11,7 @@ use crate::common::room::{ADMIN_TOKEN, Server, api_call, serve};
 
 /// An RTP packet of payload type 111 carrying a one-byte Opus packet (a 20 ms CELT
 /// frame with nothing coded: valid, and silent).
-fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
+pub fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, 111];
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());

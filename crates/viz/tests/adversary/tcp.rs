@@ -16,7 +16,7 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A WebSocket upgrade to `target` from a socket bound to `from`, or `None` if the
 /// server refused or closed the connection.
-async fn upgrade(target: SocketAddr, from: IpAddr) -> Option<Ws> {
+pub async fn upgrade(target: SocketAddr, from: IpAddr) -> Option<Ws> {
     let sock = TcpSocket::new_v4().ok()?;
     sock.bind(SocketAddr::new(from, 0)).ok()?;
     let stream = tokio::time::timeout(Duration::from_secs(3), sock.connect(target)).await.ok()?.ok()?;
@@ -32,7 +32,7 @@ async fn upgrade(target: SocketAddr, from: IpAddr) -> Option<Ws> {
 }
 
 /// Whether the server closed `ws` within `timeout`.
-async fn closed_within(ws: &mut Ws, timeout: Duration) -> bool {
+pub async fn closed_within(ws: &mut Ws, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
