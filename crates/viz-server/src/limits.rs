@@ -67,6 +67,22 @@ impl ConnectionSlot {
         Ok(Self { table: table.clone(), address: limited.then_some(ip) })
     }
 
+    /// The connection speaks for `ip`, a visitor a trusted proxy on this machine names:
+    /// from now on it counts against that address instead, or it is refused if that
+    /// address has no place left.
+    pub fn count_against(&mut self, ip: IpAddr) -> Result<(), &'static str> {
+        let ip = ip.to_canonical();
+        let mut c = self.table.counts();
+        if c.per_address.get(&ip).is_some_and(|n| *n >= self.table.max_per_address) {
+            return Err("too many connections from this address");
+        }
+        if let Some(old) = self.address.replace(ip) {
+            release(&mut c, old);
+        }
+        *c.per_address.entry(ip).or_default() += 1;
+        Ok(())
+    }
+
     /// The connection proved itself (an authenticated session): it no longer counts
     /// against its address, only against the total.
     pub fn vouched_for(&mut self) {
@@ -151,6 +167,23 @@ pub fn return_freed_memory() {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxied_connection_counts_against_the_visitor_it_speaks_for() {
+        let table = ConnectionTable::new(100, 2, true);
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let visitor: IpAddr = "203.0.113.5".parse().unwrap();
+        let mut slots: Vec<ConnectionSlot> = (0..3).map(|_| ConnectionSlot::take(&table, proxy).unwrap()).collect();
+        assert!(slots[0].count_against(visitor).is_ok());
+        assert!(slots[1].count_against(visitor).is_ok());
+        assert!(slots[2].count_against(visitor).is_err(), "a third connection for one visitor");
+        assert!(slots[2].count_against("203.0.113.6".parse().unwrap()).is_ok(), "another visitor");
+        slots.remove(0);
+        assert!(ConnectionSlot::take(&table, proxy).unwrap().count_against(visitor).is_ok(), "a place was given back");
+        drop(slots);
+        assert_eq!(table.total(), 0);
+        assert!(table.counts().per_address.is_empty());
+    }
 
     #[test]
     fn limits_the_total_and_each_address_and_gives_back_on_drop() {

@@ -12,6 +12,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use viz_proto::MAX_DATAGRAM;
 
@@ -108,7 +110,15 @@ impl Listener {
     /// the system picks a port free for both. `[::]` means IPv6 and IPv4; on a machine
     /// without IPv6 it falls back to `0.0.0.0`.
     pub async fn bind(addr: SocketAddr, websocket: bool) -> Result<Self, BindError> {
-        match Self::bind_exact(addr, websocket).await {
+        Self::bind_with(addr, websocket, false).await
+    }
+
+    /// As [`Listener::bind`]; with `trust_proxy`, a WebSocket from this machine speaks
+    /// for the visitor its upgrade request names (`CF-Connecting-IP`, `X-Forwarded-For`):
+    /// limits and the room see that address (`--trust-proxy`, for a tunnel such as
+    /// cloudflared in front of the native port).
+    pub async fn bind_with(addr: SocketAddr, websocket: bool, trust_proxy: bool) -> Result<Self, BindError> {
+        match Self::bind_exact(addr, websocket, trust_proxy).await {
             Err(BindError::Udp { error, .. })
                 if addr.ip() == std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
                     && (matches!(
@@ -117,22 +127,23 @@ impl Listener {
                     ) || is_no_ipv6(&error)) =>
             {
                 tracing::debug!("no IPv6 here ({error}); listening on IPv4 only");
-                Self::bind_exact(SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port()), websocket).await
+                let any = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
+                Self::bind_exact(any, websocket, trust_proxy).await
             }
             other => other,
         }
     }
 
-    async fn bind_exact(addr: SocketAddr, websocket: bool) -> Result<Self, BindError> {
+    async fn bind_exact(addr: SocketAddr, websocket: bool, trust_proxy: bool) -> Result<Self, BindError> {
         let mut last_err = None;
         for _ in 0..10 {
             let udp = UdpSocket::bind(addr).await.map_err(|error| BindError::Udp { addr, error })?;
             let local = udp.local_addr().map_err(|error| BindError::Udp { addr, error })?;
             if !websocket {
-                return Ok(Self::new(udp, local, None));
+                return Ok(Self::new(udp, local, None, trust_proxy));
             }
             match TcpListener::bind(local).await {
-                Ok(tcp) => return Ok(Self::new(udp, local, Some(tcp))),
+                Ok(tcp) => return Ok(Self::new(udp, local, Some(tcp), trust_proxy)),
                 // The UDP port the system picked is taken on TCP: pick again.
                 Err(error) if addr.port() == 0 => last_err = Some(BindError::Tcp { addr: local, error }),
                 Err(error) => return Err(BindError::Tcp { addr: local, error }),
@@ -141,9 +152,9 @@ impl Listener {
         Err(last_err.unwrap_or_else(|| BindError::Tcp { addr, error: std::io::Error::other("no free port") }))
     }
 
-    fn new(udp: UdpSocket, local: SocketAddr, tcp: Option<TcpListener>) -> Self {
+    fn new(udp: UdpSocket, local: SocketAddr, tcp: Option<TcpListener>, trust_proxy: bool) -> Self {
         let (events_tx, ws_events) = mpsc::channel(1024);
-        let acceptor = tcp.map(|tcp| tokio::spawn(accept_loop(tcp, events_tx)));
+        let acceptor = tcp.map(|tcp| tokio::spawn(accept_loop(tcp, events_tx, trust_proxy)));
         Self { udp: Arc::new(udp), local, ws_events, ws_senders: HashMap::new(), acceptor }
     }
 
@@ -229,9 +240,9 @@ fn is_no_ipv6(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(97)
 }
 
-async fn accept_loop(tcp: TcpListener, events: mpsc::Sender<WsEvent>) {
+async fn accept_loop(tcp: TcpListener, events: mpsc::Sender<WsEvent>, trust_proxy: bool) {
     let mut next_id = 1u64;
-    let table = ConnectionTable::new(MAX_TCP_CONNECTIONS, MAX_UNAUTHENTICATED_PER_ADDRESS, false);
+    let table = ConnectionTable::new(MAX_TCP_CONNECTIONS, MAX_UNAUTHENTICATED_PER_ADDRESS, trust_proxy);
     loop {
         let (stream, peer) = match tcp.accept().await {
             Ok(x) => x,
@@ -251,7 +262,7 @@ async fn accept_loop(tcp: TcpListener, events: mpsc::Sender<WsEvent>) {
         let _ = stream.set_nodelay(true);
         let id = next_id;
         next_id += 1;
-        tokio::spawn(serve_connection(stream, peer, id, slot, events.clone()));
+        tokio::spawn(serve_connection(stream, peer, trust_proxy, id, slot, events.clone()));
     }
 }
 
@@ -259,7 +270,8 @@ async fn accept_loop(tcp: TcpListener, events: mpsc::Sender<WsEvent>) {
 /// [`MAX_DATAGRAM`] long (the library's default would buffer 64 MiB per message).
 async fn serve_connection(
     stream: tokio::net::TcpStream,
-    peer: SocketAddr,
+    tcp_peer: SocketAddr,
+    trust_proxy: bool,
     id: u64,
     mut slot: ConnectionSlot,
     events: mpsc::Sender<WsEvent>,
@@ -268,15 +280,35 @@ async fn serve_connection(
         .max_message_size(Some(MAX_DATAGRAM))
         .max_frame_size(Some(MAX_DATAGRAM))
         .read_buffer_size(MAX_DATAGRAM * 2);
-    let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(config));
-    let ws = match tokio::time::timeout(UPGRADE_TIMEOUT, upgrade).await {
+    // Behind a trusted tunnel on this machine, the visitor is the one it names, and
+    // the connection counts against that visitor's address (429 when it is full).
+    let mut peer = tcp_peer;
+    #[allow(clippy::result_large_err)] // the error type is tungstenite's
+    let name_visitor = |request: &Request, response: Response| {
+        peer = crate::web::client::client_addr(request.headers(), tcp_peer, trust_proxy);
+        if peer == tcp_peer {
+            return Ok(response);
+        }
+        match slot.count_against(peer.ip()) {
+            Ok(()) => Ok(response),
+            Err(why) => {
+                tracing::debug!(%peer, "refused: {why}");
+                let mut refusal = ErrorResponse::new(Some(why.to_owned()));
+                *refusal.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                Err(refusal)
+            }
+        }
+    };
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, name_visitor, Some(config));
+    let upgraded = tokio::time::timeout(UPGRADE_TIMEOUT, upgrade).await;
+    let ws = match upgraded {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
-            tracing::debug!(%peer, "not a WebSocket upgrade: {e}");
+            tracing::debug!(peer = %tcp_peer, "not a WebSocket upgrade: {e}");
             return;
         }
         Err(_) => {
-            tracing::debug!(%peer, "WebSocket upgrade timed out");
+            tracing::debug!(peer = %tcp_peer, "WebSocket upgrade timed out");
             return;
         }
     };

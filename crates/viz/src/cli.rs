@@ -167,9 +167,9 @@ pub struct WebArgs {
     pub metrics_names: bool,
 
     /// A tunnel or reverse proxy on this machine (cloudflared, ngrok, nginx) forwards
-    /// the web port: take each visitor's address from X-Forwarded-For or
-    /// CF-Connecting-IP for limits and display. Without it every tunnelled visitor is
-    /// 127.0.0.1 and shares one address's limits.
+    /// the web port or the native port's WebSocket: take each visitor's address from
+    /// X-Forwarded-For or CF-Connecting-IP for limits and display. Without it every
+    /// tunnelled visitor is 127.0.0.1 and shares one address's limits.
     #[arg(long)]
     pub trust_proxy: bool,
 

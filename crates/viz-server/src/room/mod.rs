@@ -260,7 +260,7 @@ pub async fn run_with_local(
     stop: impl std::future::Future<Output = ()>,
     ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> Result<RoomSummary, RoomError> {
-    let listener = Listener::bind(cfg.bind, cfg.websocket).await?;
+    let listener = Listener::bind_with(cfg.bind, cfg.websocket, cfg.web.trust_proxy).await?;
     let settings = SettingsStore::open(&cfg.state_dir)?;
     let (mix_tx, mut mix_rx) = mpsc::unbounded_channel();
     let mixer = mixing::spawn(

@@ -31,6 +31,53 @@ pub async fn upgrade(target: SocketAddr, from: IpAddr) -> Option<Ws> {
     Some(ws)
 }
 
+/// A WebSocket upgrade from this machine on behalf of `visitor`, as a tunnel makes it
+/// (`X-Forwarded-For`).
+async fn upgrade_for(target: SocketAddr, visitor: &str) -> Option<Ws> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{target}/").into_client_request().ok()?;
+    request.headers_mut().insert("x-forwarded-for", visitor.parse().ok()?);
+    let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(target)).await.ok()?.ok()?;
+    let upgrade = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream));
+    let (ws, _) = tokio::time::timeout(Duration::from_secs(3), upgrade).await.ok()?.ok()?;
+    Some(ws)
+}
+
+/// How many of `tries` upgrades on behalf of `visitor` the server takes.
+async fn upgrades_for(target: SocketAddr, visitor: &str, tries: usize, held: &mut Vec<Ws>) -> usize {
+    let mut n = 0;
+    for _ in 0..tries {
+        if let Some(ws) = upgrade_for(target, visitor).await {
+            held.push(ws);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Finding 13 on the native port: behind a tunnel every visitor of the native
+/// WebSocket came from 127.0.0.1, so one visitor's idle connections used up the
+/// address's share for all. With `--trust-proxy` each visitor the tunnel names has its
+/// own share; without it the header is ignored (anyone can write it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_tunnel_each_native_websocket_visitor_has_its_own_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut held = Vec::new();
+    let trusting = serve(&dir.path().join("trusting"), &["--trust-proxy"]);
+    let target = address(&trusting.join);
+    let first = upgrades_for(target, "203.0.113.5", 40, &mut held).await;
+    let second = upgrades_for(target, "203.0.113.6", 1, &mut held).await;
+    println!("--trust-proxy: 40 upgrades for one visitor, {first} taken; another visitor's: {second} taken");
+    assert_eq!((first, second), (32, 1));
+
+    let plain = serve(&dir.path().join("plain"), &[]);
+    let target = address(&plain.join);
+    let first = upgrades_for(target, "203.0.113.5", 40, &mut held).await;
+    let second = upgrades_for(target, "203.0.113.6", 1, &mut held).await;
+    println!("without it: 40 upgrades for one visitor, {first} taken; another visitor's: {second} taken");
+    assert_eq!((first, second), (32, 0), "without --trust-proxy, 127.0.0.1 is one address");
+}
+
 /// Whether the server closed `ws` within `timeout`.
 pub async fn closed_within(ws: &mut Ws, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
