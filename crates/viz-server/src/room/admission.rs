@@ -12,9 +12,9 @@ use std::time::Instant;
 use viz_audio::mixer::{ParticipantId, Role};
 use viz_proto::{ByeReason, ControlMessage, Hello, PROTOCOL_VERSION, PublicKey};
 
+use super::Room;
 use super::local::LOCAL_ID;
 use super::participants::{Link, Participant};
-use super::Room;
 use crate::web::messages::BrowserOut;
 
 /// A joiner its transport has authenticated, as it presents itself.

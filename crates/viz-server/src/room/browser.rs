@@ -114,8 +114,7 @@ impl Room<'_> {
             ));
             return;
         }
-        let browser =
-            Browser { peer, tx, greeted: false, inbound: InboundStats::default(), reported_loss: 0.0 };
+        let browser = Browser { peer, tx, greeted: false, inbound: InboundStats::default(), reported_loss: 0.0 };
         self.browsers.insert(conn, browser);
     }
 

@@ -17,8 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use viz_audio::AudioParams;
 use viz_audio::mixer::ParticipantId;
 use viz_proto::{
-    ByeReason, ControlMessage, Endpoint, Event, Input, Keypair, MAX_DATAGRAM, MediaFrame, OwnedMedia,
-    SessionConfig,
+    ByeReason, ControlMessage, Endpoint, Event, Input, Keypair, MAX_DATAGRAM, MediaFrame, OwnedMedia, SessionConfig,
 };
 use zeroize::Zeroizing;
 
@@ -33,25 +32,25 @@ pub mod local;
 pub mod members;
 pub mod metrics;
 pub mod mixing;
-pub mod outputs;
 mod outbox;
+pub mod outputs;
 mod participants;
 mod parties;
 pub mod ratelimit;
-mod roster;
-#[cfg(test)]
-mod tests;
 pub mod recorder;
+mod roster;
 pub mod rtp_allow;
 mod rtp_api;
 pub mod rtp_in;
 pub mod rtp_out;
 pub mod settings;
+#[cfg(test)]
+mod tests;
 
 use members::Member;
+use mixing::{FromMixer, MixStats, MixerHandle, ToMixer};
 use outbox::NetOp;
 use participants::{Link, Participants};
-use mixing::{FromMixer, MixStats, MixerHandle, ToMixer};
 use ratelimit::Limiters;
 use settings::SettingsStore;
 

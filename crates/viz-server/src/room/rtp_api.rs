@@ -6,8 +6,8 @@ use std::time::Instant;
 use viz_proto::ByeReason;
 
 use super::Room;
-use super::participants::Link;
 use super::outputs::{OutputKind, OutputSource};
+use super::participants::Link;
 use super::rtp_allow::AllowedFrom;
 use super::rtp_in::rtp_key;
 use crate::web::messages::{AdminError, ApiReply, ForwardInfo, RecordingInfo, RtpInfo, RtpInputInfo, RtpSenderInfo};

@@ -237,7 +237,6 @@ impl RtpInput {
         }
         Err(last)
     }
-
 }
 
 /// The RTP and RTCP sockets, read by the room's shell.

@@ -27,8 +27,8 @@ use viz_proto::control::MAX_GAIN_PERCENT;
 use super::WebState;
 use super::client::client_addr;
 use super::messages::{AdminError, ApiReply, ApiRequest, RoomPatch, WebEvent};
-use crate::room::browser::constant_time_eq;
 use crate::room::admin::Change;
+use crate::room::browser::constant_time_eq;
 
 /// How long a request waits for the room's answer.
 const ROOM_TIMEOUT: Duration = Duration::from_secs(5);
