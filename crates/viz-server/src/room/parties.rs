@@ -177,7 +177,7 @@ impl Room<'_> {
         }
     }
 
-    fn answer(&mut self, request: ApiRequest, now: Instant) -> ApiReply {
+    pub(crate) fn answer(&mut self, request: ApiRequest, now: Instant) -> ApiReply {
         match request {
             ApiRequest::Room => ApiReply::Room(self.room_info()),
             ApiRequest::Participants => ApiReply::Participants(self.participant_infos()),

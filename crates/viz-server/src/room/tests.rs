@@ -18,7 +18,7 @@ use viz_proto::{
 use super::outbox::NetOp;
 use super::ratelimit::{MAX_FAILURES, WINDOW};
 use super::*;
-use crate::web::messages::{BrowserFrame, BrowserIn, WebEvent};
+use crate::web::messages::{AdminError, ApiReply, ApiRequest, BrowserFrame, BrowserIn, WebEvent};
 
 const PASSWORD: &str = "correct horse";
 
@@ -361,4 +361,97 @@ fn every_kind_of_participant_is_one_entry_admitted_replaced_and_removed_the_same
     h.clients[again].conn.as_mut().unwrap().close(h.now, ByeReason::Leaving);
     h.advance(Duration::from_millis(200));
     assert_eq!(h.room.participants.in_roster().count(), 0);
+}
+
+/// An RTP packet of payload type 111 with a one-byte Opus packet (silent, valid).
+fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 111];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.push(0xf8);
+    p
+}
+
+impl Harness {
+    /// Opens the plain RTP door, nobody allowed yet.
+    fn with_rtp(mut self) -> Self {
+        let allow = rtp_allow::AllowList::open(self._dir.path(), &[], false).unwrap();
+        self.room.rtp = Some(rtp_in::RtpInput {
+            port: 4010,
+            payload_type: 111,
+            allow,
+            senders: HashMap::new(),
+            counters: Default::default(),
+        });
+        self
+    }
+
+    fn rtp_packet(&mut self, from: SocketAddr, ssrc: u32, seq: u16) {
+        self.room.on_rtp(from, self.now, &rtp(ssrc, seq));
+    }
+
+    fn pending(&self) -> usize {
+        let rtp = self.room.rtp.as_ref().unwrap();
+        rtp.senders.keys().filter(|&&s| rtp.allow.rule(s).is_none()).count()
+    }
+
+    fn api(&mut self, request: ApiRequest) -> ApiReply {
+        self.room.answer(request, self.now)
+    }
+}
+
+#[test]
+fn an_ssrc_flood_neither_grows_the_table_nor_keeps_an_accepted_sender_out() {
+    use crate::room::rtp_in::{MAX_PENDING, MAX_PENDING_PER_ADDRESS};
+    let mut h = Harness::new(None).with_rtp();
+    let real = SocketAddr::new(ip(50), 5004);
+    h.rtp_packet(real, 0xabc, 1);
+    // Finding 8: thousands of random SSRCs from 100 addresses (more than the table's
+    // 1024 and than 16 per address), then the admin accepts 0xabc.
+    for n in 0..4_000u32 {
+        let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, (n % 100) as u8, 1)), 5004);
+        h.rtp_packet(from, rand_ssrc(n), 1);
+    }
+    assert!(h.pending() <= MAX_PENDING, "{} pending", h.pending());
+    let mut per_address: HashMap<IpAddr, usize> = HashMap::new();
+    for s in h.room.rtp.as_ref().unwrap().senders.values() {
+        *per_address.entry(s.from.ip()).or_default() += 1;
+    }
+    assert!(per_address.values().all(|&n| n <= MAX_PENDING_PER_ADDRESS), "{per_address:?}");
+    let accepted = h.api(ApiRequest::RtpAllow { ssrc: 0xabc, from: Some(real.to_string()), name: None });
+    assert!(matches!(accepted, ApiReply::Sender(Ok(_))), "{accepted:?}");
+    for n in 4_000..8_000u32 {
+        let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 2, (n % 100) as u8, 1)), 5004);
+        h.rtp_packet(from, rand_ssrc(n), 1);
+    }
+    for seq in 2..6 {
+        h.rtp_packet(real, 0xabc, seq); // past the RTP sequence probation
+    }
+    let id = h.room.participants.id_of(Link::Rtp(0xabc)).expect("the accepted sender is in the room");
+    assert_eq!(h.room.participants.get(id).map(|p| p.role.sends), Some(true));
+    assert!(h.pending() <= MAX_PENDING);
+
+    // Finding 9: an impostor sends the same SSRC as a pending one; accepting it without
+    // naming an address must ask which, and bind only the one named.
+    let (honest, impostor) = (SocketAddr::new(ip(60), 5004), SocketAddr::new(ip(61), 5004));
+    h.rtp_packet(honest, 0x5150, 1);
+    h.rtp_packet(impostor, 0x5150, 1);
+    let ask = h.api(ApiRequest::RtpAllow { ssrc: 0x5150, from: None, name: None });
+    assert!(matches!(ask, ApiReply::Sender(Err(AdminError::Conflict(_)))), "{ask:?}");
+    let chosen = h.api(ApiRequest::RtpAllow { ssrc: 0x5150, from: Some(honest.to_string()), name: None });
+    assert!(matches!(chosen, ApiReply::Sender(Ok(_))), "{chosen:?}");
+    for seq in 2..6 {
+        h.rtp_packet(impostor, 0x5150, seq);
+    }
+    assert_eq!(h.room.participants.id_of(Link::Rtp(0x5150)), None, "the impostor got in");
+    for seq in 2..6 {
+        h.rtp_packet(honest, 0x5150, seq);
+    }
+    assert!(h.room.participants.id_of(Link::Rtp(0x5150)).is_some(), "the chosen sender is refused");
+}
+
+/// A spread of SSRCs that are not 0xabc or 0x5150, the same every run.
+fn rand_ssrc(n: u32) -> u32 {
+    n.wrapping_mul(2_654_435_761).wrapping_add(0x1000_0000) | 1
 }
