@@ -2,10 +2,13 @@
 //! the mixer thread ([`mixing`]) gives each the mix they should hear, and admins change
 //! gains, mutes and names over the same encrypted control channel.
 //!
-//! This module is the network side: it drives `viz-proto`'s endpoint, admits joiners
-//! (room password through CPace, see `viz_proto::password`), keeps the roster, runs
-//! admin operations ([`members`]), persists settings ([`settings`]) and reports
-//! statistics ([`metrics`]). Audio work happens on the mixer thread only.
+//! This module is the network side. [`Room`] is its core: one participant table for
+//! every transport (`participants`), one way in and out with the limits on attempts
+//! (`admission`), native sessions' password exchange and Hello ([`members`]), browsers
+//! ([`browser`]), plain RTP ([`rtp_in`]), the roster (`roster`), admin operations
+//! (`admin`), settings ([`settings`]) and statistics ([`metrics`]). It never waits;
+//! [`run_with_local`] is the shell around it: sockets, the tokio loop, the HTTP side.
+//! Audio work happens on the mixer thread only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
