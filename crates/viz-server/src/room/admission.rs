@@ -153,13 +153,10 @@ impl Room<'_> {
             Link::Rtp(ssrc) => {
                 // Plain RTP cannot be told to stop: removing a sender revokes it, so
                 // what it keeps sending is pending again until an admin accepts it.
-                if let Some(rtp) = self.rtp.as_mut() {
-                    if let Err(e) = rtp.allow.revoke(ssrc) {
-                        tracing::error!("RTP sender {ssrc:#010x} removed, but not for good: {e}");
-                    }
-                    if let Some(s) = rtp.senders.get_mut(&ssrc) {
-                        s.restart_stream();
-                    }
+                if let Some(rtp) = self.rtp.as_mut()
+                    && let Err(e) = rtp.revoke(ssrc)
+                {
+                    tracing::error!("RTP sender {ssrc:#010x} removed, but not for good: {e}");
                 }
             }
         }

@@ -46,6 +46,7 @@ pub mod rtp_allow;
 mod rtp_api;
 pub mod rtp_in;
 pub mod rtp_out;
+mod rtp_pending;
 pub mod settings;
 #[cfg(test)]
 mod tests;
@@ -801,10 +802,7 @@ impl<'a> Room<'a> {
                 talking: p.talking,
             })
             .collect();
-        let rtp = self.rtp.as_ref().map(|r| {
-            let pending = r.senders.keys().filter(|&&ssrc| r.allow.rule(ssrc).is_none()).count();
-            (r.counters, pending)
-        });
+        let rtp = self.rtp.as_ref().map(|r| (r.counters, r.pending.len()));
         let recorder_dropped =
             self.recorder.as_ref().map_or(0, |r| r.dropped.load(std::sync::atomic::Ordering::Relaxed));
         metrics::Snapshot {

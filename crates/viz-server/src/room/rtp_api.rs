@@ -175,11 +175,7 @@ impl Room<'_> {
                 .map_err(|e| AdminError::Storage(e.to_string()))?;
         }
         let rtp = self.rtp.as_mut().ok_or_else(Self::rtp_off)?;
-        rtp.allow.allow(ssrc, from).map_err(|e| AdminError::Storage(e.to_string()))?;
-        if let Some(s) = rtp.senders.get_mut(&ssrc) {
-            // A new binding replaces the first-seen one.
-            s.bound = None;
-        }
+        rtp.accept(ssrc, from).map_err(|e| AdminError::Storage(e.to_string()))?;
         tracing::info!(
             "RTP sender {ssrc:#010x} accepted (from {})",
             if from.to_text().is_empty() { "where it first sends".to_owned() } else { from.to_text() }
@@ -192,12 +188,12 @@ impl Room<'_> {
         let known = rtp.senders.contains_key(&ssrc);
         if rtp.allow.rule(ssrc).is_none() {
             if known {
-                rtp.senders.remove(&ssrc);
+                rtp.forget(ssrc);
                 return Ok(format!("pending RTP sender {ssrc:#010x} forgotten"));
             }
             return Err(AdminError::NotFound(format!("no RTP sender {ssrc:#010x}")));
         }
-        rtp.allow.revoke(ssrc).map_err(|e| AdminError::Storage(e.to_string()))?;
+        rtp.revoke(ssrc).map_err(|e| AdminError::Storage(e.to_string()))?;
         self.rtp_leave(ssrc, ByeReason::Kicked);
         tracing::info!("RTP sender {ssrc:#010x} revoked");
         Ok(format!("RTP sender {ssrc:#010x} is no longer mixed"))

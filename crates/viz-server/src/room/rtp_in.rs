@@ -29,6 +29,7 @@ use super::admission::Arrival;
 use super::mixing::ToMixer;
 use super::participants::Link;
 use super::rtp_allow::{AllowList, AllowRule, AllowedFrom};
+use super::rtp_pending::PendingIndex;
 use crate::listener::canonical;
 
 /// An RTP participant with neither RTP nor RTCP for this long has left.
@@ -113,7 +114,6 @@ pub(crate) struct RtpSender {
     pub seen_from: Vec<SocketAddr>,
     /// With a first-seen rule: the address it is held to.
     pub bound: Option<SocketAddr>,
-    pub first_seen: Instant,
     pub last_seen: Instant,
     pub packets: u64,
     pub bytes: u64,
@@ -135,7 +135,6 @@ impl RtpSender {
             from,
             seen_from: vec![from],
             bound: None,
-            first_seen: now,
             last_seen: now,
             packets: 0,
             bytes: 0,
@@ -204,6 +203,8 @@ pub(crate) struct RtpInput {
     pub payload_type: u8,
     pub allow: AllowList,
     pub senders: HashMap<u32, RtpSender>,
+    /// Which of `senders` wait for an admin, oldest first.
+    pub pending: PendingIndex,
     pub counters: RtpCounters,
 }
 
@@ -224,6 +225,7 @@ impl RtpInput {
                         payload_type: cfg.payload_type,
                         allow,
                         senders: HashMap::new(),
+                        pending: PendingIndex::default(),
                         counters: RtpCounters::default(),
                     };
                     return Ok((input, RtpSockets { rtp, rtcp }));
@@ -267,34 +269,51 @@ impl RtpInput {
     /// Whether a new pending sender from `from` may be tracked, after pushing out the
     /// oldest pending one of that address, or of all, if their share is full.
     fn make_room_for_pending(&mut self, from: SocketAddr) -> bool {
-        // Counted in place, without a list: this runs for every packet of a new SSRC,
-        // which in a flood is every packet.
-        // A sender without a rule is never in the room (revoking one takes it out).
-        let allow = &self.allow;
-        let pending = || self.senders.iter().filter(|(ssrc, _)| allow.rule(**ssrc).is_none());
-        let (mut total, mut mine) = (0, 0);
-        for (_, s) in pending() {
-            total += 1;
-            mine += usize::from(s.from.ip() == from.ip());
-        }
-        let same_address = if mine >= MAX_PENDING_PER_ADDRESS {
-            true
-        } else if total >= MAX_PENDING {
-            false
+        let ip = from.ip();
+        let oldest = if self.pending.of_address(ip) >= MAX_PENDING_PER_ADDRESS {
+            self.pending.oldest(Some(ip))
+        } else if self.pending.len() >= MAX_PENDING {
+            self.pending.oldest(None)
         } else {
             return true;
         };
-        let oldest = pending()
-            .filter(|(_, s)| !same_address || s.from.ip() == from.ip())
-            .min_by_key(|(_, s)| s.first_seen)
-            .map(|(ssrc, _)| *ssrc);
         match oldest {
             Some(ssrc) => {
-                self.senders.remove(&ssrc);
+                self.forget(ssrc);
                 true
             }
             None => false,
         }
+    }
+
+    /// Forgets a sender altogether.
+    pub(crate) fn forget(&mut self, ssrc: u32) {
+        self.senders.remove(&ssrc);
+        self.pending.remove(ssrc);
+    }
+
+    /// An admin accepted `ssrc` (durably): it is no longer pending.
+    pub(crate) fn accept(&mut self, ssrc: u32, from: AllowedFrom) -> Result<(), super::rtp_allow::AllowError> {
+        self.allow.allow(ssrc, from)?;
+        self.pending.remove(ssrc);
+        if let Some(s) = self.senders.get_mut(&ssrc) {
+            // A new binding replaces the first-seen one.
+            s.bound = None;
+        }
+        Ok(())
+    }
+
+    /// An admin revoked `ssrc` (durably): what it sends is pending again, and it stops
+    /// being a new stream's continuation.
+    pub(crate) fn revoke(&mut self, ssrc: u32) -> Result<(), super::rtp_allow::AllowError> {
+        let revoked = self.allow.revoke(ssrc);
+        if let Some(s) = self.senders.get_mut(&ssrc) {
+            s.restart_stream();
+            if self.allow.rule(ssrc).is_none() {
+                self.pending.add(ssrc, s.from.ip());
+            }
+        }
+        revoked
     }
 }
 
@@ -330,8 +349,10 @@ impl Room<'_> {
             rtp.counters.table_full += 1;
             return;
         }
+        let pending = &mut rtp.pending;
         let sender = rtp.senders.entry(ssrc).or_insert_with(|| {
             if rule.is_none() {
+                pending.add(ssrc, from.ip());
                 tracing::info!(
                     "RTP sender {ssrc:#010x} from {from} is pending: accept it on the admin page, with the API, or --rtp-allow {ssrc}"
                 );
@@ -490,6 +511,7 @@ impl Room<'_> {
         let Some(rtp) = self.rtp.as_mut() else { return };
         let participants = &self.participants;
         let mut idle = Vec::new();
+        let pending = &mut rtp.pending;
         rtp.senders.retain(|&ssrc, s| {
             s.loss = s.seq.loss_since_last();
             let quiet = now.saturating_duration_since(s.last_seen);
@@ -497,7 +519,11 @@ impl Room<'_> {
             if in_room && quiet >= RTP_IDLE {
                 idle.push(ssrc);
             }
-            in_room || quiet < PENDING_FORGET
+            let keep = in_room || quiet < PENDING_FORGET;
+            if !keep {
+                pending.remove(ssrc);
+            }
+            keep
         });
         for ssrc in idle {
             self.rtp_leave(ssrc, ByeReason::Other(0xff));

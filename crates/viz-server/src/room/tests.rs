@@ -382,6 +382,7 @@ impl Harness {
             payload_type: 111,
             allow,
             senders: HashMap::new(),
+            pending: Default::default(),
             counters: Default::default(),
         });
         self
@@ -391,9 +392,13 @@ impl Harness {
         self.room.on_rtp(from, self.now, &rtp(ssrc, seq));
     }
 
+    /// Senders waiting for an admin, counted the slow way; the door's index must agree.
     fn pending(&self) -> usize {
         let rtp = self.room.rtp.as_ref().unwrap();
-        rtp.senders.keys().filter(|&&s| rtp.allow.rule(s).is_none()).count()
+        let slow: Vec<u32> = rtp.senders.keys().copied().filter(|&s| rtp.allow.rule(s).is_none()).collect();
+        assert!(slow.iter().all(|&s| rtp.pending.contains(s)), "a pending sender the index does not know");
+        assert_eq!(rtp.pending.len(), slow.len(), "the index counts senders that are not pending");
+        slow.len()
     }
 
     fn api(&mut self, request: ApiRequest) -> ApiReply {
@@ -454,4 +459,31 @@ fn an_ssrc_flood_neither_grows_the_table_nor_keeps_an_accepted_sender_out() {
 /// A spread of SSRCs that are not 0xabc or 0x5150, the same every run.
 fn rand_ssrc(n: u32) -> u32 {
     n.wrapping_mul(2_654_435_761).wrapping_add(0x1000_0000) | 1
+}
+
+/// A benchmark, not run by `cargo test`: what a packet of a new SSRC costs the room
+/// when the pending table is full, as in a flood of random SSRCs. Run it with
+/// `cargo test --release -p viz-server --lib bench_ -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark: run it in a release build"]
+fn bench_new_ssrc_packet_with_a_full_pending_table() {
+    use crate::room::rtp_in::MAX_PENDING;
+    let mut h = Harness::new(None).with_rtp();
+    let from = |n: u32| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, (n % 100) as u8, 1)), 5004);
+    for n in 0..5_000u32 {
+        h.rtp_packet(from(n), rand_ssrc(n), 1);
+    }
+    let packets = 100_000u32;
+    let began = Instant::now();
+    for n in 5_000..5_000 + packets {
+        h.rtp_packet(from(n), rand_ssrc(n), 1);
+    }
+    let per_packet = began.elapsed().as_secs_f64() / f64::from(packets);
+    println!(
+        "a new-SSRC packet with {} pending: {:.2} µs ({:.0} packets a second on one core)",
+        h.pending(),
+        per_packet * 1e6,
+        1.0 / per_packet
+    );
+    assert_eq!(h.pending(), MAX_PENDING);
 }
