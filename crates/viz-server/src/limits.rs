@@ -113,6 +113,7 @@ fn release(c: &mut Counts, ip: IpAddr) {
 
 /// Descriptors a server wants: the web port's and the native port's connection limits
 /// together, plus files, sockets and recordings.
+#[cfg(unix)]
 const WANTED_DESCRIPTORS: u64 = 4096;
 
 /// Lifts the soft limit on open descriptors towards [`WANTED_DESCRIPTORS`] (as far as the
