@@ -290,15 +290,27 @@ fn the_host_in_a_terminal_stops_on_q() {
     let (status, out) = joiner.finish(Duration::from_secs(10));
     assert!(status.success(), "{out}");
 
-    // The same with the web page on (the call is a room with the host's audio in it).
+    // The same with the web page on (the call is a room with the host's audio in it):
+    // the friend is told the host left and is done, not left waiting for a restart.
     let mut term = Terminal::start(
         &dir.path().join("room-host"),
         &["host", "--port", "0", "--http", "127.0.0.1:0", "--input", "tone", "--output", "null"],
     );
-    term.expect("Press m to mute, q or Ctrl-C to stop hosting.");
+    let before = term.expect("Press m to mute, q or Ctrl-C to stop hosting.");
+    let port: u16 = before
+        .split(" on port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {before:?}"));
+    let mut joiner = viz(&dir.path().join("room-join"), &join_args(&format!("127.0.0.1:{port}")));
+    joiner.expect_line("Joined room", Duration::from_secs(10));
     term.press("q");
     let ended = term.ended();
     assert_eq!(ended.status, 0, "{}", ended.screen);
     assert!(ended.screen.contains("Stopped hosting"), "{}", ended.screen);
     ended.assert_terminal_restored();
+    let (status, out) = joiner.finish(Duration::from_secs(10));
+    assert!(status.success() && out.contains(" left"), "{out}");
+    assert!(!out.contains("reconnecting"), "{out}");
 }

@@ -96,6 +96,7 @@ pub(crate) fn bye_text(reason: ByeReason) -> (String, bool) {
         ByeReason::Kicked => ("an admin removed you from the room".into(), false),
         ByeReason::Replaced => ("you joined again from another tab or window".into(), false),
         ByeReason::ShuttingDown => ("the server is shutting down".into(), true),
+        ByeReason::Leaving => ("the host ended the call".into(), false),
         other => (format!("the session ended ({other})"), true),
     }
 }

@@ -708,14 +708,17 @@ impl<'a> Room<'a> {
         }
         self.shutting_down = Some(now);
         tracing::info!("shutting down: telling {} participants", self.members.len() + self.browsers.len());
+        // A room server going down is likely back soon (a restart): clients wait for it.
+        // A host ending its call (`viz host --http`) is not coming back.
+        let reason = if self.local.is_some() { ByeReason::Leaving } else { ByeReason::ShuttingDown };
         let conns: Vec<u64> = self.browsers.keys().copied().collect();
         for conn in conns {
-            let (reason, reconnect) = browser::bye_text(ByeReason::ShuttingDown);
-            self.end_browser(conn, reason, reconnect);
+            let (text, reconnect) = browser::bye_text(reason);
+            self.end_browser(conn, text, reconnect);
         }
         for id in self.endpoint.session_ids() {
             if let Some(s) = self.endpoint.session_mut(id) {
-                s.close(now, ByeReason::ShuttingDown);
+                s.close(now, reason);
             }
             self.dirty.push(id);
         }
