@@ -131,7 +131,9 @@ function updateRow(tr, p) {
 
 function drawParticipants(list) {
   const tbody = $('participants').querySelector('tbody');
-  $('count').textContent = `(${list.filter((p) => p.kind !== 'test source').length})`;
+  const people = list.filter((p) => p.kind !== 'test source').length;
+  const testSource = list.length > people ? ' and the test source' : '';
+  $('count').textContent = `(${people} ${people === 1 ? 'person' : 'people'}${testSource})`;
   const existing = new Map([...tbody.children].map((tr) => [tr.dataset.id, tr]));
   const seen = new Set();
   for (const p of list) {

@@ -326,7 +326,9 @@ async function start(mode) {
   }
   $('join-form').hidden = true;
   $('in-call').hidden = false;
-  $('mute').disabled = mode === 'listen';
+  // A listener has no microphone: no level to show and nothing to mute.
+  $('mute').hidden = mode === 'listen';
+  $('level-row').hidden = mode === 'listen';
   connect();
   session.reportTimer = setInterval(report, 1000);
 }
@@ -441,6 +443,12 @@ window.vizTest = {
 };
 
 $('name').value = localStorage.getItem('viz-name') || '';
+// Say it before anyone clicks: over plain HTTP from another machine the browser
+// refuses the microphone and the audio worklets, so nothing here can work.
+if (!window.isSecureContext) {
+  $('https-needed').hidden = false;
+  for (const b of ['join', 'listen', 'echo']) $(b).disabled = true;
+}
 $('join').onclick = () => start('join');
 $('listen').onclick = () => start('listen');
 $('echo').onclick = () => start('echo');

@@ -19,6 +19,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("worklets.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/worklets.js")),
     ("codec.js", "text/javascript; charset=utf-8", include_bytes!("../../../../web/codec.js")),
     ("opus.wasm", "application/wasm", include_bytes!("../../../../web/vendor/opus.wasm")),
+    ("icon.svg", "image/svg+xml", include_bytes!("../../../../web/icon.svg")),
 ];
 
 const INDEX: &str = include_str!("../../../../web/index.html");
@@ -29,6 +30,8 @@ pub fn routes() -> Router<WebState> {
         .route("/", get(|| async { page(INDEX) }))
         .route("/admin", get(|| async { page(ADMIN) }))
         .route("/assets/{name}", get(asset))
+        // Browsers ask for it whatever the page says.
+        .route("/favicon.ico", get(|| asset(Path("icon.svg".to_owned()))))
 }
 
 fn page(html: &'static str) -> Response {

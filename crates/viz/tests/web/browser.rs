@@ -13,7 +13,7 @@ use crate::common::viz;
 /// real time. Beside other Chromiums on two cores, the page's main thread stalls for up
 /// to 300 ms and hands the worklet bursts; what they measure is then the contention,
 /// not the client. So they run alone (`write`); the other browser tests share (`read`).
-static BROWSERS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+pub static BROWSERS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Dumps the page's recordings: (input start frame, input), (output start, output).
 async fn recordings(page: &Chrome) -> ((i64, Vec<f32>), (i64, Vec<f32>)) {

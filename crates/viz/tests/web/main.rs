@@ -9,6 +9,7 @@ mod browser;
 mod chrome;
 #[path = "../common/mod.rs"]
 mod common;
+mod pages;
 
 pub use common::room::*;
 pub use common::s;

@@ -1,0 +1,122 @@
+//! The pages as people see them, in real headless Chromium: what an open room's join
+//! page shows and hides, a listener's controls, the admin page on a phone, and a page
+//! opened over plain HTTP from another machine. Screenshots go to
+//! `target/test-artifacts/` for people to look at.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::browser::BROWSERS;
+use super::chrome::Chrome;
+use super::{ADMIN_TOKEN, artifacts_dir, serve, wait_participant};
+use crate::common::viz;
+
+/// Whether the element with `id` takes up no space (hidden, or display none).
+fn is_gone(id: &str) -> String {
+    format!("return getComputedStyle(document.getElementById('{id}')).display === 'none';")
+}
+
+async fn shot(page: &Chrome, name: &str) {
+    let path = artifacts_dir().join(name);
+    page.screenshot(&path).await;
+    assert!(std::fs::metadata(&path).unwrap().len() > 5_000, "{name} is suspiciously small");
+    println!("screenshot: {}", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_join_and_admin_pages_show_what_applies_on_a_desktop_and_a_phone() {
+    let _shared = BROWSERS.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"), &["--test-source"]);
+    let _nat = viz(
+        &dir.path().join("nat"),
+        &["join", &server.join, "--name", "nat", "--input", "tone:440", "--output", "null"],
+    );
+    let nat = wait_participant(&server, "nat", Duration::from_secs(15))["id"].as_u64().unwrap();
+
+    let page = Chrome::start(None).await;
+    page.goto(&server.web).await;
+    page.wait_for("return document.title.includes('·');", Duration::from_secs(5), "the room's name").await;
+    // An open room asks for no password; localhost needs no HTTPS; the icon exists.
+    assert_eq!(page.eval(&is_gone("password-row")).await, Value::Bool(true), "a password field in an open room");
+    assert_eq!(page.eval(&is_gone("https-needed")).await, Value::Bool(true), "the HTTPS warning on localhost");
+    assert_eq!(page.eval("return (await fetch('/favicon.ico')).status;").await, 200);
+    let icon = page.eval("return document.querySelector('link[rel=icon]').href;").await;
+    assert_eq!(page.eval(&format!("return (await fetch({icon})).headers.get('content-type');")).await, "image/svg+xml");
+
+    // A listener has no microphone: no level meter and no Mute, but Leave.
+    page.click("#listen").await;
+    page.wait_for(
+        "return window.vizTest.state().state === 'connected';",
+        Duration::from_secs(15),
+        "listening to the room",
+    )
+    .await;
+    assert_eq!(page.eval(&is_gone("level-row")).await, Value::Bool(true), "a level meter for a listener");
+    assert_eq!(page.eval(&is_gone("mute")).await, Value::Bool(true), "a Mute button for a listener");
+    assert_eq!(page.eval(&is_gone("leave")).await, Value::Bool(false));
+    // The meter's gradient spans the meter, not the fill, so a quiet level is green.
+    let size = page.eval("return getComputedStyle(document.getElementById('level')).backgroundSize;").await;
+    assert_eq!(size, "220px 100%");
+    page.wait_for(
+        "return document.querySelectorAll('#roster li').length >= 3;",
+        Duration::from_secs(10),
+        "the roster: nat, the test source and this page",
+    )
+    .await;
+    shot(&page, "join-page-listening.png").await;
+
+    // The admin page at a phone's width: every person's controls on screen.
+    page.client.set_window_size(390, 844).await.unwrap();
+    page.goto(&format!("{}/admin", server.web)).await;
+    page.type_into("#token", ADMIN_TOKEN).await;
+    page.click("#login-button").await;
+    let row = format!("tr[data-id=\"{nat}\"]");
+    page.wait_for(&format!("return !!document.querySelector('{row}');"), Duration::from_secs(10), "nat's row").await;
+    let count = page.eval("return document.getElementById('count').textContent;").await;
+    assert_eq!(count, "(2 people and the test source)", "nat and the listening page, and the test source");
+    for control in ["input.volume", "button.mute", "button.kick", "input.rename-input"] {
+        let fits = page
+            .eval(&format!(
+                "const r = document.querySelector('{row} {control}').getBoundingClientRect(); \
+                 return [r.width > 0 && r.left >= 0 && r.right <= window.innerWidth, r.right, window.innerWidth];"
+            ))
+            .await;
+        assert_eq!(fits[0], true, "{control} is off-screen on a phone: right edge, width {fits}");
+    }
+    shot(&page, "admin-page-phone.png").await;
+    page.close().await;
+}
+
+/// Over plain HTTP from another machine the browser refuses the microphone and the
+/// audio worklets: the page says so before anyone clicks, and the server said it at
+/// start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_over_plain_http_from_another_machine_says_it_needs_https() {
+    let _shared = BROWSERS.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("server");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut server = viz(&state, &["serve", "--port", "0", "--http", "0.0.0.0:0", "--state-dir", super::s(&state)]);
+    // The address other machines use: the join line's, with the web port.
+    let join = server.expect_line("Join with:", Duration::from_secs(10));
+    let host = join.split("viz://").nth(1).and_then(|r| r.split(':').next()).unwrap().to_owned();
+    let ip: std::net::IpAddr = host.parse().unwrap_or_else(|_| panic!("no address in {join:?}"));
+    assert!(!ip.is_loopback(), "{join}: this test needs a non-loopback address");
+    let local = server.expect_line("Web page:", Duration::from_secs(5)).split_whitespace().nth(2).unwrap().to_owned();
+    let port = local.rsplit(':').next().unwrap().to_owned();
+    let web = format!("http://{ip}:{port}/");
+    let warning = server.expect_line("need HTTPS", Duration::from_secs(5));
+    assert!(warning.contains("--tls-self-signed"), "{warning}");
+
+    let page = Chrome::start(None).await;
+    page.goto(&web).await;
+    assert_eq!(page.eval(&is_gone("https-needed")).await, Value::Bool(false), "no HTTPS warning at {web}");
+    let text = page.eval("return document.getElementById('https-needed').innerText;").await;
+    assert!(text.as_str().unwrap().contains("viz serve --tls-self-signed"), "{text}");
+    assert_eq!(page.eval("return document.getElementById('join').disabled;").await, Value::Bool(true));
+    assert_eq!(page.eval("return document.getElementById('listen').disabled;").await, Value::Bool(true));
+    shot(&page, "join-page-needs-https.png").await;
+    page.close().await;
+}
