@@ -14,6 +14,7 @@
 
 pub mod analysis;
 pub mod codec;
+pub mod denoise;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod jitter;

@@ -120,6 +120,7 @@ fn engine_config(args: &DemoArgs, input: InputSpec, output: &Path) -> Result<Eng
         params: args.audio.params()?,
         batch: usize::from(args.audio.batch),
         jitter: args.audio.jitter(),
+        denoise: args.audio.denoise_for(&input),
         input,
         output: OutputSpec::Wav(output.to_owned()),
         loop_input: false,

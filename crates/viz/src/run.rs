@@ -31,11 +31,13 @@ fn load_identity(common: &CommonArgs, console: Console) -> Result<Keypair> {
 }
 
 fn engine_config(common: &CommonArgs) -> Result<EngineConfig> {
+    let input = InputSpec::parse(&common.input).map_err(anyhow::Error::msg).context("--input")?;
     Ok(EngineConfig {
         params: common.audio.params()?,
         batch: usize::from(common.audio.batch),
         jitter: common.audio.jitter(),
-        input: InputSpec::parse(&common.input).map_err(anyhow::Error::msg).context("--input")?,
+        denoise: common.audio.denoise_for(&input),
+        input,
         output: OutputSpec::parse(&common.output),
         loop_input: common.loop_input,
         start_muted: common.muted,

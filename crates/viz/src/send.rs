@@ -120,6 +120,7 @@ async fn send_rtp(args: SendArgs) -> Result<()> {
         // RFC 7587: one Opus packet per RTP packet.
         batch: 1,
         jitter: args.audio.jitter(),
+        denoise: args.audio.denoise_for(&input),
         input,
         output: OutputSpec::Null,
         loop_input: args.loop_input,

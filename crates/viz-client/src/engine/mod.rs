@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use viz_audio::codec::MAX_PACKET_SAMPLES;
+use viz_audio::denoise::Denoiser;
 use viz_audio::{AudioParams, FrameDuration, JitterBuffer, JitterConfig, JitterStats, PacketRef, Playout, analysis};
 use viz_proto::OwnedMedia;
 
@@ -49,6 +50,8 @@ pub struct EngineConfig {
     pub output: OutputSpec,
     pub loop_input: bool,
     pub start_muted: bool,
+    /// Noise suppression on what is sent (RNNoise; 10 ms more delay).
+    pub denoise: bool,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +64,7 @@ impl Default for EngineConfig {
             output: OutputSpec::Device(None),
             loop_input: false,
             start_muted: false,
+            denoise: false,
         }
     }
 }
@@ -216,6 +220,9 @@ struct Engine {
     commands: Receiver<Command>,
     status_tx: tokio::sync::watch::Sender<EngineStatus>,
     captured: Vec<f32>,
+    denoiser: Option<Denoiser>,
+    /// What the denoiser made of `captured`.
+    denoised: Vec<f32>,
     fifo: VecDeque<f32>,
     scratch: Vec<f32>,
     out_chunk: Vec<f32>,
@@ -252,6 +259,8 @@ impl Engine {
             commands,
             status_tx,
             captured: Vec::with_capacity(48_000),
+            denoiser: config.denoise.then(Denoiser::new),
+            denoised: Vec::with_capacity(48_000),
             fifo: VecDeque::with_capacity(48_000),
             scratch: vec![0.0; MAX_PACKET_SAMPLES],
             out_chunk: Vec::with_capacity(48_000),
@@ -362,10 +371,18 @@ impl Engine {
         if self.started.is_none() {
             return Ok(());
         }
-        if !self.captured.is_empty() {
-            self.input_level = analysis::rms_dbfs(&self.captured);
+        let sent = match &mut self.denoiser {
+            Some(d) => {
+                self.denoised.clear();
+                d.process(&self.captured, &mut self.denoised);
+                &self.denoised
+            }
+            None => &self.captured,
+        };
+        if !sent.is_empty() {
+            self.input_level = analysis::rms_dbfs(sent);
         }
-        self.sender.push(&self.captured);
+        self.sender.push(sent);
         if self.source.finished() && !self.input_finished_logged {
             self.input_finished_logged = true;
             tracing::info!("input file finished; sending silence from now on");
