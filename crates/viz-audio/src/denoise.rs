@@ -1,7 +1,8 @@
 //! Noise suppression for microphone input: RNNoise (the `nnnoiseless` port), which
 //! takes out fans, hum and keyboard clicks between and under words and leaves speech.
-//! It works on 10 ms frames, so it delays the microphone by 10 ms; samples go in and
-//! come out in any chunk size, one out for each in.
+//! It works on 10 ms frames with a 20 ms window, so it delays the microphone by 20 ms
+//! (a frame gathered, and the window's overlap); samples go in and come out in any
+//! chunk size, one out for each in.
 
 use nnnoiseless::DenoiseState;
 
@@ -34,8 +35,8 @@ impl Denoiser {
         Self { state: DenoiseState::new(), frame_in: [0.0; FRAME], frame_out: [0.0; FRAME], pos: 0, voice: 0.0 }
     }
 
-    /// The delay it adds.
-    pub const DELAY_SAMPLES: usize = FRAME;
+    /// The delay it adds: a frame to gather one, and a frame of RNNoise's overlap.
+    pub const DELAY_SAMPLES: usize = 2 * FRAME;
 
     /// Denoises `input` (48 kHz mono, -1..1) into `output`, one sample for each.
     pub fn process(&mut self, input: &[f32], output: &mut Vec<f32>) {
@@ -84,6 +85,18 @@ mod tests {
         let b = run(&mut Denoiser::new(), &input, 7);
         assert_eq!(a, b, "the result does not depend on the chunk size");
         assert!(a[..FRAME].iter().all(|&s| s == 0.0), "the first frame is the delay");
+    }
+
+    #[test]
+    fn speech_comes_out_whole_twenty_milliseconds_later() {
+        let speech = signals::speech_like(3, 48_000 * 4);
+        let hiss = signals::white_noise(0.001, speech.len(), 2);
+        let x: Vec<f32> = speech.iter().zip(&hiss).map(|(a, b)| a + b).collect();
+        let out = run(&mut Denoiser::new(), &x, 240);
+        let found = analysis::find_delay_within(&x[48_000..], &out[48_000..], 0, 3_000).unwrap();
+        assert_eq!(found.lag_samples, Denoiser::DELAY_SAMPLES as i64);
+        assert!(found.correlation > 0.95, "speech changed: correlation {}", found.correlation);
+        assert!(found.gain_db.abs() < 1.0, "speech level changed by {} dB", found.gain_db);
     }
 
     #[test]

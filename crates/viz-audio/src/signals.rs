@@ -1,4 +1,5 @@
-//! Generated test signals at 48 kHz mono: tone, silence and a speech-like signal.
+//! Generated test signals at 48 kHz mono: tone, silence, a speech-like signal, music,
+//! and noise (white, and a PC fan with typing).
 //!
 //! The speech-like signal is a small source-filter synthesiser (Fant's model: a glottal
 //! pulse train or noise through three formant resonators) with syllable envelopes and
@@ -208,6 +209,54 @@ fn normalize_peak(samples: &mut [f32], peak: f32) {
     }
 }
 
+/// `samples` of white noise, uniform in ±`amplitude`, the same for each `seed`.
+pub fn white_noise(amplitude: f32, samples: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..samples).map(|_| rng.random_range(-amplitude..=amplitude)).collect()
+}
+
+/// `samples` of what a gamer's microphone hears besides them, at RMS `level_dbfs`:
+/// a PC fan (broadband rumble falling with frequency, and a 120 Hz hum with its
+/// harmonics) and typing (a click every 80-250 ms, each a few milliseconds of
+/// decaying noise), the same for each `seed`.
+pub fn fan_and_keyboard(level_dbfs: f32, samples: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(samples);
+    // Fan: white noise through two one-pole low-passes (about 6 + 6 dB per octave
+    // above 300 Hz), plus the motor's hum.
+    let a = (-2.0 * PI * 300.0 / FS).exp();
+    let (mut lp1, mut lp2) = (0.0f32, 0.0f32);
+    for i in 0..samples {
+        let w: f32 = rng.random_range(-1.0..=1.0);
+        lp1 = a * lp1 + (1.0 - a) * w;
+        lp2 = a * lp2 + (1.0 - a) * lp1;
+        let t = i as f32 / FS;
+        let hum = (0.5 * (2.0 * PI * 120.0 * t).sin() + 0.25 * (2.0 * PI * 240.0 * t).sin())
+            + 0.12 * (2.0 * PI * 360.0 * t).sin();
+        out.push(8.0 * lp2 + 0.05 * hum);
+    }
+    // Keys: bursts of decaying noise, louder than the fan, at typing pace.
+    let mut at = 0usize;
+    loop {
+        at += (FS * rng.random_range(0.08f32..0.25)) as usize;
+        if at >= samples {
+            break;
+        }
+        let strength: f32 = rng.random_range(0.6..1.0);
+        for k in 0..(FS * 0.006) as usize {
+            let Some(s) = out.get_mut(at + k) else { break };
+            let decay = (-(k as f32) / (FS * 0.0015)).exp();
+            *s += strength * decay * rng.random_range(-1.0f32..=1.0);
+        }
+    }
+    let rms = (out.iter().map(|s| s * s).sum::<f32>() / samples.max(1) as f32).sqrt().max(1e-9);
+    let gain = 10f32.powf(level_dbfs / 20.0) / rms;
+    for s in &mut out {
+        *s *= gain;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,52 +319,4 @@ mod tests {
         assert_eq!(found.lag_samples, shift as i64);
         assert!(found.correlation > 0.95);
     }
-}
-
-/// `samples` of white noise, uniform in ±`amplitude`, the same for each `seed`.
-pub fn white_noise(amplitude: f32, samples: usize, seed: u64) -> Vec<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..samples).map(|_| rng.random_range(-amplitude..=amplitude)).collect()
-}
-
-/// `samples` of what a gamer's microphone hears besides them, at RMS `level_dbfs`:
-/// a PC fan (broadband rumble falling with frequency, and a 120 Hz hum with its
-/// harmonics) and typing (a click every 80-250 ms, each a few milliseconds of
-/// decaying noise), the same for each `seed`.
-pub fn fan_and_keyboard(level_dbfs: f32, samples: usize, seed: u64) -> Vec<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut out = Vec::with_capacity(samples);
-    // Fan: white noise through two one-pole low-passes (about 6 + 6 dB per octave
-    // above 300 Hz), plus the motor's hum.
-    let a = (-2.0 * PI * 300.0 / FS).exp();
-    let (mut lp1, mut lp2) = (0.0f32, 0.0f32);
-    for i in 0..samples {
-        let w: f32 = rng.random_range(-1.0..=1.0);
-        lp1 = a * lp1 + (1.0 - a) * w;
-        lp2 = a * lp2 + (1.0 - a) * lp1;
-        let t = i as f32 / FS;
-        let hum = (0.5 * (2.0 * PI * 120.0 * t).sin() + 0.25 * (2.0 * PI * 240.0 * t).sin())
-            + 0.12 * (2.0 * PI * 360.0 * t).sin();
-        out.push(8.0 * lp2 + 0.05 * hum);
-    }
-    // Keys: bursts of decaying noise, louder than the fan, at typing pace.
-    let mut at = 0usize;
-    loop {
-        at += (FS * rng.random_range(0.08f32..0.25)) as usize;
-        if at >= samples {
-            break;
-        }
-        let strength: f32 = rng.random_range(0.6..1.0);
-        for k in 0..(FS * 0.006) as usize {
-            let Some(s) = out.get_mut(at + k) else { break };
-            let decay = (-(k as f32) / (FS * 0.0015)).exp();
-            *s += strength * decay * rng.random_range(-1.0f32..=1.0);
-        }
-    }
-    let rms = (out.iter().map(|s| s * s).sum::<f32>() / samples.max(1) as f32).sqrt().max(1e-9);
-    let gain = 10f32.powf(level_dbfs / 20.0) / rms;
-    for s in &mut out {
-        *s *= gain;
-    }
-    out
 }

@@ -612,7 +612,7 @@ pub struct AudioArgs {
     pub no_dred: bool,
 
     /// Noise suppression (RNNoise) on what you send: takes fans, hum and keyboard
-    /// clicks out and adds 10 ms of delay. On by default for a microphone, off for
+    /// clicks out and adds 20 ms of delay. On by default for a microphone, off for
     /// files, tones and what a device plays (--input loopback).
     #[arg(long, overrides_with = "no_denoise")]
     pub denoise: bool,

@@ -50,7 +50,7 @@ pub struct EngineConfig {
     pub output: OutputSpec,
     pub loop_input: bool,
     pub start_muted: bool,
-    /// Noise suppression on what is sent (RNNoise; 10 ms more delay).
+    /// Noise suppression on what is sent (RNNoise; 20 ms more delay).
     pub denoise: bool,
 }
 
