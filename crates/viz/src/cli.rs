@@ -62,6 +62,23 @@ pub enum Command {
     /// Relay UDP through a simulated bad network (loss, bursts, delay, jitter), to
     /// hear or measure a call on one machine as it would sound over the internet.
     Netsim(NetsimArgs),
+    /// The config file: your name, devices, noise suppression, the address you usually
+    /// join (options on the command line win over it).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum ConfigCommand {
+    /// Print where the config file is (or would be).
+    Path,
+    /// Print the settings in force, and which are defaults.
+    Show,
+    /// Open the file in $VISUAL or $EDITOR (created with every key explained, if
+    /// missing), and check it when the editor closes.
+    Edit,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -428,8 +445,9 @@ pub struct HostArgs {
 #[derive(Debug, Args)]
 pub struct JoinArgs {
     /// Host address: HOST[:PORT], viz://HOST:PORT#FINGERPRINT, udp://..., ws://..., wss://...
+    /// (default: `address` in the config file).
     #[arg(value_name = "ADDR")]
-    pub address: String,
+    pub address: Option<String>,
 
     /// Known-hosts file (default: in the config directory).
     #[arg(long, value_name = "PATH")]

@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod bench_codec;
 mod cli;
+mod config;
 mod demo;
 mod echo;
 mod keyboard;
@@ -13,7 +14,7 @@ mod proxy;
 mod run;
 mod send;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command, LogFormat};
@@ -52,11 +53,33 @@ fn block_on(command: impl std::future::Future<Output = anyhow::Result<()>>) -> a
     result
 }
 
+/// A call's options with what the config file says filled in where the command line
+/// said nothing; a config file with mistakes stops the call before it starts.
+fn with_config(command: Command, matches: &clap::ArgMatches) -> anyhow::Result<Command> {
+    let sub = matches.subcommand().map(|(_, m)| m);
+    Ok(match (command, sub) {
+        (Command::Host(mut a), Some(m)) => {
+            config::apply_to_call(&config::load()?, m, &mut a.common);
+            Command::Host(a)
+        }
+        (Command::Join(mut a), Some(m)) => {
+            let config = config::load()?;
+            config::apply_to_call(&config, m, &mut a.common);
+            if a.address.is_none() {
+                a.address = config.address.map(toml::Spanned::into_inner);
+            }
+            Command::Join(a)
+        }
+        (other, _) => other,
+    })
+}
+
 fn main() -> std::process::ExitCode {
     let args = cli::rewrite_legacy(std::env::args().collect());
-    let cli = Cli::parse_from(args);
+    let matches = Cli::command().get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.debug, cli.log_format, matches!(cli.command, Command::Serve(_)));
-    let result = match cli.command {
+    let result = with_config(cli.command, &matches).and_then(|command| match command {
         Command::Devices => run::devices(),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
@@ -67,7 +90,8 @@ fn main() -> std::process::ExitCode {
         Command::Admin(a) => block_on(admin::run(a)),
         Command::Loadtest(a) => block_on(loadtest::run(a)),
         Command::Netsim(a) => block_on(proxy::run(a)),
-    };
+        Command::Config { command } => config::run(command),
+    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

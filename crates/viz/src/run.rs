@@ -171,7 +171,12 @@ pub async fn host(args: HostArgs) -> Result<()> {
 
 pub async fn join(args: JoinArgs) -> Result<()> {
     let mut console = console(&args.common);
-    let address = JoinAddress::parse(&args.address).with_context(|| format!("invalid address '{}'", args.address))?;
+    let Some(text) = args.address.as_deref() else {
+        anyhow::bail!(
+            "no address to join: give one (viz join ADDR), or set `address` in the config file (viz config edit)"
+        )
+    };
+    let address = JoinAddress::parse(text).with_context(|| format!("invalid address '{text}'"))?;
     let keypair = load_identity(&args.common, console)?;
     let known_hosts = match &args.known_hosts {
         Some(p) => p.clone(),

@@ -47,7 +47,7 @@ pub async fn run(args: SendArgs) -> Result<()> {
 /// `viz send ADDR` is `viz join ADDR --send-only` with nothing played.
 fn join_args(a: SendArgs) -> JoinArgs {
     JoinArgs {
-        address: a.address,
+        address: Some(a.address),
         known_hosts: a.known_hosts,
         password: a.password,
         listen_only: false,

@@ -311,3 +311,45 @@ fn noise_suppression_takes_the_fan_and_keys_out_and_keeps_the_voice() {
     assert!(floor_on < floor_off - 15.0, "the floor only went from {floor_off:.1} to {floor_on:.1} dBFS");
     assert!((speech_on - speech_off).abs() < 3.0, "speech went from {speech_off:.1} to {speech_on:.1} dBFS");
 }
+
+/// Issue 13: what a user sets once. The joiner's config file gives its name, its
+/// microphone and speakers and the address, so `viz join` alone joins; an option on
+/// the command line wins over the file; a mistake in the file stops the call with the
+/// file's line.
+#[test]
+fn the_config_file_sets_name_devices_and_address_and_options_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let heard = dir.path().join("heard.wav");
+    let (mut h, port) = host(&dir.path().join("h"), &["--input", "silence", "--output", s(&heard)]);
+    let joiner = dir.path().join("j");
+    std::fs::create_dir_all(&joiner).unwrap();
+    let config = joiner.join("config.toml");
+    std::fs::write(
+        &config,
+        format!("name = \"alice\"\ninput = \"tone:330\"\noutput = \"null\"\naddress = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let mut j = viz(&joiner, &["join", "--duration", "4"]);
+    h.expect_line("alice joined", Duration::from_secs(10));
+    let (status, out) = j.finish(Duration::from_secs(20));
+    assert!(status.success(), "{out}");
+    assert!(out.contains("you send 330 Hz tone") && out.contains("nothing (null output)"), "{out}");
+
+    let mut j = viz(&joiner, &["join", "--name", "bob", "--duration", "2"]);
+    h.expect_line("bob joined", Duration::from_secs(10));
+    let (status, out) = j.finish(Duration::from_secs(20));
+    assert!(status.success(), "{out}");
+    // Ctrl-C, so that the host finishes its recording.
+    // SAFETY: kill only sends a signal to the process we started.
+    unsafe { libc::kill(h.child.id() as i32, libc::SIGINT) };
+    let (status, out) = h.finish(Duration::from_secs(10));
+    assert!(status.success(), "{out}");
+    let audio = wav::read_mono_48k(&heard).unwrap();
+    let (share, _) = common::room::tone_in(&audio, 330.0);
+    assert!(share > 0.5, "the host heard 330 Hz as {share} of its recording");
+
+    std::fs::write(&config, "name = \"alice\"\nvolume = 3\n").unwrap();
+    let (status, out) = viz(&joiner, &["join"]).finish(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(out.contains("config.toml line 2") && out.contains("volume"), "{out}");
+}
