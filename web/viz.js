@@ -28,6 +28,9 @@ const session = {
   roster: new Map(),
   talking: new Set(),
   muted: false,
+  ptt: false,          // push to talk: the microphone is open only while the key is held
+  pttOpen: false,      // the key is held (or was, less than PTT_TAIL_MS ago)
+  pttTimer: null,
   wanted: false,       // the user wants to be connected (reconnect after drops)
   retry: 0,
   retryTimer: null,
@@ -86,11 +89,17 @@ async function startAudio(mode) {
   };
   session.ctx = ctx;
   session.playback = playback;
+  setVolume(Number($('volume').value));
   session.decoder = await makeDecoder({ forceWasm, onPcm: (pcm) => toSpeakers(pcm) });
   if (mode !== 'listen') {
+    const chosen = $('input-device').value;
     const mic = await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+      audio: {
+        echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1,
+        ...(chosen ? { deviceId: { exact: chosen } } : {}),
+      },
     });
+    listInputs(); // labels are only given once the microphone was allowed
     const source = ctx.createMediaStreamSource(mic);
     const capture = new AudioWorkletNode(ctx, 'viz-capture', {
       numberOfOutputs: 0, processorOptions: { recordSeconds },
@@ -138,11 +147,17 @@ function onCaptured(msg) {
   // DTX as the native sender does it: the first 80 ms of digital silence are sent
   // (they end the word and leave the listener's decoder silent), the rest is not.
   session.silentFrames = peak < DIGITAL_SILENCE_PEAK ? session.silentFrames + 1 : 0;
-  if (session.encoder && !session.muted && session.ws && session.ws.readyState === WebSocket.OPEN && session.you !== null) {
+  if (session.encoder && micOpen() && session.ws && session.ws.readyState === WebSocket.OPEN && session.you !== null) {
     if (session.silentFrames > SILENCE_TAIL_FRAMES) session.withheld.add(ts); // deleted when its packet comes out
     session.encoder.encode(msg, ts);
   }
   session.capture.port.postMessage(msg, [msg.buffer]); // back to the worklet's pool
+}
+
+// Whether what the microphone hears is sent: not muted, and with push to talk, only
+// while the key is held.
+function micOpen() {
+  return !session.muted && (!session.ptt || session.pttOpen);
 }
 
 function toSpeakers(pcm) {
@@ -329,6 +344,8 @@ async function start(mode) {
   // A listener has no microphone: no level to show and nothing to mute.
   $('mute').hidden = mode === 'listen';
   $('level-row').hidden = mode === 'listen';
+  $('ptt-row').hidden = mode !== 'join';
+  if (mode !== 'join') setPtt(false);
   connect();
   session.reportTimer = setInterval(report, 1000);
 }
@@ -355,6 +372,57 @@ function toggleMute() {
   $('mute').textContent = session.muted ? 'Unmute' : 'Mute';
   $('mute').setAttribute('aria-pressed', String(session.muted));
   sendJson({ type: 'mute', muted: session.muted });
+}
+
+// After the key is let go the microphone stays open this long, so the word being
+// finished is not cut.
+const PTT_TAIL_MS = 250;
+const PTT_KEY = ' ';
+
+function showPtt() {
+  $('ptt-state').hidden = !session.ptt;
+  $('ptt-state').textContent = session.pttOpen ? 'Talking (key held)' : 'Hold Space to talk';
+}
+
+function setPtt(on) {
+  session.ptt = on;
+  session.pttOpen = false;
+  showPtt();
+}
+
+function onKey(e, down) {
+  if (!session.ptt || e.key !== PTT_KEY || e.target.tagName === 'INPUT' && e.target.type !== 'checkbox') return;
+  e.preventDefault();
+  if (e.repeat) return;
+  clearTimeout(session.pttTimer);
+  if (down) {
+    session.pttOpen = true;
+    showPtt();
+  } else {
+    session.pttTimer = setTimeout(() => { session.pttOpen = false; showPtt(); }, PTT_TAIL_MS);
+  }
+}
+
+function setVolume(percent) {
+  $('volume-text').textContent = `${percent} %`;
+  localStorage.setItem('viz-volume', String(percent));
+  if (session.playback) session.playback.port.postMessage({ gain: percent / 100 });
+}
+
+// Fills the microphone list (names appear once the browser was allowed the microphone).
+async function listInputs() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return;
+  const select = $('input-device');
+  const before = select.value || localStorage.getItem('viz-input') || '';
+  const inputs = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'audioinput');
+  select.replaceChildren(...inputs.map((d, i) => {
+    const o = document.createElement('option');
+    o.value = d.deviceId;
+    o.textContent = d.label || `microphone ${i + 1}`;
+    return o;
+  }));
+  if (inputs.some((d) => d.deviceId === before)) select.value = before;
+  $('input-row').hidden = inputs.length < 2;
 }
 
 // ---------- view ----------
@@ -435,6 +503,8 @@ window.vizTest = {
     sent: session.sent, received: session.rx.packets, level: session.level,
     encoder: session.encoder && session.encoder.kind, decoder: session.decoder && session.decoder.kind,
     roster: [...session.roster.values()], talking: [...session.talking], playback: session.playbackStats || null,
+    micOpen: micOpen(),
+    microphone: session.mic ? session.mic.getAudioTracks()[0].getSettings().deviceId : null,
   }),
   // What the microphone gave and what the speakers played, as 16-bit PCM (base64),
   // each with the AudioContext frame of its first sample (same clock for both).
@@ -454,6 +524,13 @@ $('listen').onclick = () => start('listen');
 $('echo').onclick = () => start('echo');
 $('leave').onclick = leave;
 $('mute').onclick = toggleMute;
+$('ptt').onchange = () => setPtt($('ptt').checked);
+$('volume').value = localStorage.getItem('viz-volume') || '100';
+$('volume').oninput = () => setVolume(Number($('volume').value));
+$('input-device').onchange = () => localStorage.setItem('viz-input', $('input-device').value);
+window.addEventListener('keydown', (e) => onKey(e, true));
+window.addEventListener('keyup', (e) => onKey(e, false));
+listInputs();
 drawRoster();
 requestAnimationFrame(drawLevel);
 loadRoom();

@@ -84,12 +84,14 @@ class Playback extends AudioWorkletProcessor {
     this.lastMean = null;
     this.calm = 0;
     this.dry = false; // the queue ran empty; whether that was an underrun is not known yet
+    this.gain = 1; // the listener's volume
     const seconds = (options.processorOptions && options.processorOptions.recordSeconds) || 0;
     this.record = seconds > 0 ? new Float32Array(seconds * sampleRate) : null;
     this.recorded = 0;
     this.recordStart = -1;
     this.port.onmessage = (e) => {
       if (e.data instanceof Float32Array) this.push(e.data);
+      else if (e.data && typeof e.data.gain === 'number') this.gain = e.data.gain;
       else if (e.data === 'gap') this.dry = false; // the queue ran dry in a pause
       else if (e.data === 'dump' && this.record) {
         this.port.postMessage({ dump: this.record.subarray(0, this.recorded), start: this.recordStart });
@@ -170,6 +172,7 @@ class Playback extends AudioWorkletProcessor {
       this.windowSum = 0;
       this.windowQuanta = 0;
     }
+    if (this.gain !== 1) for (let i = 0; i < out.length; i++) out[i] *= this.gain;
     if (this.record) {
       if (this.recordStart < 0) this.recordStart = currentFrame;
       const n = Math.min(out.length, this.record.length - this.recorded);

@@ -120,3 +120,93 @@ async fn a_page_over_plain_http_from_another_machine_says_it_needs_https() {
     shot(&page, "join-page-needs-https.png").await;
     page.close().await;
 }
+
+/// Sets an input's value as a user would (and tells the page).
+async fn set_value(page: &Chrome, css: &str, value: &str) {
+    page.eval(&format!(
+        "const el = document.querySelector('{css}'); el.value = {value:?}; \
+         el.dispatchEvent(new Event('input')); el.dispatchEvent(new Event('change')); return true;"
+    ))
+    .await;
+}
+
+/// Packets the page has sent so far.
+async fn sent(page: &Chrome) -> u64 {
+    page.eval("return window.vizTest.state().sent;").await.as_u64().unwrap()
+}
+
+/// The level (dBFS) of the last `seconds` the page played.
+async fn played_level(page: &Chrome, seconds: usize) -> f32 {
+    let r = page.eval("return await window.vizTest.recordings();").await;
+    let out = super::chrome::decode_pcm16(r["output"]["pcm"].as_str().unwrap());
+    assert!(out.len() > 48_000 * seconds, "the page played only {} samples", out.len());
+    viz_audio::analysis::rms_dbfs(&out[out.len() - 48_000 * seconds..])
+}
+
+/// Issue 13 on the page: a participant picks a microphone, talks only while Space is
+/// held (push to talk, with a short tail), and turns what they hear down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_picks_a_microphone_talks_with_push_to_talk_and_sets_the_volume() {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    const SPACE: char = '\u{E00D}';
+    let _shared = BROWSERS.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"), &["--test-source"]);
+    let page = Chrome::start(None).await;
+    page.goto(&format!("{}/?record=40", server.web)).await;
+
+    // Chromium's fake devices: more than one microphone, so the page offers a choice.
+    page.wait_for(
+        "return document.getElementById('input-device').options.length >= 2;",
+        Duration::from_secs(5),
+        "the microphone list",
+    )
+    .await;
+    assert_eq!(page.eval(&is_gone("input-row")).await, Value::Bool(false));
+    let second = page.eval("return document.getElementById('input-device').options[1].value;").await;
+    let second = second.as_str().unwrap().to_owned();
+    set_value(&page, "#input-device", &second).await;
+    page.click("#join").await;
+    page.wait_for("return window.vizTest.state().state === 'connected';", Duration::from_secs(15), "joining").await;
+    let mic = page.eval("return window.vizTest.state().microphone;").await;
+    assert_eq!(mic.as_str(), Some(second.as_str()), "the page opened another microphone than the one chosen");
+
+    // Push to talk: nothing is sent until Space is held, and shortly after it is let go.
+    page.click("#ptt").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = sent(&page).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sent(&page).await, before, "packets were sent with push to talk and no key held");
+    page.client
+        .perform_actions(KeyActions::new("keyboard".into()).then(KeyAction::Down { value: SPACE }))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = sent(&page).await - before;
+    assert!(held >= 30, "only {held} packets in a second with Space held");
+    assert!(
+        page.eval("return document.getElementById('ptt-state').textContent;")
+            .await
+            .as_str()
+            .unwrap()
+            .contains("Talking")
+    );
+    page.client.perform_actions(KeyActions::new("keyboard".into()).then(KeyAction::Up { value: SPACE })).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await; // past the 250 ms tail
+    let after_release = sent(&page).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sent(&page).await, after_release, "packets were sent after Space was let go");
+
+    // Volume: what the page plays of the test source, at 100 % and at 25 % (-12 dB).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let full = played_level(&page, 2).await;
+    set_value(&page, "#volume", "25").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let quarter = played_level(&page, 2).await;
+    println!(
+        "push to talk: {held} packets a second held, none without; volume 100 % {full:.1} dBFS, 25 % {quarter:.1} dBFS"
+    );
+    assert!((full - quarter - 12.0).abs() < 3.0, "100 % played {full:.1} dBFS and 25 % {quarter:.1} dBFS");
+    shot(&page, "join-page-talking.png").await;
+    page.close().await;
+}
