@@ -17,6 +17,7 @@ pub mod codec;
 pub mod denoise;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gate;
 pub mod jitter;
 pub mod mixer;
 pub mod ogg_opus;

@@ -638,9 +638,24 @@ pub struct AudioArgs {
     #[arg(long, overrides_with = "denoise")]
     pub no_denoise: bool,
 
+    /// Voice activation: send only while your microphone hears more than the
+    /// threshold (after noise suppression), and 300 ms after, so words are not cut.
+    #[arg(long)]
+    pub vad: bool,
+    /// The voice activation threshold in dBFS (-80..=0).
+    #[arg(long, value_name = "DBFS", default_value_t = viz_audio::gate::DEFAULT_THRESHOLD_DBFS,
+          requires = "vad", allow_negative_numbers = true,
+          value_parser = parse_threshold)]
+    pub vad_threshold: f32,
+
     /// Largest playout delay the jitter buffer may use, in milliseconds (40..=2000).
     #[arg(long, value_name = "MS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(40..=2000))]
     pub max_delay_ms: u64,
+}
+
+fn parse_threshold(s: &str) -> Result<f32, String> {
+    let db: f32 = s.parse().map_err(|_| format!("'{s}' is not a number of dBFS"))?;
+    if (-80.0..=0.0).contains(&db) { Ok(db) } else { Err(format!("{db} dBFS is outside -80..=0")) }
 }
 
 fn parse_frame_ms(s: &str) -> Result<u32, String> {
@@ -698,6 +713,11 @@ impl AudioArgs {
             return self.denoise;
         }
         matches!(input, InputSpec::Device(_))
+    }
+
+    /// The voice activation threshold, if voice activation is on.
+    pub fn voice_gate(&self) -> Option<f32> {
+        self.vad.then_some(self.vad_threshold)
     }
 
     pub fn jitter(&self) -> JitterConfig {

@@ -121,6 +121,7 @@ fn engine_config(args: &DemoArgs, input: InputSpec, output: &Path) -> Result<Eng
         batch: usize::from(args.audio.batch),
         jitter: args.audio.jitter(),
         denoise: args.audio.denoise_for(&input),
+        voice_gate: args.audio.voice_gate(),
         input,
         output: OutputSpec::Wav(output.to_owned()),
         loop_input: false,

@@ -37,6 +37,7 @@ fn engine_config(common: &CommonArgs) -> Result<EngineConfig> {
         batch: usize::from(common.audio.batch),
         jitter: common.audio.jitter(),
         denoise: common.audio.denoise_for(&input),
+        voice_gate: common.audio.voice_gate(),
         input,
         output: OutputSpec::parse(&common.output),
         loop_input: common.loop_input,

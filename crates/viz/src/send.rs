@@ -121,6 +121,7 @@ async fn send_rtp(args: SendArgs) -> Result<()> {
         batch: 1,
         jitter: args.audio.jitter(),
         denoise: args.audio.denoise_for(&input),
+        voice_gate: args.audio.voice_gate(),
         input,
         output: OutputSpec::Null,
         loop_input: args.loop_input,

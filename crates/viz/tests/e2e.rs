@@ -272,14 +272,16 @@ fn floor_and_speech_db(x: &[f32]) -> (f32, f32) {
     (levels[levels.len() / 10], levels[levels.len() * 9 / 10])
 }
 
-/// What a friend hears of `input` sent by a host with `denoise` ("--denoise" or
-/// "--no-denoise"): the recording's noise floor and speech level.
-fn heard_through_a_call(dir: &Path, input: &Path, denoise: &str) -> (f32, f32) {
-    let heard = dir.join(format!("heard{denoise}.wav"));
-    let (mut h, port) =
-        host(&dir.join(format!("h{denoise}")), &["--input", s(input), "--loop", denoise, "--output", "null"]);
+/// What a friend hears of `input` sent by a host with `flags`: the recording's noise
+/// floor and speech level.
+fn heard_through_a_call(dir: &Path, input: &Path, flags: &[&str]) -> (f32, f32) {
+    let label = flags.concat();
+    let heard = dir.join(format!("heard{label}.wav"));
+    let mut args = vec!["--input", s(input), "--loop", "--output", "null"];
+    args.extend_from_slice(flags);
+    let (mut h, port) = host(&dir.join(format!("h{label}")), &args);
     let mut j = viz(
-        &dir.join(format!("j{denoise}")),
+        &dir.join(format!("j{label}")),
         &["join", &format!("127.0.0.1:{port}"), "--input", "silence", "--output", s(&heard), "--duration", "10"],
     );
     let (status, out) = j.finish(Duration::from_secs(30));
@@ -303,8 +305,8 @@ fn noise_suppression_takes_the_fan_and_keys_out_and_keeps_the_voice() {
     let input = dir.path().join("noisy.wav");
     wav::write_mono_48k(&input, &noisy).unwrap();
 
-    let (floor_off, speech_off) = heard_through_a_call(dir.path(), &input, "--no-denoise");
-    let (floor_on, speech_on) = heard_through_a_call(dir.path(), &input, "--denoise");
+    let (floor_off, speech_off) = heard_through_a_call(dir.path(), &input, &["--no-denoise"]);
+    let (floor_on, speech_on) = heard_through_a_call(dir.path(), &input, &["--denoise"]);
     println!(
         "noise floor between words {floor_off:.1} -> {floor_on:.1} dBFS, speech {speech_off:.1} -> {speech_on:.1} dBFS"
     );
@@ -352,4 +354,25 @@ fn the_config_file_sets_name_devices_and_address_and_options_win() {
     let (status, out) = viz(&joiner, &["join"]).finish(Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("config.toml line 2") && out.contains("volume"), "{out}");
+}
+
+/// Issue 13: voice activation. The host sends speech with long pauses and a quiet hiss
+/// all through (-60 dBFS, under the -45 dBFS threshold; noise suppression off, so the
+/// hiss stays): without --vad the friend hears the hiss in the pauses, with it silence,
+/// and the words at the same level.
+#[test]
+fn voice_activation_sends_the_words_and_not_the_hiss_between_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, mut speech) = common::room::speech_wav(dir.path());
+    speech.extend(signals::silence(48_000 * 3 / 2));
+    let hiss = signals::white_noise(0.0017, speech.len(), 9);
+    let input = dir.path().join("speech-and-hiss.wav");
+    let with_hiss: Vec<f32> = speech.iter().zip(&hiss).map(|(a, b)| a + b).collect();
+    wav::write_mono_48k(&input, &with_hiss).unwrap();
+
+    let (floor_off, speech_off) = heard_through_a_call(dir.path(), &input, &["--no-denoise"]);
+    let (floor_on, speech_on) = heard_through_a_call(dir.path(), &input, &["--no-denoise", "--vad"]);
+    println!("pauses {floor_off:.1} -> {floor_on:.1} dBFS, speech {speech_off:.1} -> {speech_on:.1} dBFS");
+    assert!(floor_on < floor_off - 20.0, "the pauses went from {floor_off:.1} only to {floor_on:.1} dBFS");
+    assert!((speech_on - speech_off).abs() < 3.0, "speech went from {speech_off:.1} to {speech_on:.1} dBFS");
 }

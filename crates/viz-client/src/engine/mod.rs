@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use viz_audio::codec::MAX_PACKET_SAMPLES;
 use viz_audio::denoise::Denoiser;
+use viz_audio::gate::VoiceGate;
 use viz_audio::{AudioParams, FrameDuration, JitterBuffer, JitterConfig, JitterStats, PacketRef, Playout, analysis};
 use viz_proto::OwnedMedia;
 
@@ -52,6 +53,9 @@ pub struct EngineConfig {
     pub start_muted: bool,
     /// Noise suppression on what is sent (RNNoise; 20 ms more delay).
     pub denoise: bool,
+    /// Voice activation: send only while the microphone hears more than this (dBFS),
+    /// after noise suppression (10 ms more delay).
+    pub voice_gate: Option<f32>,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +69,7 @@ impl Default for EngineConfig {
             loop_input: false,
             start_muted: false,
             denoise: false,
+            voice_gate: None,
         }
     }
 }
@@ -223,6 +228,9 @@ struct Engine {
     denoiser: Option<Denoiser>,
     /// What the denoiser made of `captured`.
     denoised: Vec<f32>,
+    gate: Option<VoiceGate>,
+    /// What the gate let through.
+    gated: Vec<f32>,
     fifo: VecDeque<f32>,
     scratch: Vec<f32>,
     out_chunk: Vec<f32>,
@@ -261,6 +269,8 @@ impl Engine {
             captured: Vec::with_capacity(48_000),
             denoiser: config.denoise.then(Denoiser::new),
             denoised: Vec::with_capacity(48_000),
+            gate: config.voice_gate.map(VoiceGate::new),
+            gated: Vec::with_capacity(48_000),
             fifo: VecDeque::with_capacity(48_000),
             scratch: vec![0.0; MAX_PACKET_SAMPLES],
             out_chunk: Vec::with_capacity(48_000),
@@ -371,14 +381,17 @@ impl Engine {
         if self.started.is_none() {
             return Ok(());
         }
-        let sent = match &mut self.denoiser {
-            Some(d) => {
-                self.denoised.clear();
-                d.process(&self.captured, &mut self.denoised);
-                &self.denoised
-            }
-            None => &self.captured,
-        };
+        let mut sent: &[f32] = &self.captured;
+        if let Some(d) = &mut self.denoiser {
+            self.denoised.clear();
+            d.process(sent, &mut self.denoised);
+            sent = &self.denoised;
+        }
+        if let Some(g) = &mut self.gate {
+            self.gated.clear();
+            g.process(sent, &mut self.gated);
+            sent = &self.gated;
+        }
         if !sent.is_empty() {
             self.input_level = analysis::rms_dbfs(sent);
         }
