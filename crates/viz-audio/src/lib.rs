@@ -12,6 +12,7 @@
 //! * [`signals`]: tone, silence and speech-like test signals.
 //! * [`analysis`]: delay by cross-correlation, levels and spectra for measurements.
 
+pub mod agc;
 pub mod analysis;
 pub mod codec;
 pub mod denoise;

@@ -638,6 +638,11 @@ pub struct AudioArgs {
     #[arg(long, overrides_with = "denoise")]
     pub no_denoise: bool,
 
+    /// Automatic gain control: bring a quiet (or loud) microphone towards a common
+    /// speech level, slowly and within +20/-10 dB; pauses leave the gain alone.
+    #[arg(long)]
+    pub agc: bool,
+
     /// Voice activation: send only while your microphone hears more than the
     /// threshold (after noise suppression), and 300 ms after, so words are not cut.
     #[arg(long)]

@@ -122,6 +122,7 @@ fn engine_config(args: &DemoArgs, input: InputSpec, output: &Path) -> Result<Eng
         jitter: args.audio.jitter(),
         denoise: args.audio.denoise_for(&input),
         voice_gate: args.audio.voice_gate(),
+        agc: args.audio.agc,
         input,
         output: OutputSpec::Wav(output.to_owned()),
         loop_input: false,

@@ -38,6 +38,7 @@ fn engine_config(common: &CommonArgs) -> Result<EngineConfig> {
         jitter: common.audio.jitter(),
         denoise: common.audio.denoise_for(&input),
         voice_gate: common.audio.voice_gate(),
+        agc: common.audio.agc,
         input,
         output: OutputSpec::parse(&common.output),
         loop_input: common.loop_input,

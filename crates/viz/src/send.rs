@@ -122,6 +122,7 @@ async fn send_rtp(args: SendArgs) -> Result<()> {
         jitter: args.audio.jitter(),
         denoise: args.audio.denoise_for(&input),
         voice_gate: args.audio.voice_gate(),
+        agc: args.audio.agc,
         input,
         output: OutputSpec::Null,
         loop_input: args.loop_input,

@@ -376,3 +376,18 @@ fn voice_activation_sends_the_words_and_not_the_hiss_between_them() {
     assert!(floor_on < floor_off - 20.0, "the pauses went from {floor_off:.1} only to {floor_on:.1} dBFS");
     assert!((speech_on - speech_off).abs() < 3.0, "speech went from {speech_off:.1} to {speech_on:.1} dBFS");
 }
+
+/// Issue 13: a quiet microphone. The host sends speech 26 dB below normal (about -45
+/// dBFS while talking); with --agc the friend hears it brought up by more than 10 dB.
+#[test]
+fn gain_control_brings_a_quiet_microphone_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, speech) = common::room::speech_wav(dir.path());
+    let quiet: Vec<f32> = speech.iter().map(|x| x * 0.05).collect();
+    let input = dir.path().join("quiet.wav");
+    wav::write_mono_48k(&input, &quiet).unwrap();
+    let (_, plain) = heard_through_a_call(dir.path(), &input, &["--no-denoise"]);
+    let (_, raised) = heard_through_a_call(dir.path(), &input, &["--no-denoise", "--agc"]);
+    println!("quiet speech heard at {plain:.1} dBFS, with --agc {raised:.1} dBFS");
+    assert!(raised > plain + 10.0, "--agc took quiet speech from {plain:.1} only to {raised:.1} dBFS");
+}

@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use viz_audio::agc::Agc;
 use viz_audio::codec::MAX_PACKET_SAMPLES;
 use viz_audio::denoise::Denoiser;
 use viz_audio::gate::VoiceGate;
@@ -53,6 +54,9 @@ pub struct EngineConfig {
     pub start_muted: bool,
     /// Noise suppression on what is sent (RNNoise; 20 ms more delay).
     pub denoise: bool,
+    /// Automatic gain control on what is sent, after noise suppression (10 ms more
+    /// delay).
+    pub agc: bool,
     /// Voice activation: send only while the microphone hears more than this (dBFS),
     /// after noise suppression (10 ms more delay).
     pub voice_gate: Option<f32>,
@@ -69,6 +73,7 @@ impl Default for EngineConfig {
             loop_input: false,
             start_muted: false,
             denoise: false,
+            agc: false,
             voice_gate: None,
         }
     }
@@ -228,6 +233,9 @@ struct Engine {
     denoiser: Option<Denoiser>,
     /// What the denoiser made of `captured`.
     denoised: Vec<f32>,
+    agc: Option<Agc>,
+    /// What the gain control made of it.
+    leveled: Vec<f32>,
     gate: Option<VoiceGate>,
     /// What the gate let through.
     gated: Vec<f32>,
@@ -269,6 +277,8 @@ impl Engine {
             captured: Vec::with_capacity(48_000),
             denoiser: config.denoise.then(Denoiser::new),
             denoised: Vec::with_capacity(48_000),
+            agc: config.agc.then(Agc::new),
+            leveled: Vec::with_capacity(48_000),
             gate: config.voice_gate.map(VoiceGate::new),
             gated: Vec::with_capacity(48_000),
             fifo: VecDeque::with_capacity(48_000),
@@ -386,6 +396,11 @@ impl Engine {
             self.denoised.clear();
             d.process(sent, &mut self.denoised);
             sent = &self.denoised;
+        }
+        if let Some(a) = &mut self.agc {
+            self.leveled.clear();
+            a.process(sent, &mut self.leveled);
+            sent = &self.leveled;
         }
         if let Some(g) = &mut self.gate {
             self.gated.clear();
