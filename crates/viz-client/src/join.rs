@@ -19,6 +19,7 @@ use viz_proto::{
 use zeroize::Zeroizing;
 
 use crate::address::{JoinAddress, TransportChoice};
+use crate::controls::Controls;
 use crate::engine::EngineHandle;
 use crate::roster::Roster;
 use crate::status::{Console, LossHint, RateMeter, status_line};
@@ -118,6 +119,8 @@ pub fn hello(name: &str, params: &AudioParams) -> Hello {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserCommand {
     ToggleMute,
+    /// Hear nothing (and close the microphone), or hear again.
+    ToggleDeafen,
     Leave,
 }
 
@@ -295,7 +298,7 @@ enum Outcome {
 /// What survives a reconnect.
 struct CallState {
     engine_started: bool,
-    muted: bool,
+    controls: Controls,
     call_time: Duration,
     roster: Roster,
     /// The last connection got as far as the call (so a new loss starts a new count).
@@ -324,7 +327,7 @@ pub async fn join(
 ) -> Result<JoinSummary, JoinError> {
     let mut state = CallState {
         engine_started: false,
-        muted: false,
+        controls: Controls::default(),
         call_time: Duration::ZERO,
         roster: Roster::default(),
         admitted: false,
@@ -468,7 +471,7 @@ async fn connect_and_run(
         password = Some(exchange);
     }
     conn.send_control(hello_message_for(cfg));
-    if state.muted {
+    if state.controls.mic_off() {
         conn.send_control(ControlMessage::Mute { muted: true });
     }
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -547,11 +550,14 @@ async fn connect_and_run(
                 }
             },
             Some(cmd) = commands.recv() => match cmd {
-                UserCommand::ToggleMute => {
-                    state.muted = !state.muted;
-                    engine.set_muted(state.muted);
-                    conn.send_control(ControlMessage::Mute { muted: state.muted });
-                    console.line(if state.muted { "Microphone muted (m to unmute)" } else { "Microphone on" });
+                UserCommand::ToggleMute | UserCommand::ToggleDeafen => {
+                    let was_off = state.controls.mic_off();
+                    let line = state.controls.apply(cmd);
+                    engine.set_controls(state.controls);
+                    if state.controls.mic_off() != was_off {
+                        conn.send_control(ControlMessage::Mute { muted: state.controls.mic_off() });
+                    }
+                    console.line(line.unwrap_or_default());
                 }
                 UserCommand::Leave => {
                     if leaving.is_none() {
@@ -720,9 +726,9 @@ async fn wait_for_leave(commands: &mut mpsc::Receiver<UserCommand>, engine: &Eng
     while let Some(cmd) = commands.recv().await {
         match cmd {
             UserCommand::Leave => return,
-            UserCommand::ToggleMute => {
-                state.muted = !state.muted;
-                engine.set_muted(state.muted);
+            UserCommand::ToggleMute | UserCommand::ToggleDeafen => {
+                state.controls.apply(cmd);
+                engine.set_controls(state.controls);
             }
         }
     }

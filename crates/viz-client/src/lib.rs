@@ -7,6 +7,7 @@
 //! and `viz-audio`; this crate does the I/O.
 
 pub mod address;
+pub mod controls;
 pub mod cpu;
 pub mod device;
 pub mod engine;

@@ -19,9 +19,9 @@ impl Console {
     /// How to mute and how to end (`end` says what ending does: "leave", "stop hosting").
     pub fn keys_hint(&self, end: &str) -> String {
         if self.single_keys {
-            format!("Press m to mute, q or Ctrl-C to {end}.")
+            format!("Press m to mute, d to deafen, q or Ctrl-C to {end}.")
         } else {
-            format!("Type m + Enter to mute, q + Enter or Ctrl-C to {end}.")
+            format!("Type m + Enter to mute, d + Enter to deafen, q + Enter or Ctrl-C to {end}.")
         }
     }
 

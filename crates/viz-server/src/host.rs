@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use viz_audio::AudioParams;
+use viz_client::controls::Controls;
 use viz_client::engine::EngineHandle;
 use viz_client::join::{UserCommand, hello_message};
 use viz_client::status::{Console, LossHint, RateMeter, status_line};
@@ -127,7 +128,7 @@ struct Host<'a> {
     /// When the first call started (the engine starts then; `--duration` counts from it).
     first_start: Option<Instant>,
     shutting_down: Option<Instant>,
-    muted: bool,
+    controls: Controls,
     loss_hint: LossHint,
     next_status: Instant,
     next_hint: Instant,
@@ -153,7 +154,7 @@ impl<'a> Host<'a> {
             summary: HostSummary::default(),
             first_start: None,
             shutting_down: None,
-            muted: false,
+            controls: Controls::default(),
             loss_hint: LossHint::default(),
             plain: vec![0u8; MAX_DATAGRAM],
             reply: vec![0u8; MAX_DATAGRAM],
@@ -251,14 +252,17 @@ impl<'a> Host<'a> {
 
     fn on_command(&mut self, cmd: UserCommand) {
         match cmd {
-            UserCommand::ToggleMute => {
-                self.muted = !self.muted;
-                self.engine.set_muted(self.muted);
-                let muted = self.muted;
-                if let Some(s) = self.call.as_ref().map(|c| c.id).and_then(|id| self.endpoint.session_mut(id)) {
+            UserCommand::ToggleMute | UserCommand::ToggleDeafen => {
+                let was_off = self.controls.mic_off();
+                let line = self.controls.apply(cmd);
+                self.engine.set_controls(self.controls);
+                let muted = self.controls.mic_off();
+                if muted != was_off
+                    && let Some(s) = self.call.as_ref().map(|c| c.id).and_then(|id| self.endpoint.session_mut(id))
+                {
                     s.send_control(ControlMessage::Mute { muted });
                 }
-                self.console.line(if muted { "Microphone muted (m to unmute)" } else { "Microphone on" });
+                self.console.line(line.unwrap_or_default());
             }
             UserCommand::Leave => self.begin_shutdown(Instant::now()),
         }

@@ -66,6 +66,7 @@ fn interrupt() -> UserCommand {
 fn command_for_key(key: &str) -> Option<UserCommand> {
     match key {
         "m" | "M" | "mute" => Some(UserCommand::ToggleMute),
+        "d" | "D" | "deafen" => Some(UserCommand::ToggleDeafen),
         "q" | "Q" | "quit" | "exit" => Some(UserCommand::Leave),
         _ => None,
     }
@@ -215,6 +216,7 @@ mod tests {
     fn keys_and_lines_map_to_commands() {
         assert_eq!(command_for_key("m"), Some(UserCommand::ToggleMute));
         assert_eq!(command_for_key("mute"), Some(UserCommand::ToggleMute));
+        assert_eq!(command_for_key("d"), Some(UserCommand::ToggleDeafen));
         assert_eq!(command_for_key("Q"), Some(UserCommand::Leave));
         assert_eq!(command_for_key("exit"), Some(UserCommand::Leave));
         assert_eq!(command_for_key("x"), None);

@@ -169,7 +169,7 @@ fn a_busy_host_is_reported_before_anything_says_connected() {
 fn the_call_ends_at_its_duration_and_viz_exits() {
     let dir = tempfile::tempdir().unwrap();
     let (_host, mut term) = call(dir.path(), "a", &[], &["--duration", "2"]);
-    term.expect("Press m to mute, q or Ctrl-C to leave.");
+    term.expect("Press m to mute, d to deafen, q or Ctrl-C to leave.");
     let ended = term.ended();
     eprintln!("--duration 2: exit status after {:?} of the call", ended.waited);
     assert_eq!(ended.status, 0, "{}", ended.screen);
@@ -181,7 +181,7 @@ fn the_call_ends_at_its_duration_and_viz_exits() {
 fn single_keys_mute_and_leave_without_enter() {
     let dir = tempfile::tempdir().unwrap();
     let (_host, mut term) = call(dir.path(), "a", &[], &[]);
-    term.expect("Press m to mute, q or Ctrl-C to leave.");
+    term.expect("Press m to mute, d to deafen, q or Ctrl-C to leave.");
     // During the call the terminal is in single-key mode: no line editing, no echo.
     let mode = term.mode_now();
     assert!(has_flag(&mode, "-icanon") && has_flag(&mode, "-echo") && has_flag(&mode, "isig"), "{mode}");
@@ -279,7 +279,7 @@ fn the_host_in_a_terminal_stops_on_q() {
         .unwrap_or_else(|| panic!("no port in {before:?}"));
     let mut joiner = viz(&dir.path().join("join"), &join_args(&format!("127.0.0.1:{port}")));
     joiner.expect_line("In a call", Duration::from_secs(10));
-    term.expect("Press m to mute, q or Ctrl-C to stop hosting.");
+    term.expect("Press m to mute, d to deafen, q or Ctrl-C to stop hosting.");
     let pressed = Instant::now();
     term.press("q");
     let ended = term.ended();
@@ -296,7 +296,7 @@ fn the_host_in_a_terminal_stops_on_q() {
         &dir.path().join("room-host"),
         &["host", "--port", "0", "--http", "127.0.0.1:0", "--input", "tone", "--output", "null"],
     );
-    let before = term.expect("Press m to mute, q or Ctrl-C to stop hosting.");
+    let before = term.expect("Press m to mute, d to deafen, q or Ctrl-C to stop hosting.");
     let port: u16 = before
         .split(" on port ")
         .nth(1)
@@ -313,4 +313,46 @@ fn the_host_in_a_terminal_stops_on_q() {
     let (status, out) = joiner.finish(Duration::from_secs(10));
     assert!(status.success() && out.contains(" left"), "{out}");
     assert!(!out.contains("reconnecting"), "{out}");
+}
+
+/// Issue 13: `d` deafens. While deafened the joiner hears nothing (its recording is
+/// silent) and its microphone is off (the host sees it muted); `d` again brings both
+/// back.
+#[test]
+fn deafen_silences_the_call_and_mutes_you_until_pressed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let heard = dir.path().join("heard.wav");
+    let (mut host, port, _) = host(&dir.path().join("d-host"), &[]);
+    let address = format!("127.0.0.1:{port}");
+    let args = ["join", &address, "--input", "silence", "--output", heard.to_str().unwrap()];
+    let mut term = Terminal::start(&dir.path().join("d-join"), &args);
+    term.expect("In a call");
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    term.press("d");
+    term.expect("Deafened: you hear nothing");
+    let deafened = began.elapsed();
+    host.expect_line("muted their microphone", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(2));
+    term.press("d");
+    term.expect("Hearing again, microphone on");
+    let heard_again = began.elapsed();
+    host.expect_line("unmuted", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(2));
+    term.press("q");
+    let ended = term.ended();
+    assert_eq!(ended.status, 0, "{}", ended.screen);
+
+    let audio = viz_audio::wav::read_mono_48k(&heard).unwrap();
+    let level = |from: Duration, to: Duration| {
+        let (a, b) = ((from.as_secs_f64() * 48_000.0) as usize, (to.as_secs_f64() * 48_000.0) as usize);
+        viz_audio::analysis::rms_dbfs(&audio[a.min(audio.len())..b.min(audio.len())])
+    };
+    let ms = Duration::from_millis;
+    let before = level(ms(500), deafened - ms(300));
+    let during = level(deafened + ms(300), heard_again - ms(300));
+    let after = level(heard_again + ms(500), heard_again + ms(1500));
+    println!("heard {before:.1} dBFS, deafened {during:.1} dBFS, then {after:.1} dBFS");
+    assert!(before > -30.0 && after > -30.0, "the host's tone: {before:.1} and {after:.1} dBFS");
+    assert!(during < -80.0, "deafened, the joiner still heard {during:.1} dBFS");
 }

@@ -84,6 +84,7 @@ enum Command {
     Media(Instant, OwnedMedia),
     LossHint(u8),
     Mute(bool),
+    Deafen(bool),
     Stop,
 }
 
@@ -190,6 +191,13 @@ impl EngineHandle {
         let _ = self.commands.send(Command::Mute(muted));
     }
 
+    /// The mute and deafen keys' state: the microphone closed when either is on, and
+    /// nothing played while deafened.
+    pub fn set_controls(&self, controls: crate::controls::Controls) {
+        let _ = self.commands.send(Command::Mute(controls.mic_off()));
+        let _ = self.commands.send(Command::Deafen(controls.deafened));
+    }
+
     pub fn status(&self) -> EngineStatus {
         let mut s = self.status.borrow().clone();
         s.dropped_commands = self.dropped.load(std::sync::atomic::Ordering::Relaxed);
@@ -244,6 +252,8 @@ struct Engine {
     out_chunk: Vec<f32>,
     started: Option<Instant>,
     muted: bool,
+    /// Playing nothing (the deafen key).
+    deafened: bool,
     input_level: f32,
     output_level: f32,
     late_ticks: u64,
@@ -286,6 +296,7 @@ impl Engine {
             out_chunk: Vec::with_capacity(48_000),
             started: None,
             muted: config.start_muted,
+            deafened: false,
             input_level: -120.0,
             output_level: -120.0,
             late_ticks: 0,
@@ -381,6 +392,7 @@ impl Engine {
                 self.muted = m;
                 self.sender.set_muted(m);
             }
+            Command::Deafen(d) => self.deafened = d,
             Command::Stop => {}
         }
     }
@@ -427,6 +439,10 @@ impl Engine {
         if wanted > 0 {
             self.out_chunk.clear();
             self.out_chunk.extend(self.fifo.drain(..wanted));
+            if self.deafened {
+                // Played as silence; the jitter buffer keeps its pace for when it ends.
+                self.out_chunk.fill(0.0);
+            }
             self.output_level = analysis::rms_dbfs(&self.out_chunk);
             sink.write(&self.out_chunk)?;
         }

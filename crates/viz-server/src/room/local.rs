@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 use viz_audio::mixer::{ParticipantId, Role};
+use viz_client::controls::Controls;
 use viz_client::engine::EngineHandle;
 use viz_client::join::UserCommand;
 use viz_client::roster::Roster;
@@ -37,6 +38,7 @@ pub(crate) struct Local<'a> {
     pub console: Console,
     /// The host's view of the room, as a native joiner keeps it, for its console lines.
     pub roster: Roster,
+    pub controls: Controls,
 }
 
 impl<'a> Room<'a> {
@@ -76,12 +78,16 @@ impl<'a> Room<'a> {
 
     pub(crate) fn on_local_command(&mut self, cmd: UserCommand, now: Instant) {
         match cmd {
-            UserCommand::ToggleMute => {
-                let Some(l) = self.local.as_ref() else { return };
-                let muted = !self.participants.get(LOCAL_ID).is_some_and(|p| p.self_muted);
-                l.engine.set_muted(muted);
-                l.console.line(if muted { "Microphone muted (m to unmute)" } else { "Microphone on" });
-                self.self_muted(Link::Local, muted);
+            UserCommand::ToggleMute | UserCommand::ToggleDeafen => {
+                let Some(l) = self.local.as_mut() else { return };
+                let was_off = l.controls.mic_off();
+                let line = l.controls.apply(cmd);
+                l.engine.set_controls(l.controls);
+                l.console.line(line.unwrap_or_default());
+                let muted = l.controls.mic_off();
+                if muted != was_off {
+                    self.self_muted(Link::Local, muted);
+                }
             }
             UserCommand::Leave => self.begin_shutdown(now),
         }

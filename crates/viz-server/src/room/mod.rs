@@ -316,7 +316,12 @@ pub async fn run_with_local(
     if let Some(l) = local {
         local_media = Some(l.outgoing);
         local_commands = Some(l.commands);
-        let local = local::Local { engine: l.engine, console: l.console, roster: Default::default() };
+        let local = local::Local {
+            engine: l.engine,
+            console: l.console,
+            roster: Default::default(),
+            controls: Default::default(),
+        };
         room.add_local(local, l.name, Instant::now());
     }
     if let Some(r) = ready {
