@@ -327,7 +327,7 @@ pub async fn join(
 ) -> Result<JoinSummary, JoinError> {
     let mut state = CallState {
         engine_started: false,
-        controls: Controls::default(),
+        controls: engine.initial_controls(),
         call_time: Duration::ZERO,
         roster: Roster::default(),
         admitted: false,

@@ -154,7 +154,7 @@ impl<'a> Host<'a> {
             summary: HostSummary::default(),
             first_start: None,
             shutting_down: None,
-            controls: Controls::default(),
+            controls: engine.initial_controls(),
             loss_hint: LossHint::default(),
             plain: vec![0u8; MAX_DATAGRAM],
             reply: vec![0u8; MAX_DATAGRAM],

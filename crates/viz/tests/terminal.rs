@@ -356,3 +356,18 @@ fn deafen_silences_the_call_and_mutes_you_until_pressed_again() {
     assert!(before > -30.0 && after > -30.0, "the host's tone: {before:.1} and {after:.1} dBFS");
     assert!(during < -80.0, "deafened, the joiner still heard {during:.1} dBFS");
 }
+
+/// `--muted`: the host is told at once, and the first `m` unmutes (it used to say
+/// "Microphone muted" then, the keys not knowing the call started muted).
+#[test]
+fn joining_muted_tells_the_host_and_the_first_m_unmutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut host, mut term) = call(dir.path(), "muted", &[], &["--muted"]);
+    host.expect_line("muted their microphone", Duration::from_secs(5));
+    term.press("m");
+    term.expect("Microphone on");
+    host.expect_line("unmuted", Duration::from_secs(5));
+    term.press("q");
+    let ended = term.ended();
+    assert_eq!(ended.status, 0, "{}", ended.screen);
+}

@@ -127,6 +127,8 @@ pub struct EngineHandle {
     thread: Option<JoinHandle<EngineReport>>,
     status: tokio::sync::watch::Receiver<EngineStatus>,
     dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The keys' state at the start (`--muted`).
+    initial_controls: crate::controls::Controls,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -140,6 +142,7 @@ impl EngineHandle {
     /// opened) before this returns, so a bad `--input` fails here, before any call.
     pub fn spawn(config: EngineConfig, outgoing: tokio::sync::mpsc::Sender<OwnedMedia>) -> Result<Self, String> {
         config.params.validate()?;
+        let initial_controls = crate::controls::Controls::new(config.start_muted);
         let (commands, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
         let (status_tx, status) = tokio::sync::watch::channel(EngineStatus::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
@@ -161,7 +164,9 @@ impl EngineHandle {
             })
             .map_err(|e| format!("cannot start the audio engine thread: {e}"))?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { commands, thread: Some(thread), status, dropped: Default::default() }),
+            Ok(Ok(())) => {
+                Ok(Self { commands, thread: Some(thread), status, dropped: Default::default(), initial_controls })
+            }
             Ok(Err(msg)) => {
                 let _ = thread.join();
                 Err(msg)
@@ -189,6 +194,11 @@ impl EngineHandle {
 
     pub fn set_muted(&self, muted: bool) {
         let _ = self.commands.send(Command::Mute(muted));
+    }
+
+    /// The mute and deafen keys' state the engine started with (muted with `--muted`).
+    pub fn initial_controls(&self) -> crate::controls::Controls {
+        self.initial_controls
     }
 
     /// The mute and deafen keys' state: the microphone closed when either is on, and

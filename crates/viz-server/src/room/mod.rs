@@ -320,7 +320,7 @@ pub async fn run_with_local(
             engine: l.engine,
             console: l.console,
             roster: Default::default(),
-            controls: Default::default(),
+            controls: l.engine.initial_controls(),
         };
         room.add_local(local, l.name, Instant::now());
     }
