@@ -28,6 +28,7 @@ const session = {
   roster: new Map(),
   talking: new Set(),
   muted: false,
+  deafened: false,     // hear nothing, and the microphone is off (others see it muted)
   ptt: false,          // push to talk: the microphone is open only while the key is held
   pttOpen: false,      // the key is held (or was, less than PTT_TAIL_MS ago)
   pttTimer: null,
@@ -157,7 +158,7 @@ function onCaptured(msg) {
 // Whether what the microphone hears is sent: not muted, and with push to talk, only
 // while the key is held.
 function micOpen() {
-  return !session.muted && (!session.ptt || session.pttOpen);
+  return !session.muted && !session.deafened && (!session.ptt || session.pttOpen);
 }
 
 function toSpeakers(pcm) {
@@ -343,6 +344,9 @@ async function start(mode) {
   $('in-call').hidden = false;
   // A listener has no microphone: no level to show and nothing to mute.
   $('mute').hidden = mode === 'listen';
+  session.deafened = false;
+  $('deafen').textContent = 'Deafen';
+  $('deafen').setAttribute('aria-pressed', 'false');
   $('level-row').hidden = mode === 'listen';
   $('ptt-row').hidden = mode !== 'join';
   if (mode !== 'join') setPtt(false);
@@ -367,11 +371,20 @@ function leave() {
   finish('not connected');
 }
 
+function toggleDeafen() {
+  session.deafened = !session.deafened;
+  $('deafen').textContent = session.deafened ? 'Undeafen' : 'Deafen';
+  $('deafen').setAttribute('aria-pressed', String(session.deafened));
+  setVolume(Number($('volume').value));
+  // Others see a deafened participant as muted; undeafening leaves a mute as it was.
+  sendJson({ type: 'mute', muted: session.muted || session.deafened });
+}
+
 function toggleMute() {
   session.muted = !session.muted;
   $('mute').textContent = session.muted ? 'Unmute' : 'Mute';
   $('mute').setAttribute('aria-pressed', String(session.muted));
-  sendJson({ type: 'mute', muted: session.muted });
+  sendJson({ type: 'mute', muted: session.muted || session.deafened });
 }
 
 // After the key is let go the microphone stays open this long, so the word being
@@ -406,7 +419,7 @@ function onKey(e, down) {
 function setVolume(percent) {
   $('volume-text').textContent = `${percent} %`;
   localStorage.setItem('viz-volume', String(percent));
-  if (session.playback) session.playback.port.postMessage({ gain: percent / 100 });
+  if (session.playback) session.playback.port.postMessage({ gain: session.deafened ? 0 : percent / 100 });
 }
 
 // Fills the microphone list (names appear once the browser was allowed the microphone).
@@ -524,6 +537,7 @@ $('listen').onclick = () => start('listen');
 $('echo').onclick = () => start('echo');
 $('leave').onclick = leave;
 $('mute').onclick = toggleMute;
+$('deafen').onclick = toggleDeafen;
 $('ptt').onchange = () => setPtt($('ptt').checked);
 $('volume').value = localStorage.getItem('viz-volume') || '100';
 $('volume').oninput = () => setVolume(Number($('volume').value));

@@ -144,7 +144,7 @@ async fn played_level(page: &Chrome, seconds: usize) -> f32 {
 }
 
 /// Issue 13 on the page: a participant picks a microphone, talks only while Space is
-/// held (push to talk, with a short tail), and turns what they hear down.
+/// held (push to talk, with a short tail), turns what they hear down, and deafens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_participant_picks_a_microphone_talks_with_push_to_talk_and_sets_the_volume() {
     use fantoccini::actions::{InputSource, KeyAction, KeyActions};
@@ -207,6 +207,19 @@ async fn a_participant_picks_a_microphone_talks_with_push_to_talk_and_sets_the_v
         "push to talk: {held} packets a second held, none without; volume 100 % {full:.1} dBFS, 25 % {quarter:.1} dBFS"
     );
     assert!((full - quarter - 12.0).abs() < 3.0, "100 % played {full:.1} dBFS and 25 % {quarter:.1} dBFS");
+
+    // Deafen: nothing is played, and the room sees this page muted; then back.
+    page.click("#deafen").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let deafened = played_level(&page, 1).await;
+    let me = page.eval("return window.vizTest.state().roster.find((e) => e.you).self_muted;").await;
+    assert_eq!(me, Value::Bool(true), "the room does not show the deafened page muted");
+    page.click("#deafen").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let again = played_level(&page, 1).await;
+    println!("deafened {deafened:.1} dBFS, then {again:.1} dBFS");
+    assert!(deafened < -80.0, "deafened, the page still played {deafened:.1} dBFS");
+    assert!((again - quarter).abs() < 3.0, "after deafening the page played {again:.1} dBFS, before {quarter:.1}");
     shot(&page, "join-page-talking.png").await;
     page.close().await;
 }
