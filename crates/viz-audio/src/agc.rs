@@ -6,6 +6,7 @@
 //! squashed, and is bounded, so a silent microphone never becomes a hiss machine.
 
 use crate::analysis::rms_dbfs;
+use crate::blocks::BlockDelay;
 
 /// 10 ms at 48 kHz: the gain is decided per block and ramped across it.
 const BLOCK: usize = 480;
@@ -21,11 +22,10 @@ const SPEECH_FLOOR_DBFS: f32 = -55.0;
 const RISE_DB_PER_S: f32 = 6.0;
 const FALL_DB_PER_S: f32 = 20.0;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Agc {
     gain_db: f32,
-    block: [f32; BLOCK],
-    filled: usize,
+    blocks: BlockDelay<BLOCK>,
 }
 
 impl Default for Agc {
@@ -36,7 +36,7 @@ impl Default for Agc {
 
 impl Agc {
     pub fn new() -> Self {
-        Self { gain_db: 0.0, block: [0.0; BLOCK], filled: 0 }
+        Self { gain_db: 0.0, blocks: BlockDelay::new() }
     }
 
     /// The gain applied now, in dB.
@@ -49,37 +49,29 @@ impl Agc {
 
     /// Scales `input` into `output`, one sample out for each in.
     pub fn process(&mut self, input: &[f32], output: &mut Vec<f32>) {
-        output.reserve(input.len());
-        for &x in input {
-            output.push(self.block[self.filled]);
-            self.block[self.filled] = x;
-            self.filled += 1;
-            if self.filled == BLOCK {
-                self.filled = 0;
-                self.apply();
-            }
-        }
+        let Self { gain_db, blocks } = self;
+        blocks.process(input, output, |block| apply(gain_db, block));
     }
+}
 
-    /// A whole block arrived: move the gain towards what it needs, ramped across it.
-    fn apply(&mut self) {
-        let level = rms_dbfs(&self.block);
-        let from = self.gain_db;
-        if level >= SPEECH_FLOOR_DBFS {
-            let wanted = (TARGET_DBFS - level).clamp(MIN_GAIN_DB, MAX_GAIN_DB);
-            let seconds = BLOCK as f32 / 48_000.0;
-            let step = if wanted > from {
-                (RISE_DB_PER_S * seconds).min(wanted - from)
-            } else {
-                -(FALL_DB_PER_S * seconds).min(from - wanted)
-            };
-            self.gain_db = from + step;
-        }
-        let (a, b) = (db_to_gain(from), db_to_gain(self.gain_db));
-        for (i, s) in self.block.iter_mut().enumerate() {
-            let t = i as f32 / BLOCK as f32;
-            *s = (*s * (a + (b - a) * t)).clamp(-1.0, 1.0);
-        }
+/// A whole block arrived: move the gain towards what it needs, ramped across it.
+fn apply(gain_db: &mut f32, block: &mut [f32; BLOCK]) {
+    let level = rms_dbfs(block);
+    let from = *gain_db;
+    if level >= SPEECH_FLOOR_DBFS {
+        let wanted = (TARGET_DBFS - level).clamp(MIN_GAIN_DB, MAX_GAIN_DB);
+        let seconds = BLOCK as f32 / 48_000.0;
+        let step = if wanted > from {
+            (RISE_DB_PER_S * seconds).min(wanted - from)
+        } else {
+            -(FALL_DB_PER_S * seconds).min(from - wanted)
+        };
+        *gain_db = from + step;
+    }
+    let (a, b) = (db_to_gain(from), db_to_gain(*gain_db));
+    for (i, s) in block.iter_mut().enumerate() {
+        let t = i as f32 / BLOCK as f32;
+        *s = (*s * (a + (b - a) * t)).clamp(-1.0, 1.0);
     }
 }
 

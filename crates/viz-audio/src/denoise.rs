@@ -6,6 +6,8 @@
 
 use nnnoiseless::DenoiseState;
 
+use crate::blocks::BlockDelay;
+
 /// RNNoise's frame: 10 ms at 48 kHz.
 pub const FRAME: usize = DenoiseState::FRAME_SIZE;
 
@@ -14,11 +16,9 @@ const SCALE: f32 = 32_768.0;
 
 pub struct Denoiser {
     state: Box<DenoiseState<'static>>,
-    /// The frame being gathered, and the denoised frame before it, being handed out.
-    frame_in: [f32; FRAME],
-    frame_out: [f32; FRAME],
-    /// Position in both frames.
-    pos: usize,
+    blocks: BlockDelay<FRAME>,
+    /// A frame in RNNoise's scale, for its input.
+    scaled: [f32; FRAME],
     /// RNNoise's estimate that the last frame held voice, 0..=1.
     voice: f32,
 }
@@ -32,7 +32,7 @@ impl Default for Denoiser {
 impl Denoiser {
     /// Output starts with one frame of silence (the delay).
     pub fn new() -> Self {
-        Self { state: DenoiseState::new(), frame_in: [0.0; FRAME], frame_out: [0.0; FRAME], pos: 0, voice: 0.0 }
+        Self { state: DenoiseState::new(), blocks: BlockDelay::new(), scaled: [0.0; FRAME], voice: 0.0 }
     }
 
     /// The delay it adds: a frame to gather one, and a frame of RNNoise's overlap.
@@ -40,19 +40,16 @@ impl Denoiser {
 
     /// Denoises `input` (48 kHz mono, -1..1) into `output`, one sample for each.
     pub fn process(&mut self, input: &[f32], output: &mut Vec<f32>) {
-        output.reserve(input.len());
-        for &x in input {
-            output.push(self.frame_out[self.pos]);
-            self.frame_in[self.pos] = x * SCALE;
-            self.pos += 1;
-            if self.pos == FRAME {
-                self.voice = self.state.process_frame(&mut self.frame_out, &self.frame_in);
-                for s in &mut self.frame_out {
-                    *s /= SCALE;
-                }
-                self.pos = 0;
+        let Self { state, blocks, scaled, voice } = self;
+        blocks.process(input, output, |frame| {
+            for (s, x) in scaled.iter_mut().zip(frame.iter()) {
+                *s = x * SCALE;
             }
-        }
+            *voice = state.process_frame(frame, scaled);
+            for s in frame.iter_mut() {
+                *s /= SCALE;
+            }
+        });
     }
 
     /// How likely the last 10 ms held voice (0..=1), by RNNoise's own detector.

@@ -9,6 +9,7 @@
 //! activation).
 
 use crate::analysis::rms_dbfs;
+use crate::blocks::BlockDelay;
 
 /// 10 ms at 48 kHz.
 const BLOCK: usize = 480;
@@ -20,19 +21,17 @@ pub const HOLD_MS: u32 = 300;
 /// above it), below speech at a normal microphone level.
 pub const DEFAULT_THRESHOLD_DBFS: f32 = -45.0;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct VoiceGate {
     threshold_dbfs: f32,
     /// Samples of hold left.
     open_left: usize,
-    /// The block being judged, carried across calls.
-    block: [f32; BLOCK],
-    filled: usize,
+    blocks: BlockDelay<BLOCK>,
 }
 
 impl VoiceGate {
     pub fn new(threshold_dbfs: f32) -> Self {
-        Self { threshold_dbfs, open_left: 0, block: [0.0; BLOCK], filled: 0 }
+        Self { threshold_dbfs, open_left: 0, blocks: BlockDelay::new() }
     }
 
     /// Whether the gate is open now.
@@ -46,30 +45,17 @@ impl VoiceGate {
     /// Gates `input` into `output`, one sample out for each in, [`Self::DELAY_SAMPLES`]
     /// later.
     pub fn process(&mut self, input: &[f32], output: &mut Vec<f32>) {
-        output.reserve(input.len());
-        for &x in input {
-            // The sample leaving is the one this position held a block ago, judged when
-            // its block was complete; zero when the gate was closed for it.
-            output.push(self.block[self.filled]);
-            self.block[self.filled] = x;
-            self.filled += 1;
-            if self.filled == BLOCK {
-                self.filled = 0;
-                self.judge();
+        let Self { threshold_dbfs, open_left, blocks } = self;
+        blocks.process(input, output, |block| {
+            // A whole block arrived: open or hold, or silence it.
+            if rms_dbfs(block) >= *threshold_dbfs {
+                *open_left = HOLD_MS as usize * 48 + BLOCK;
             }
-        }
-    }
-
-    /// A whole block arrived: open or hold, or silence it.
-    fn judge(&mut self) {
-        let hold = (HOLD_MS as usize) * 48;
-        if rms_dbfs(&self.block) >= self.threshold_dbfs {
-            self.open_left = hold + BLOCK;
-        }
-        if self.open_left == 0 {
-            self.block.fill(0.0);
-        }
-        self.open_left = self.open_left.saturating_sub(BLOCK);
+            if *open_left == 0 {
+                block.fill(0.0);
+            }
+            *open_left = open_left.saturating_sub(BLOCK);
+        });
     }
 }
 

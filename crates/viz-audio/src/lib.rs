@@ -14,6 +14,7 @@
 
 pub mod agc;
 pub mod analysis;
+mod blocks;
 pub mod codec;
 pub mod denoise;
 #[doc(hidden)]

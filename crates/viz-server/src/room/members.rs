@@ -36,15 +36,18 @@ pub(crate) struct Member {
     pub key: PublicKey,
     /// Where it connects from (a WebSocket's connection address).
     pub peer: Option<SocketAddr>,
-    pub ip: Option<IpAddr>,
     pub via: String,
     pub admission: Admission,
 }
 
 impl Member {
     pub(crate) fn new(session: u32, key: PublicKey, peer: Option<SocketAddr>, via: String) -> Self {
-        let ip = peer.map(|a| a.ip().to_canonical());
-        Self { session, key, peer, ip, via, admission: Admission::Fresh }
+        Self { session, key, peer, via, admission: Admission::Fresh }
+    }
+
+    /// The address its attempts count against.
+    pub(crate) fn ip(&self) -> Option<IpAddr> {
+        self.peer.map(|a| a.ip().to_canonical())
     }
 
     pub(crate) fn link(&self) -> Link {
@@ -73,7 +76,7 @@ impl Room<'_> {
         if !matches!(m.admission, Admission::Fresh) {
             return;
         }
-        let (ip, via) = (m.ip, m.via.clone());
+        let (ip, via) = (m.ip(), m.via.clone());
         // Checked at every attempt, not only when the session was accepted: sessions
         // opened before the first wrong guess would otherwise each get one answer.
         // Our reply lets the joiner test one guess, so it counts from here on.
@@ -113,7 +116,7 @@ impl Room<'_> {
             }
             return;
         }
-        let ip = m.ip;
+        let ip = m.ip();
         self.password_proven(ip);
         if let Some(h) = hello {
             self.admit_session(id, h, now);
@@ -153,7 +156,7 @@ impl Room<'_> {
 
     fn on_admin(&mut self, id: u32, req: AdminRequest, now: Instant) {
         let Some(m) = self.members.get(&id) else { return };
-        let (ip, via) = (m.ip, m.via.clone());
+        let (ip, via) = (m.ip(), m.via.clone());
         if ip.is_some_and(|ip| self.limiters.admin_token.is_blocked(ip, now)) {
             self.admin_reply(id, req.request, false, "too many failed attempts from this address; try later".into());
             return;

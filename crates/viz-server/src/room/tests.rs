@@ -211,18 +211,7 @@ impl Harness {
     /// The real client's way in: password (if any), proof, Hello.
     fn join(&mut self, i: usize, name: &str, password: Option<&str>) {
         let exchange = password.map(|p| self.guess(i, p));
-        let hello = ControlMessage::Hello(viz_proto::Hello {
-            version: viz_proto::PROTOCOL_VERSION,
-            name: name.into(),
-            frame_ms: 20,
-            bitrate: 32_000,
-            fec: true,
-            dtx: true,
-            sends_audio: true,
-            receives_audio: true,
-            echo_test: false,
-            room: false,
-        });
+        let hello = viz_client::join::hello_message(name, &viz_audio::AudioParams::default());
         self.clients[i].control(hello);
         self.pump();
         if let Some(exchange) = exchange {
