@@ -113,7 +113,7 @@ fn every_speaker_hears_the_others_and_not_themselves() {
     run(&mut m, &mut senders, t0, 100, &mut got);
 
     for &(id, own) in &tones {
-        assert_eq!(m.route(id), Some(Route::Mix(MixKey::AllBut(id))));
+        assert_eq!(m.route(id), Some(Route::Mix(MixKey::Own(id))));
         let pcm = got.decode(id, 20);
         assert!(pcm.len() >= 60 * FRAME, "speaker {id} got {} samples", pcm.len());
         assert!(energy_at(&pcm, own) < 0.002, "speaker {id} hears its own {own} Hz: {}", energy_at(&pcm, own));
@@ -352,4 +352,52 @@ fn a_tap_gets_its_source_unchanged_even_when_muted_for_the_room() {
     assert_eq!(m.route(9), Some(Route::Forward(2)));
     assert_eq!(m.audible(), &[2]);
     assert!(got.packets[&9].iter().all(|g| g.3 == StreamKey::Forward(2)));
+}
+
+#[test]
+fn a_personal_volume_changes_only_that_listeners_mix() {
+    let mut m = mixer();
+    let tones = [(1, 400.0), (2, 1100.0)];
+    let mut senders: Vec<ToneSender> = tones.iter().map(|&(id, f)| ToneSender::new(id, f, 0.2)).collect();
+    for &(id, _) in &tones {
+        m.add(id, Role::SPEAKER, 1.0, false).unwrap();
+    }
+    m.add(10, Role::LISTENER, 1.0, false).unwrap();
+    m.add(11, Role::LISTENER, 1.0, false).unwrap();
+    assert!(m.set_personal_gain(10, 1, 0.25), "listener 10 turns speaker 1 down");
+    assert!(!m.set_personal_gain(10, 10, 0.5), "nobody sets a volume for themselves");
+    assert!(!m.set_personal_gain(10, 99, 0.5), "nor for somebody who is not there");
+    assert_eq!(m.personal_gain(10, 1), 0.25);
+    let mut got = Received::default();
+    let t0 = Instant::now();
+    run(&mut m, &mut senders, t0, 100, &mut got);
+    assert_eq!(m.route(10), Some(Route::Mix(MixKey::Own(10))));
+    assert_eq!(m.route(11), Some(Route::Mix(MixKey::Everyone)), "the other listener still shares the room's mix");
+
+    let band_rms = |pcm: &[f32], hz: f32| (energy_at(pcm, hz) * rms(pcm).powi(2)).sqrt();
+    let mine = got.decode(10, 20);
+    let theirs = got.decode(11, 20);
+    let ratio_db = |pcm: &[f32]| 20.0 * (band_rms(pcm, 400.0) / band_rms(pcm, 1100.0)).log10();
+    // A quarter of the amplitude is -12 dB; the codec keeps it within a decibel or two.
+    let (mine_db, theirs_db) = (ratio_db(&mine), ratio_db(&theirs));
+    assert!((theirs_db).abs() < 2.0, "the room hears both alike: {theirs_db:.1} dB");
+    assert!((mine_db + 12.0).abs() < 2.5, "listener 10 hears speaker 1 12 dB down: {mine_db:.1} dB");
+
+    // Zero: speaker 2 alone is left, at unity, so it is forwarded again.
+    m.set_personal_gain(10, 1, 0.0);
+    let mut got = Received::default();
+    run(&mut m, &mut senders, t0 + Duration::from_secs(2), 50, &mut got);
+    assert_eq!(m.route(10), Some(Route::Forward(2)));
+    let pcm = got.decode(10, 10);
+    assert!(energy_at(&pcm, 400.0) < 0.002, "speaker 1 is silent for listener 10: {}", energy_at(&pcm, 400.0));
+    assert!(energy_at(&pcm, 1100.0) > 0.5);
+
+    // Back to 100 %: the personal entry goes and the shared mix serves listener 10 again.
+    m.set_personal_gain(10, 1, 1.0);
+    run(&mut m, &mut senders, t0 + Duration::from_secs(4), 5, &mut Received::default());
+    assert_eq!(m.route(10), Some(Route::Mix(MixKey::Everyone)));
+    // Removing a source forgets the volumes set for it.
+    m.set_personal_gain(11, 2, 0.5);
+    m.remove(2);
+    assert_eq!(m.personal_gain(11, 2), 1.0);
 }

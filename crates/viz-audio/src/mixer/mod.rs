@@ -7,8 +7,10 @@
 //!
 //! * listeners who are not speaking share **one** mix of every audible source
 //!   ([`MixKey::Everyone`]), encoded once however many they are;
-//! * each speaker gets the mix of everybody *but themselves* ([`MixKey::AllBut`],
-//!   "mix-minus"), so nobody hears their own voice come back;
+//! * each speaker gets the mix of everybody *but themselves* ([`MixKey::Own`],
+//!   "mix-minus"), so nobody hears their own voice come back; so does a listener who
+//!   turned somebody up or down for themselves ([`Mixer::set_personal_gain`]), since
+//!   that mix is theirs alone;
 //! * a listener whose mix would be exactly one source at unity gain gets that source's
 //!   Opus packets **forwarded unchanged** the moment they arrive ([`Route::Forward`]):
 //!   no jitter buffer, no decode, no second encode, no added codec delay. That is what
@@ -45,8 +47,9 @@ pub type ParticipantId = u32;
 pub enum MixKey {
     /// Every audible source: what all non-speaking listeners share.
     Everyone,
-    /// Every audible source except this one: what that speaker hears.
-    AllBut(ParticipantId),
+    /// The mix made for this listener alone: every audible source but the listener,
+    /// with the listener's personal volumes applied.
+    Own(ParticipantId),
 }
 
 /// How a listener is served right now.
@@ -169,8 +172,11 @@ struct Participant {
     route: Route,
     out: OutStream,
     loss_percent: u8,
-    /// This participant's mix-minus encoder, made the first time they need one.
+    /// This participant's own-mix encoder, made the first time they need one.
     minus: Option<MixChannel>,
+    /// How loud this listener wants some sources, for themselves only (linear gain,
+    /// not 1), sorted by source. At most one entry per other participant.
+    personal: Vec<(ParticipantId, f32)>,
     /// A tap: hears exactly this source's packets, forwarded whatever its gain or mute
     /// (a per-participant recording or RTP forward).
     tap: Option<ParticipantId>,
@@ -187,6 +193,8 @@ pub struct Mixer {
     audible_unity: Vec<bool>,
     /// Listeners currently on [`Route::Forward`], per source.
     forwarding: HashMap<ParticipantId, u32>,
+    /// Participants with an own mix (routed to it now, or with its encoder from before).
+    own_mixes: Vec<ParticipantId>,
     scratch: Box<[f32]>,
     sum: Box<[f32]>,
     mix: Box<[f32]>,
@@ -226,6 +234,7 @@ impl Mixer {
             audible: Vec::new(),
             audible_unity: Vec::new(),
             forwarding: HashMap::new(),
+            own_mixes: Vec::new(),
             scratch: vec![0.0; MAX_PACKET_SAMPLES].into_boxed_slice(),
             sum: vec![0.0; frame].into_boxed_slice(),
             mix: vec![0.0; frame].into_boxed_slice(),
@@ -289,6 +298,7 @@ impl Mixer {
                 out: OutStream::new(id.wrapping_mul(2_654_435_761)),
                 loss_percent: 0,
                 minus: None,
+                personal: Vec::new(),
                 tap: None,
             },
         );
@@ -314,6 +324,7 @@ impl Mixer {
         if removed {
             for p in self.participants.values_mut() {
                 p.out.reset_source(StreamKey::Forward(id));
+                p.personal.retain(|&(s, _)| s != id);
             }
             self.routes_dirty = true;
             self.update_routes();
@@ -333,6 +344,32 @@ impl Mixer {
             p.muted = muted;
             self.routes_dirty = true;
         }
+    }
+
+    /// How loud `listener` hears `source`, for that listener only (linear, 0.0..=2.0;
+    /// 1.0 is as the room hears it). Both must be participants, and not the same.
+    pub fn set_personal_gain(&mut self, listener: ParticipantId, source: ParticipantId, gain: f32) -> bool {
+        if listener == source || !self.participants.contains_key(&source) {
+            return false;
+        }
+        let Some(p) = self.participants.get_mut(&listener) else { return false };
+        let gain = if gain.is_finite() { gain.clamp(0.0, 2.0) } else { 1.0 };
+        match (p.personal.binary_search_by_key(&source, |&(s, _)| s), gain == 1.0) {
+            (Ok(i), true) => {
+                p.personal.remove(i);
+            }
+            (Ok(i), false) => p.personal[i].1 = gain,
+            (Err(_), true) => {}
+            (Err(i), false) => p.personal.insert(i, (source, gain)),
+        }
+        self.routes_dirty = true;
+        self.update_routes();
+        true
+    }
+
+    /// The gain `listener` set for `source` for themselves (1.0 when none).
+    pub fn personal_gain(&self, listener: ParticipantId, source: ParticipantId) -> f32 {
+        self.participants.get(&listener).map_or(1.0, |p| personal_gain(&p.personal, source))
     }
 
     /// Loss the listener reports (percent), for the FEC of the mix it hears.
@@ -416,6 +453,7 @@ impl Mixer {
             }
         }
         self.forwarding.clear();
+        self.own_mixes.clear();
         for (&id, p) in self.participants.iter_mut() {
             let route = if let Some(source) = p.tap {
                 Route::Forward(source)
@@ -424,16 +462,7 @@ impl Mixer {
             } else if p.role.echo {
                 if p.active { Route::Forward(id) } else { Route::Silent }
             } else {
-                let me = self.audible.binary_search(&id).ok();
-                let others = self.audible.len() - usize::from(me.is_some());
-                // With exactly one other audible source, it is the first one that is not me.
-                let only = if me == Some(0) { 1 } else { 0 };
-                match others {
-                    0 => Route::Silent,
-                    1 if self.audible_unity[only] && self.config.pass_through => Route::Forward(self.audible[only]),
-                    _ if me.is_some() => Route::Mix(MixKey::AllBut(id)),
-                    _ => Route::Mix(MixKey::Everyone),
-                }
+                listener_route(id, &p.personal, &self.audible, &self.audible_unity, self.config.pass_through)
             };
             if route != p.route {
                 p.route = route;
@@ -441,6 +470,9 @@ impl Mixer {
             }
             if let Route::Forward(s) = route {
                 *self.forwarding.entry(s).or_default() += 1;
+            }
+            if route == Route::Mix(MixKey::Own(id)) || p.minus.is_some() {
+                self.own_mixes.push(id);
             }
         }
     }
@@ -531,24 +563,45 @@ impl Mixer {
         } else {
             advance_silent(&mut self.everyone, frame);
         }
-        let speakers: &[ParticipantId] = &self.audible;
-        for &id in speakers {
+        for i in 0..self.own_mixes.len() {
+            let id = self.own_mixes[i];
             let Some(p) = self.participants.get_mut(&id) else { continue };
-            if p.route != Route::Mix(MixKey::AllBut(id)) {
+            if p.route != Route::Mix(MixKey::Own(id)) {
                 if let Some(m) = p.minus.as_mut() {
                     advance_silent(m, frame);
                 }
                 continue;
             }
-            // Everyone else: the sum less this speaker's own contribution.
+            // Everyone else: the sum less this listener's own contribution...
             self.mix.copy_from_slice(&self.sum);
-            let own_counted = p.has_audio && !p.muted && p.gain > 0.0;
+            let own_counted = p.has_audio && !p.muted && p.gain > 0.0 && !p.role.echo;
             if own_counted {
                 for (m, x) in self.mix.iter_mut().zip(p.pcm.iter()) {
                     *m -= p.gain * x;
                 }
             }
-            let others_audio = stats.sources_audible > u32::from(own_counted);
+            // ...with the sources they turned up or down changed by the difference.
+            let personal = std::mem::take(&mut p.personal);
+            let mut heard_audio = stats.sources_audible > u32::from(own_counted);
+            if !personal.is_empty() {
+                heard_audio = false;
+                for &sid in &self.audible {
+                    let Some(s) = self.participants.get(&sid) else { continue };
+                    if sid == id || !s.has_audio || s.muted || s.gain <= 0.0 || s.role.echo {
+                        continue;
+                    }
+                    let mine = personal_gain(&personal, sid);
+                    heard_audio |= mine > 0.0;
+                    if mine != 1.0 {
+                        let delta = (mine - 1.0) * s.gain;
+                        for (m, x) in self.mix.iter_mut().zip(s.pcm.iter()) {
+                            *m += delta * x;
+                        }
+                    }
+                }
+            }
+            let Some(p) = self.participants.get_mut(&id) else { continue };
+            p.personal = personal;
             let loss = p.loss_percent;
             if p.minus.is_none() {
                 match MixChannel::new(self.config.params) {
@@ -557,10 +610,10 @@ impl Mixer {
                 }
             }
             let Some(mut channel) = p.minus.take() else { continue };
-            if others_audio {
+            if heard_audio {
                 encode_and_emit(
                     &mut channel,
-                    MixKey::AllBut(id),
+                    MixKey::Own(id),
                     loss,
                     &mut self.mix,
                     &mut self.packet,
@@ -580,6 +633,51 @@ impl Mixer {
         self.totals.encodes += u64::from(stats.encodes);
         self.totals.mixed_deliveries += u64::from(stats.mixed_deliveries);
         stats
+    }
+}
+
+fn personal_gain(personal: &[(ParticipantId, f32)], source: ParticipantId) -> f32 {
+    personal.binary_search_by_key(&source, |&(s, _)| s).map_or(1.0, |i| personal[i].1)
+}
+
+/// What a listener hears, given who is audible (ascending, with whether each is at
+/// unity gain for the room) and the listener's personal volumes.
+fn listener_route(
+    id: ParticipantId,
+    personal: &[(ParticipantId, f32)],
+    audible: &[ParticipantId],
+    audible_unity: &[bool],
+    pass_through: bool,
+) -> Route {
+    let me = audible.binary_search(&id).is_ok();
+    // Usually nobody has personal volumes: count without looking at each source.
+    let (heard, changed, only) = if personal.is_empty() {
+        let only = audible.iter().position(|&s| s != id);
+        (audible.len() - usize::from(me), false, only)
+    } else {
+        let mut heard = 0;
+        let mut changed = false;
+        let mut only = None;
+        for (i, &s) in audible.iter().enumerate() {
+            let g = personal_gain(personal, s);
+            if s == id || g == 0.0 {
+                continue;
+            }
+            heard += 1;
+            changed |= g != 1.0;
+            only.get_or_insert(i);
+        }
+        // Someone turned to zero is left out of the mix: that is a change too.
+        changed |= heard != audible.len() - usize::from(me);
+        (heard, changed, only)
+    };
+    match (heard, only) {
+        (0, _) => Route::Silent,
+        (1, Some(i)) if audible_unity[i] && pass_through && personal_gain(personal, audible[i]) == 1.0 => {
+            Route::Forward(audible[i])
+        }
+        _ if me || changed => Route::Mix(MixKey::Own(id)),
+        _ => Route::Mix(MixKey::Everyone),
     }
 }
 
