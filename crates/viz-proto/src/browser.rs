@@ -6,9 +6,11 @@
 //! page → room  {"type":"hello","name":"Ann","identity":"<random secret>","sends":true,
 //!               "receives":true,"echo":false,"password":null}
 //!              {"type":"mute","muted":true}      {"type":"report","loss":0.01}
+//!              {"type":"volume","id":102,"percent":40}   (how loud I hear 102, for me only)
 //! room → page  {"type":"welcome","room":"viz","you":101,"frame_ms":20,"bitrate":32000,"echo":false}
 //!              {"type":"roster","entries":[{"id":101,"name":"Ann","kind":"browser",...}]}
 //!              {"type":"left","id":101,"reason":"left"}   {"type":"talking","ids":[101]}
+//!              {"type":"levels","levels":[[101,62]]}   (dBFS + 100, while people talk)
 //!              {"type":"bye","reason":"wrong password","reconnect":false}
 //! ```
 
@@ -40,6 +42,8 @@ pub enum BrowserIn {
     Mute { muted: bool },
     /// What the page measures of the audio it receives, once a second.
     Report { loss: f32 },
+    /// How loud this page hears participant `id`, for itself only (0..=200 %).
+    Volume { id: u32, percent: u16 },
 }
 
 fn yes() -> bool {
@@ -92,6 +96,10 @@ pub enum BrowserOut {
     Talking {
         ids: Vec<u32>,
     },
+    /// Everyone audible now, as [id, dBFS + 100].
+    Levels {
+        levels: Vec<(u32, u8)>,
+    },
     /// The session is over; `reconnect` says whether trying again makes sense.
     Bye {
         reason: String,
@@ -120,6 +128,10 @@ mod tests {
             }
         );
         assert_eq!(BrowserIn::parse(r#"{"type":"mute","muted":true}"#).unwrap(), BrowserIn::Mute { muted: true });
+        assert_eq!(
+            BrowserIn::parse(r#"{"type":"volume","id":7,"percent":40}"#).unwrap(),
+            BrowserIn::Volume { id: 7, percent: 40 }
+        );
     }
 
     #[test]
@@ -149,5 +161,7 @@ mod tests {
     fn room_messages_serialise_with_their_type_tag() {
         let m = BrowserOut::Bye { reason: "kicked".into(), reconnect: false };
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"type":"bye","reason":"kicked","reconnect":false}"#);
+        let m = BrowserOut::Levels { levels: vec![(101, 62)] };
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"type":"levels","levels":[[101,62]]}"#);
     }
 }

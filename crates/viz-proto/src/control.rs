@@ -36,6 +36,8 @@ pub const MSG_PW_REPLY: u8 = 0x08;
 pub const MSG_PW_PROOF: u8 = 0x09;
 pub const MSG_ADMIN: u8 = 0x0A;
 pub const MSG_ADMIN_RESULT: u8 = 0x0B;
+pub const MSG_VOLUME: u8 = 0x0C;
+pub const MSG_LEVELS: u8 = 0x0D;
 
 /// Most entries in one roster message (keeps it well inside one datagram).
 pub const MAX_ROSTER_ENTRIES: usize = 12;
@@ -66,6 +68,8 @@ pub struct Hello {
     pub echo_test: bool,
     /// Server: this is a room (expect roster messages), not a two-person call.
     pub room: bool,
+    /// Joiner: send me everyone's level while people talk (a live view shows them).
+    pub levels: bool,
 }
 
 impl Hello {
@@ -238,6 +242,15 @@ pub enum ControlMessage {
         ok: bool,
         message: String,
     },
+    /// Joiner: how loud I want `target`, for me only (0..=200 %; the room and the
+    /// others hear no change).
+    Volume {
+        target: u32,
+        percent: u16,
+    },
+    /// Server: the level of everyone audible now, as (id, level); the level is dBFS
+    /// + 100, so 0 is silence and 100 full scale. Only to joiners that asked.
+    Levels(Vec<(u32, u8)>),
     /// A message type this version does not know.
     Unknown(u8),
 }
@@ -324,7 +337,8 @@ impl ControlMessage {
                     | u8::from(h.sends_audio) << 2
                     | u8::from(h.receives_audio) << 3
                     | u8::from(h.echo_test) << 4
-                    | u8::from(h.room) << 5;
+                    | u8::from(h.room) << 5
+                    | u8::from(h.levels) << 6;
                 out.push(flags);
             }
             Self::Mute { muted } => out.extend_from_slice(&[MSG_MUTE, u8::from(*muted)]),
@@ -401,6 +415,20 @@ impl ControlMessage {
                 out.extend_from_slice(&(m.len() as u16).to_be_bytes());
                 out.extend_from_slice(m.as_bytes());
             }
+            Self::Volume { target, percent } => {
+                out.push(MSG_VOLUME);
+                out.extend_from_slice(&target.to_be_bytes());
+                out.extend_from_slice(&(*percent).min(MAX_GAIN_PERCENT).to_be_bytes());
+            }
+            Self::Levels(levels) => {
+                let levels = &levels[..levels.len().min(MAX_TALKING)];
+                out.push(MSG_LEVELS);
+                out.push(levels.len() as u8);
+                for (id, level) in levels {
+                    out.extend_from_slice(&id.to_be_bytes());
+                    out.push(*level);
+                }
+            }
             Self::Unknown(t) => out.push(*t),
         }
     }
@@ -425,6 +453,7 @@ impl ControlMessage {
                     receives_audio: flags & 8 != 0,
                     echo_test: flags & 16 != 0,
                     room: flags & 32 != 0,
+                    levels: flags & 64 != 0,
                 }))
             }
             MSG_MUTE => Ok(Self::Mute { muted: *body.first().ok_or(DropReason::Malformed)? != 0 }),
@@ -503,6 +532,18 @@ impl ControlMessage {
                 let message = truncate_utf8(&message, MAX_RESULT_LEN).to_owned();
                 Ok(Self::AdminResult { request, ok, message })
             }
+            MSG_VOLUME => {
+                let mut r = Reader(body);
+                Ok(Self::Volume { target: r.u32()?, percent: r.u16()?.min(MAX_GAIN_PERCENT) })
+            }
+            MSG_LEVELS => {
+                let mut r = Reader(body);
+                let count = usize::from(r.u8()?);
+                if count > MAX_TALKING {
+                    return Err(DropReason::Malformed);
+                }
+                (0..count).map(|_| Ok((r.u32()?, r.u8()?))).collect::<Result<Vec<_>, _>>().map(Self::Levels)
+            }
             other => Ok(Self::Unknown(other)),
         }
     }
@@ -525,6 +566,7 @@ mod tests {
             receives_audio: true,
             echo_test: false,
             room: true,
+            levels: name.len() % 2 == 1,
         })
     }
 
@@ -551,6 +593,9 @@ mod tests {
             ControlMessage::Left { id: 7, reason: ByeReason::Kicked },
             ControlMessage::Talking(vec![1, 2, 0xffff_ffff]),
             ControlMessage::Talking(vec![]),
+            ControlMessage::Volume { target: 7, percent: 25 },
+            ControlMessage::Levels(vec![(1, 0), (0xffff_fffe, 100)]),
+            ControlMessage::Levels(vec![]),
             ControlMessage::PasswordStart([5; 48]),
             ControlMessage::PasswordReply { reply: [6; 32], proof: [7; 32] },
             ControlMessage::PasswordProof([8; 32]),
@@ -632,6 +677,18 @@ mod tests {
         assert_eq!(got.len(), MAX_TALKING);
         // A count above the cap is refused rather than trusted.
         assert!(ControlMessage::parse(&[MSG_TALKING, 200]).is_err());
+        assert!(ControlMessage::parse(&[MSG_LEVELS, 200]).is_err());
+        let mut b = Vec::new();
+        ControlMessage::Levels((0..500).map(|i| (i, 50)).collect()).encode(&mut b);
+        let ControlMessage::Levels(got) = ControlMessage::parse(&b).unwrap() else { panic!() };
+        assert_eq!(got.len(), MAX_TALKING);
+        // A personal volume above 200 % from the wire is clamped.
+        let ControlMessage::Volume { percent, .. } =
+            ControlMessage::parse(&[MSG_VOLUME, 0, 0, 0, 1, 0xff, 0xff]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(percent, MAX_GAIN_PERCENT);
         // Gains above 200 % from the wire are clamped.
         let mut e = entry(1, "a");
         e.gain_percent = 999;

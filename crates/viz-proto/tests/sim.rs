@@ -299,6 +299,7 @@ fn control_messages_arrive_once_and_in_order_under_heavy_impairment() {
         receives_audio: true,
         echo_test: false,
         room: false,
+        levels: true,
     });
     let sent: Vec<ControlMessage> =
         std::iter::once(hello).chain((0..20).map(|i| ControlMessage::Mute { muted: i % 2 == 0 })).collect();

@@ -15,7 +15,11 @@ use viz_audio::AudioParams;
 use viz_client::controls::Controls;
 use viz_client::engine::EngineHandle;
 use viz_client::join::{UserCommand, hello_message};
+use viz_client::people::People;
+use viz_client::roster::Roster;
 use viz_client::status::{Console, LossHint, RateMeter, status_line};
+use viz_client::view::{self, Panel, screen};
+use viz_client::volumes::Volumes;
 use viz_proto::{
     ByeReason, ConnectionStats, ControlMessage, Endpoint, Event, Input, Keypair, MAX_DATAGRAM, OwnedMedia,
     SessionConfig,
@@ -37,6 +41,8 @@ pub struct HostConfig {
     /// Ends the host this long after the first call starts.
     pub duration: Option<Duration>,
     pub status_interval: Duration,
+    /// How loud the host hears each caller, remembered per identity.
+    pub volumes: Volumes,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -133,6 +139,11 @@ struct Host<'a> {
     next_status: Instant,
     next_hint: Instant,
     hello: ControlMessage,
+    /// The caller, as the live view lists them, and the host's volume for them.
+    roster: Roster,
+    people: People,
+    connection_line: String,
+    next_draw: Instant,
     plain: Vec<u8>,
     reply: Vec<u8>,
     out: Vec<u8>,
@@ -144,6 +155,10 @@ impl<'a> Host<'a> {
         Self {
             endpoint: Endpoint::new(cfg.keypair.clone(), cfg.session, rand::random()),
             hello: hello_message(&cfg.name, &cfg.params),
+            roster: Roster::default(),
+            people: People::new(cfg.volumes.clone()),
+            connection_line: "waiting for someone to join".into(),
+            next_draw: now,
             next_status: now + cfg.status_interval,
             next_hint: now + Duration::from_secs(1),
             cfg,
@@ -182,6 +197,9 @@ impl<'a> Host<'a> {
             .unwrap_or(now + Duration::from_secs(1))
             .min(self.next_status)
             .min(self.next_hint);
+        if screen::is_on() {
+            wake = wake.min(self.next_draw);
+        }
         if let (Some(s), Some(d)) = (self.first_start, self.cfg.duration) {
             wake = wake.min(s + d);
         }
@@ -265,6 +283,20 @@ impl<'a> Host<'a> {
                 self.console.line(line.unwrap_or_default());
             }
             UserCommand::Leave => self.begin_shutdown(Instant::now()),
+            UserCommand::SelectPrevious
+            | UserCommand::SelectNext
+            | UserCommand::VolumeUp
+            | UserCommand::VolumeDown
+            | UserCommand::ToggleSilence => {
+                if let Some((change, error)) = self.people.apply(cmd, &self.roster) {
+                    // A call of two: the caller is everything played.
+                    self.engine.set_playback_gain(f32::from(change.percent) / 100.0);
+                    self.console.line(change.line());
+                    if let Some(e) = error {
+                        self.console.line(format!("Note: the volume is not remembered: {e}"));
+                    }
+                }
+            }
         }
     }
 
@@ -332,6 +364,11 @@ impl<'a> Host<'a> {
                         self.engine.start();
                     }
                 }
+                let caller = view::other_in_two(&name, &session.remote_static());
+                let gain = self.people.volume(&caller);
+                self.engine.set_playback_gain(f32::from(gain) / 100.0);
+                self.roster.clear();
+                self.roster.apply(&ControlMessage::Roster(vec![caller]));
                 call.name = Some(name);
             }
             Event::Control(ControlMessage::Mute { muted }) => {
@@ -356,6 +393,9 @@ impl<'a> Host<'a> {
     /// Ends the current call; returns the caller's name for messages.
     fn end_call(&mut self, now: Instant, stats: ConnectionStats) -> String {
         let Some(call) = self.call.take() else { return String::new() };
+        self.roster.clear();
+        self.engine.set_playback_gain(1.0);
+        self.connection_line = "waiting for someone to join".into();
         if call.name.is_some() {
             self.summary.call_time += now - call.started;
         }
@@ -401,8 +441,31 @@ impl<'a> Host<'a> {
                 && let Some(name) = &call.name
             {
                 let rates = call.rates.rates(now, &stats);
-                self.console.line(status_line(name, &via, &stats, &self.engine.status(), rates));
+                let line = status_line(name, &via, &stats, &self.engine.status(), rates);
+                if screen::is_on() {
+                    self.connection_line = line;
+                } else {
+                    self.console.line(line);
+                }
             }
+        }
+        if screen::is_on() && now >= self.next_draw {
+            self.next_draw = now + view::REDRAW;
+            let status = self.engine.status();
+            let title = match self.call.as_ref().and_then(|c| c.name.as_deref()) {
+                Some(name) => format!("Call with {name}"),
+                None => format!("Hosting on port {}", self.listener.local.port()),
+            };
+            screen::draw(&Panel {
+                title,
+                people: view::rows_in_two(&self.roster, &self.people, &status),
+                you: self.cfg.name.clone(),
+                your_level_dbfs: status.input_level_dbfs,
+                controls: self.controls,
+                sends: true,
+                connection: self.connection_line.clone(),
+                keys: view::keys_line("stop hosting"),
+            });
         }
     }
 }

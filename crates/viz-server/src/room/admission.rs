@@ -26,12 +26,14 @@ pub(crate) struct Arrival {
     pub role: Role,
     /// Where it connects from, for logs and the admin page.
     pub via: String,
+    /// It shows everyone's level (see [`Participant::wants_levels`]).
+    pub wants_levels: bool,
 }
 
 impl Room<'_> {
     /// Takes a joiner into the room and returns its participant id.
     pub(crate) fn admit(&mut self, arrival: Arrival, now: Instant) -> ParticipantId {
-        let Arrival { key, link, own_name, role, via } = arrival;
+        let Arrival { key, link, own_name, role, via, wants_levels } = arrival;
         let id = if link == Link::Local { LOCAL_ID } else { self.participants.id_for(key) };
         let stored = self.settings.get(&key);
         let name = stored.name.clone().unwrap_or_else(|| own_name.clone());
@@ -45,6 +47,7 @@ impl Room<'_> {
             self_muted: false,
             since: now,
             via: via.clone(),
+            wants_levels,
         };
         // The same identity still connected (its network dropped, it restarted, another
         // tab): that old link is over, and this one takes its place under the same id.
@@ -91,6 +94,7 @@ impl Room<'_> {
                     receives_audio: true,
                     echo_test: role.echo,
                     room: true,
+                    levels: false,
                 });
                 if let Some(s) = self.endpoint.session_mut(sid) {
                     s.send_control(greeting);

@@ -125,6 +125,7 @@ impl Room<'_> {
                 self.on_browser_hello(conn, name, &identity, Role { sends, receives, echo }, password, now);
             }
             BrowserIn::Mute { muted } => self.self_muted(Link::Browser(conn), muted),
+            BrowserIn::Volume { id, percent } => self.personal_volume(Link::Browser(conn), id, percent),
             BrowserIn::Report { loss } => {
                 if let Some(b) = self.browsers.get_mut(&conn) {
                     b.reported_loss = if loss.is_finite() { loss.clamp(0.0, 1.0) } else { 0.0 };
@@ -174,7 +175,8 @@ impl Room<'_> {
             let n = viz_proto::control::sanitize_name(&name);
             if n.is_empty() { "browser guest".to_owned() } else { n }
         };
-        let arrival = Arrival { key: browser_key(identity), link: Link::Browser(conn), own_name, role, via };
+        let arrival =
+            Arrival { key: browser_key(identity), link: Link::Browser(conn), own_name, role, via, wants_levels: true };
         self.admit(arrival, now);
     }
 

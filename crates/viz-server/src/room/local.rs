@@ -10,8 +10,11 @@ use viz_audio::mixer::{ParticipantId, Role};
 use viz_client::controls::Controls;
 use viz_client::engine::EngineHandle;
 use viz_client::join::UserCommand;
+use viz_client::people::People;
 use viz_client::roster::Roster;
 use viz_client::status::Console;
+use viz_client::view::{self, Panel, screen};
+use viz_client::volumes::Volumes;
 use viz_proto::{ControlMessage, MediaFrame, OwnedMedia, RosterEntry};
 
 use super::Room;
@@ -29,6 +32,8 @@ pub struct LocalAudio<'a> {
     pub commands: mpsc::Receiver<UserCommand>,
     pub console: Console,
     pub name: String,
+    /// How loud the host hears each person, remembered per identity.
+    pub volumes: Volumes,
 }
 
 /// The host's side of its link: its audio engine and console. Its name and mute are
@@ -39,6 +44,9 @@ pub(crate) struct Local<'a> {
     /// The host's view of the room, as a native joiner keeps it, for its console lines.
     pub roster: Roster,
     pub controls: Controls,
+    /// The host's selection and volumes in the live view.
+    pub people: People,
+    pub next_draw: Instant,
 }
 
 impl<'a> Room<'a> {
@@ -52,6 +60,7 @@ impl<'a> Room<'a> {
             own_name: name,
             role: Role::SPEAKER,
             via: "this machine".into(),
+            wants_levels: true,
         };
         self.admit(arrival, now);
         if let Some(l) = self.local.as_mut() {
@@ -90,7 +99,48 @@ impl<'a> Room<'a> {
                 }
             }
             UserCommand::Leave => self.begin_shutdown(now),
+            UserCommand::SelectPrevious
+            | UserCommand::SelectNext
+            | UserCommand::VolumeUp
+            | UserCommand::VolumeDown
+            | UserCommand::ToggleSilence => {
+                let Some(l) = self.local.as_mut() else { return };
+                let Some((change, error)) = l.people.apply(cmd, &l.roster) else { return };
+                l.console.line(change.line());
+                if let Some(e) = error {
+                    l.console.line(format!("Note: the volume is not remembered: {e}"));
+                }
+                self.personal_volume(Link::Local, change.id, change.percent);
+            }
         }
+    }
+
+    /// When the host's live view is next redrawn (none without one).
+    pub(crate) fn local_next_draw(&self) -> Option<Instant> {
+        self.local.as_ref().filter(|_| screen::is_on()).map(|l| l.next_draw)
+    }
+
+    /// Redraws the host's live view when due.
+    pub(crate) fn redraw_local(&mut self, now: Instant) {
+        let room_name = self.cfg.room_name.clone();
+        let stats = self.last_mix.clone();
+        let Some(l) = self.local.as_mut().filter(|l| screen::is_on() && now >= l.next_draw) else { return };
+        l.next_draw = now + view::REDRAW;
+        let status = l.engine.status();
+        let name = l.roster.me().map(|e| e.name.clone()).unwrap_or_default();
+        screen::draw(&Panel {
+            title: format!("Room '{room_name}' (you host it)"),
+            people: view::rows(&l.roster, &l.people),
+            you: name,
+            your_level_dbfs: status.input_level_dbfs,
+            controls: l.controls,
+            sends: true,
+            connection: format!(
+                "mixing: {} participants, cycle mean {:.2} ms, p99 {:.2} ms",
+                stats.participants, stats.cycle_mean_ms, stats.cycle_p99_ms
+            ),
+            keys: view::keys_line("stop hosting"),
+        });
     }
 
     /// Feeds a room message to the host's roster view and prints what it says.
@@ -102,14 +152,23 @@ impl<'a> Room<'a> {
             ),
             other => other.clone(),
         };
+        // Somebody new: the volume remembered for them.
+        let mut remembered = Vec::new();
+        if let ControlMessage::Roster(entries) = &msg {
+            remembered
+                .extend(entries.iter().filter(|e| l.roster.get(e.id).is_none()).filter_map(|e| l.people.remembered(e)));
+        }
         if let Some(line) = l.roster.apply(&msg) {
             l.console.line(line);
         }
+        for change in remembered {
+            self.personal_volume(Link::Local, change.id, change.percent);
+        }
     }
 
-    /// The host's periodic line: who is in the room.
+    /// The host's periodic line: who is in the room (the live view shows it already).
     pub(crate) fn local_status(&self) {
-        if let Some(l) = &self.local {
+        if let Some(l) = self.local.as_ref().filter(|_| !screen::is_on()) {
             l.console.line(format!("Room '{}': {}", self.cfg.room_name, l.roster.summary()));
         }
     }

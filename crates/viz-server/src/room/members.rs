@@ -62,6 +62,7 @@ impl Room<'_> {
             ControlMessage::PasswordProof(proof) => self.on_password_proof(id, &proof, now),
             ControlMessage::Hello(h) => self.on_hello(id, h, now),
             ControlMessage::Mute { muted } => self.self_muted(Link::Native(id), muted),
+            ControlMessage::Volume { target, percent } => self.personal_volume(Link::Native(id), target, percent),
             ControlMessage::Admin(req) => self.on_admin(id, req, now),
             // Bye is turned into PeerLeft by the session; the rest is server → client.
             _ => {}
@@ -150,6 +151,7 @@ impl Room<'_> {
             own_name: h.display_name(),
             role: Role { sends: h.sends_audio, receives: h.receives_audio, echo: h.echo_test },
             via: m.via.clone(),
+            wants_levels: h.levels,
         };
         self.admit(arrival, now);
     }

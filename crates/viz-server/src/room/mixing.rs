@@ -26,6 +26,8 @@ const INBOX: usize = 8192;
 const CYCLE_WINDOW: usize = 256;
 /// Talking changes are sent at most this often.
 const TALKING_INTERVAL: Duration = Duration::from_millis(100);
+/// While anyone talks, everyone's level is sent this often (to those who show levels).
+const LEVELS_INTERVAL: Duration = Duration::from_millis(200);
 
 pub enum ToMixer {
     Media {
@@ -59,6 +61,12 @@ pub enum ToMixer {
         id: ParticipantId,
         percent: u8,
     },
+    /// How loud `listener` hears `source`, for that listener only.
+    PersonalGain {
+        listener: ParticipantId,
+        source: ParticipantId,
+        gain: f32,
+    },
 }
 
 /// A packet for some listeners: the Opus frames once, a header for each listener.
@@ -88,6 +96,8 @@ pub struct MixStats {
 pub enum FromMixer {
     Packet(MixedPacket),
     Talking(Vec<ParticipantId>),
+    /// Everyone audible and their level (dBFS + 100, 0..=100).
+    Levels(Vec<(ParticipantId, u8)>),
     Stats(Box<MixStats>),
 }
 
@@ -223,6 +233,7 @@ struct MixerLoop {
     late_ticks: u64,
     talking: Vec<ParticipantId>,
     talking_sent_at: Option<Instant>,
+    levels_sent_at: Option<Instant>,
     encodes_since_stats: u64,
     ticks_since_stats: u64,
 }
@@ -254,6 +265,7 @@ impl MixerLoop {
             late_ticks: 0,
             talking: Vec::new(),
             talking_sent_at: None,
+            levels_sent_at: None,
             encodes_since_stats: 0,
             ticks_since_stats: 0,
         }
@@ -314,6 +326,9 @@ impl MixerLoop {
             ToMixer::Gain { id, gain } => self.mixer.set_gain(id, gain),
             ToMixer::Mute { id, muted } => self.mixer.set_muted(id, muted),
             ToMixer::ListenerLoss { id, percent } => self.mixer.set_listener_loss(id, percent),
+            ToMixer::PersonalGain { listener, source, gain } => {
+                self.mixer.set_personal_gain(listener, source, gain);
+            }
         }
     }
 
@@ -346,6 +361,16 @@ impl MixerLoop {
             self.talking.extend_from_slice(audible);
             self.talking_sent_at = Some(now);
             let _ = self.out.send(FromMixer::Talking(self.talking.clone()));
+        }
+        let levels_due = self.levels_sent_at.is_none_or(|t| now.saturating_duration_since(t) >= LEVELS_INTERVAL);
+        if !self.talking.is_empty() && levels_due {
+            self.levels_sent_at = Some(now);
+            let levels = self
+                .talking
+                .iter()
+                .filter_map(|&id| self.mixer.status(id).map(|s| (id, (s.level_dbfs + 100.0).clamp(0.0, 100.0) as u8)))
+                .collect();
+            let _ = self.out.send(FromMixer::Levels(levels));
         }
     }
 

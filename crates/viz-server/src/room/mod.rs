@@ -321,6 +321,8 @@ pub async fn run_with_local(
             console: l.console,
             roster: Default::default(),
             controls: l.engine.initial_controls(),
+            people: viz_client::people::People::new(l.volumes),
+            next_draw: Instant::now(),
         };
         room.add_local(local, l.name, Instant::now());
     }
@@ -595,6 +597,7 @@ impl<'a> Room<'a> {
                 let msg = ControlMessage::Talking(self.talking.clone());
                 self.broadcast(&msg);
             }
+            FromMixer::Levels(levels) => self.send_levels(levels),
             FromMixer::Stats(s) => self.last_mix = Arc::new(*s),
         }
     }
@@ -627,12 +630,14 @@ impl<'a> Room<'a> {
             self.next_log += self.cfg.stats_interval;
             self.log_stats();
         }
+        self.redraw_local(now);
         false
     }
 
     /// When [`Room::handle_timeout`] next has work.
     pub(crate) fn poll_timeout(&self) -> Instant {
-        self.next_timers.min(self.next_second).min(self.next_log)
+        let next = self.next_timers.min(self.next_second).min(self.next_log);
+        self.local_next_draw().map_or(next, |t| next.min(t))
     }
 
     fn service_dirty(&mut self, now: Instant) {

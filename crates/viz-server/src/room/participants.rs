@@ -41,6 +41,8 @@ pub(crate) struct Participant {
     pub since: Instant,
     /// Where it connects from, for the admin page ("UDP 1.2.3.4:5" and the like).
     pub via: String,
+    /// It shows everyone's level (a live view, a page), so it gets them while people talk.
+    pub wants_levels: bool,
 }
 
 impl Participant {
@@ -182,6 +184,7 @@ mod tests {
             self_muted: false,
             since: Instant::now(),
             via: String::new(),
+            wants_levels: false,
         }
     }
 

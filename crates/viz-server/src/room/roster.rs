@@ -7,7 +7,7 @@ use viz_proto::control::MAX_ROSTER_ENTRIES;
 use viz_proto::{ControlMessage, RosterEntry};
 
 use super::members::Admission;
-use super::mixing::TEST_SOURCE_ID;
+use super::mixing::{TEST_SOURCE_ID, ToMixer};
 use super::participants::Link;
 use super::{Room, parties};
 use crate::web::messages::{BrowserOut, BrowserRosterEntry};
@@ -38,6 +38,7 @@ impl Room<'_> {
                             .collect(),
                     },
                     ControlMessage::Talking(ids) => BrowserOut::Talking { ids: ids.clone() },
+                    ControlMessage::Levels(levels) => BrowserOut::Levels { levels: levels.clone() },
                     ControlMessage::Left { id, reason } => BrowserOut::Left { id: *id, reason: reason.to_string() },
                     _ => return,
                 };
@@ -79,6 +80,24 @@ impl Room<'_> {
         }
         let talking = ControlMessage::Talking(self.talking.clone());
         self.tell(to, &talking);
+    }
+
+    /// Everyone's level, to those who show levels.
+    pub(crate) fn send_levels(&mut self, levels: Vec<(ParticipantId, u8)>) {
+        let msg = ControlMessage::Levels(levels);
+        let to: Vec<Link> =
+            self.participants.in_roster().filter(|p| p.wants_levels && p.role.receives).map(|p| p.link).collect();
+        for link in to {
+            self.tell(link, &msg);
+        }
+    }
+
+    /// A participant wants to hear `target` louder or quieter, for itself only. Nobody
+    /// else is told: it changes that participant's own mix and nothing in the roster.
+    pub(crate) fn personal_volume(&mut self, link: Link, target: ParticipantId, percent: u16) {
+        let Some(listener) = self.participants.id_of(link) else { return };
+        let percent = percent.min(viz_proto::control::MAX_GAIN_PERCENT);
+        self.mixer.send(ToMixer::PersonalGain { listener, source: target, gain: f32::from(percent) / 100.0 });
     }
 
     /// A participant muted or unmuted its own microphone: everyone sees it.

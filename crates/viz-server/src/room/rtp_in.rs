@@ -493,6 +493,7 @@ impl Room<'_> {
             own_name: self.rtp_own_name(ssrc),
             role: Role::SEND_ONLY,
             via: format!("RTP {ssrc:#010x} from {from}"),
+            wants_levels: false,
         };
         self.admit(arrival, now)
     }
