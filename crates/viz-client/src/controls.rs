@@ -41,7 +41,7 @@ impl Controls {
                     (false, false) => "Hearing again, microphone on",
                 })
             }
-            UserCommand::Leave => None,
+            _ => None,
         }
     }
 }

@@ -21,10 +21,13 @@ use zeroize::Zeroizing;
 use crate::address::{JoinAddress, TransportChoice};
 use crate::controls::Controls;
 use crate::engine::EngineHandle;
+use crate::people::{People, VolumeChange};
 use crate::roster::Roster;
 use crate::status::{Console, LossHint, RateMeter, status_line};
 use crate::store::KnownHosts;
 use crate::transport::{Kind, Transport};
+use crate::view::{self, Panel, screen};
+use crate::volumes::Volumes;
 
 #[derive(Debug, Clone)]
 pub struct JoinConfig {
@@ -49,6 +52,10 @@ pub struct JoinConfig {
     pub echo_test: bool,
     /// Reconnect after the call started, if the connection breaks.
     pub reconnect: bool,
+    /// Ask a room for everyone's level (for the live view).
+    pub levels: bool,
+    /// How loud you hear each person, remembered per identity.
+    pub volumes: Volumes,
 }
 
 impl JoinConfig {
@@ -69,6 +76,8 @@ impl JoinConfig {
             receives: true,
             echo_test: false,
             reconnect: true,
+            levels: false,
+            volumes: Volumes::default(),
         }
     }
 }
@@ -112,6 +121,7 @@ pub fn hello(name: &str, params: &AudioParams) -> Hello {
         receives_audio: true,
         echo_test: false,
         room: false,
+        levels: false,
     }
 }
 
@@ -121,6 +131,14 @@ pub enum UserCommand {
     ToggleMute,
     /// Hear nothing (and close the microphone), or hear again.
     ToggleDeafen,
+    /// Select the person above or below in the live view.
+    SelectPrevious,
+    SelectNext,
+    /// The selected person louder or quieter, for you only.
+    VolumeUp,
+    VolumeDown,
+    /// Silence the selected person for you, or bring them back.
+    ToggleSilence,
     Leave,
 }
 
@@ -301,6 +319,10 @@ struct CallState {
     controls: Controls,
     call_time: Duration,
     roster: Roster,
+    /// Who is selected in the live view and how loud you hear each person.
+    people: People,
+    /// The latest status line, for the live view.
+    connection_line: String,
     /// The last connection got as far as the call (so a new loss starts a new count).
     admitted: bool,
 }
@@ -330,6 +352,8 @@ pub async fn join(
         controls: engine.initial_controls(),
         call_time: Duration::ZERO,
         roster: Roster::default(),
+        people: People::new(cfg.volumes.clone()),
+        connection_line: "connecting…".into(),
         admitted: false,
     };
     let started = Instant::now();
@@ -487,6 +511,8 @@ async fn connect_and_run(
     let mut ended: Option<EndReason> = None;
     let mut rates = RateMeter::new(transport.header_overhead);
     let mut next_status = Instant::now() + cfg.status_interval;
+    let live = screen::is_on();
+    let mut next_draw = Instant::now();
     let mut next_hint = Instant::now() + Duration::from_secs(1);
     let mut loss_hint = LossHint::default();
     let mut roster_settle_at: Option<Instant> = None;
@@ -514,6 +540,9 @@ async fn connect_and_run(
             });
         }
         let mut wake = conn.poll_timeout().unwrap_or(now + Duration::from_secs(1)).min(next_status).min(next_hint);
+        if live {
+            wake = wake.min(next_draw);
+        }
         if let Some(d) = cfg.duration {
             wake = wake.min(connected_at + d.saturating_sub(state.call_time));
         }
@@ -559,6 +588,19 @@ async fn connect_and_run(
                     }
                     console.line(line.unwrap_or_default());
                 }
+                UserCommand::SelectPrevious
+                | UserCommand::SelectNext
+                | UserCommand::VolumeUp
+                | UserCommand::VolumeDown
+                | UserCommand::ToggleSilence => {
+                    if let Some((change, error)) = state.people.apply(cmd, &state.roster) {
+                        apply_volume(&mut conn, engine, in_room, &change);
+                        console.line(change.line());
+                        if let Some(e) = error {
+                            console.line(format!("Note: the volume is not remembered: {e}"));
+                        }
+                    }
+                }
                 UserCommand::Leave => {
                     if leaving.is_none() {
                         leaving = Some(EndReason::Left);
@@ -598,6 +640,14 @@ async fn connect_and_run(
                 Event::Control(ControlMessage::Hello(h)) => {
                     peer_name = if h.name.is_empty() { "host".into() } else { h.name };
                     in_room = h.room;
+                    if !in_room && !cfg.echo_test {
+                        // A call of two: the host is the one person in the view.
+                        let host = view::other_in_two(&peer_name, &conn.remote_static());
+                        if let Some(change) = state.people.remembered(&host) {
+                            apply_volume(&mut conn, engine, false, &change);
+                        }
+                        state.roster.apply(&ControlMessage::Roster(vec![host]));
+                    }
                     if password.is_some() && in_room {
                         console.line("Note: this room has no password; yours was not needed");
                         password = None;
@@ -628,8 +678,20 @@ async fn connect_and_run(
                     }
                 }
                 Event::Control(
-                    msg @ (ControlMessage::Roster(_) | ControlMessage::Left { .. } | ControlMessage::Talking(_)),
+                    msg @ (ControlMessage::Roster(_)
+                    | ControlMessage::Left { .. }
+                    | ControlMessage::Talking(_)
+                    | ControlMessage::Levels(_)),
                 ) => {
+                    // Somebody new (or everyone, after a reconnect): ask for the volume
+                    // remembered for them.
+                    if let ControlMessage::Roster(entries) = &msg {
+                        for e in entries.iter().filter(|e| state.roster.get(e.id).is_none()) {
+                            if let Some(change) = state.people.remembered(e) {
+                                apply_volume(&mut conn, engine, true, &change);
+                            }
+                        }
+                    }
                     if let Some(line) = state.roster.apply(&msg) {
                         console.line(line);
                     }
@@ -715,9 +777,47 @@ async fn connect_and_run(
                     &engine.status(),
                     r,
                 );
-                console.line(format!("{who}{line}"));
+                if live {
+                    state.connection_line = line;
+                } else {
+                    console.line(format!("{who}{line}"));
+                }
             }
         }
+        if live && now >= next_draw {
+            next_draw = now + view::REDRAW;
+            screen::draw(&panel(cfg, state, &peer_name, in_room, engine));
+        }
+    }
+}
+
+/// Applies a volume: in a room, the room makes your mix; in a call of two, the host's
+/// voice is all you hear, so it is your playback's gain.
+fn apply_volume(conn: &mut viz_proto::Connection, engine: &EngineHandle, in_room: bool, change: &VolumeChange) {
+    if in_room {
+        conn.send_control(ControlMessage::Volume { target: change.id, percent: change.percent });
+    } else {
+        engine.set_playback_gain(f32::from(change.percent) / 100.0);
+    }
+}
+
+/// What the live view shows now.
+fn panel(cfg: &JoinConfig, state: &CallState, peer_name: &str, in_room: bool, engine: &EngineHandle) -> Panel {
+    let status = engine.status();
+    let people = if in_room {
+        view::rows(&state.roster, &state.people)
+    } else {
+        view::rows_in_two(&state.roster, &state.people, &status)
+    };
+    Panel {
+        title: if in_room { format!("Room '{peer_name}'") } else { format!("Call with {peer_name}") },
+        people,
+        you: cfg.name.clone(),
+        your_level_dbfs: status.input_level_dbfs,
+        controls: state.controls,
+        sends: cfg.sends,
+        connection: state.connection_line.clone(),
+        keys: view::keys_line("leave"),
     }
 }
 
@@ -730,6 +830,7 @@ async fn wait_for_leave(commands: &mut mpsc::Receiver<UserCommand>, engine: &Eng
                 state.controls.apply(cmd);
                 engine.set_controls(state.controls);
             }
+            _ => {}
         }
     }
     std::future::pending().await
@@ -741,6 +842,7 @@ fn hello_message_for(cfg: &JoinConfig) -> ControlMessage {
     h.sends_audio = cfg.sends;
     h.receives_audio = cfg.receives;
     h.echo_test = cfg.echo_test;
+    h.levels = cfg.levels;
     ControlMessage::Hello(h)
 }
 

@@ -14,7 +14,10 @@ pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod join;
+pub mod people;
 pub mod roster;
 pub mod status;
 pub mod store;
 pub mod transport;
+pub mod view;
+pub mod volumes;

@@ -8,6 +8,8 @@ use viz_proto::{ControlMessage, RosterEntry};
 pub struct Roster {
     entries: BTreeMap<u32, RosterEntry>,
     talking: Vec<u32>,
+    /// The level of those talking (dBFS + 100), when the room sends levels.
+    levels: BTreeMap<u32, u8>,
     /// The first full roster has arrived (later additions are announced one by one).
     settled: bool,
 }
@@ -39,6 +41,11 @@ impl Roster {
 
     pub fn is_talking(&self, id: u32) -> bool {
         self.talking.contains(&id)
+    }
+
+    /// How loud `id` is now (dBFS + 100; 0 when silent or not known).
+    pub fn level(&self, id: u32) -> u8 {
+        if self.is_talking(id) { self.levels.get(&id).copied().unwrap_or(0) } else { 0 }
     }
 
     /// Starts over (a reconnect brings a fresh roster).
@@ -108,6 +115,12 @@ impl Roster {
             }
             ControlMessage::Talking(ids) => {
                 self.talking.clone_from(ids);
+                self.levels.retain(|id, _| ids.contains(id));
+                None
+            }
+            ControlMessage::Levels(levels) => {
+                self.levels.clear();
+                self.levels.extend(levels.iter().copied());
                 None
             }
             _ => None,

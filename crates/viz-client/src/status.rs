@@ -26,7 +26,7 @@ impl Console {
     }
 
     pub fn line(&self, text: impl AsRef<str>) {
-        if !self.quiet {
+        if !self.quiet && !crate::view::screen::print_above(text.as_ref()) {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", text.as_ref());
             let _ = out.flush();

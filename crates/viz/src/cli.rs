@@ -577,8 +577,16 @@ pub struct CommonArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Print status lines instead of the live view, even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+
     #[command(flatten)]
     pub audio: AudioArgs,
+
+    /// How loud you hear each person (from the config file's `[volumes]`).
+    #[arg(skip)]
+    pub volumes: std::collections::BTreeMap<String, u16>,
 }
 
 #[derive(Debug, Args, Clone)]

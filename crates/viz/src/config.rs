@@ -4,6 +4,7 @@
 //! is an error that names the file and the line, so a typo never silently does
 //! nothing. `viz config path|show|edit` finds, shows and edits it.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,9 @@ pub struct Config {
     pub denoise: Option<bool>,
     /// Where `viz join` goes when no address is given.
     pub address: Option<Spanned<String>>,
+    /// How loud you hear each person, percent, by key fingerprint. Viz writes these
+    /// when you press + or - in a call.
+    pub volumes: Option<BTreeMap<String, Spanned<u16>>>,
 }
 
 /// What a new file starts as: every key, commented out, with what it means.
@@ -48,6 +52,11 @@ const TEMPLATE: &str = r#"# Viz settings. Options on the command line win over t
 
 # Where `viz join` goes when you give it no address.
 # address = "viz://203.0.113.7:8443#k3xq-7m2a-pq4z-rt6b-ya2c"
+
+# How loud you hear each person, in percent (0-200), by their key's fingerprint.
+# Viz adds lines here when you press + or - during a call.
+# [volumes]
+# k3xq7m2apq4zrt6bya2c = 60
 "#;
 
 pub fn path() -> Result<PathBuf> {
@@ -87,6 +96,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     if let Some(address) = &config.address {
         JoinAddress::parse(address.get_ref()).map_err(|e| anyhow::anyhow!("{}: address: {e}", at(address.span())))?;
     }
+    for (key, percent) in config.volumes.iter().flatten() {
+        if *percent.get_ref() > viz_proto::control::MAX_GAIN_PERCENT {
+            bail!("{}: volumes: {key} = {}: a volume is 0 to 200 (percent)", at(percent.span()), percent.get_ref());
+        }
+    }
     Ok(config)
 }
 
@@ -108,6 +122,7 @@ pub fn apply_to_call(config: &Config, matches: &ArgMatches, common: &mut CommonA
         common.audio.denoise = on;
         common.audio.no_denoise = !on;
     }
+    common.volumes = config.volumes.iter().flatten().map(|(k, p)| (k.clone(), *p.get_ref())).collect();
 }
 
 /// `viz config path|show|edit`.
@@ -137,6 +152,18 @@ fn show(path: &Path) -> Result<()> {
         config.denoise.map_or_else(|| "true for a microphone (default)".to_owned(), |d| d.to_string())
     );
     println!("address = {}", shown(config.address.as_ref(), "none"));
+    let volumes = config.volumes.unwrap_or_default();
+    println!(
+        "volumes = {}",
+        if volumes.is_empty() {
+            "everyone at 100 % (default)".to_owned()
+        } else {
+            format!("{} people set", volumes.len())
+        }
+    );
+    for (key, percent) in &volumes {
+        println!("          {key} = {} %", percent.get_ref());
+    }
     // Say what the devices named would be, so a typo shows here and not mid-call.
     if let Some(output) = &config.output {
         println!("          output is {}", OutputSpec::parse(output.get_ref()).describe());
@@ -189,6 +216,8 @@ mod tests {
         assert_eq!(c.name.unwrap().into_inner(), "alice");
         assert_eq!(c.input.unwrap().into_inner(), "tone:300");
         assert_eq!(c.denoise, Some(false));
+        let c = parse("[volumes]\n# bob\n\"k3xq-7m2a\" = 40\n", Path::new("c")).unwrap();
+        assert_eq!(*c.volumes.unwrap()["k3xq-7m2a"].get_ref(), 40);
         assert!(parse(TEMPLATE, Path::new("t")).is_ok());
         assert!(parse("", Path::new("t")).is_ok());
     }
@@ -201,6 +230,10 @@ mod tests {
         assert!(wrong_type.starts_with("config.toml line 3:"), "{wrong_type}");
         let bad_input = err("input = \"tone:loud\"\n");
         assert!(bad_input.starts_with("config.toml line 1: input:"), "{bad_input}");
+        let loud = err("[volumes]\n\"ab-cd\" = 250\n");
+        assert!(loud.starts_with("config.toml line 2: volumes: ab-cd = 250"), "{loud}");
+        let negative = err("[volumes]\nab = -5\n");
+        assert!(negative.starts_with("config.toml line 2:"), "{negative}");
         let bad_address = err("# comment\naddress = \"viz://\"\n");
         assert!(bad_address.starts_with("config.toml line 2: address:"), "{bad_address}");
         let empty_name = err("name = \"   \"\n");

@@ -329,6 +329,7 @@ fn run_call(sides: Sides) -> Result<Run> {
         session: SessionConfig::default(),
         duration: None,
         status_interval: Duration::from_secs(3600),
+        volumes: Default::default(),
     };
     let console = sides.console;
     let host_engine = sides.a_engine.clone();

@@ -20,18 +20,20 @@ use viz_client::status::Console;
 /// The exit status of a second Ctrl-C (128 + SIGINT, as shells report it).
 pub const INTERRUPTED_EXIT: i32 = 130;
 
-/// Keeps the terminal in single-key mode while it lives.
+/// Keeps the terminal in single-key mode (and the live view on) while it lives.
 pub struct KeyMode(());
 
 impl Drop for KeyMode {
     fn drop(&mut self) {
+        viz_client::view::screen::stop();
         terminal::restore();
     }
 }
 
 /// Starts reading keys and Ctrl-C; the commands arrive on the receiver. `console`
-/// learns whether keys act without Enter, for its hints.
-pub fn spawn(console: &mut Console) -> (mpsc::Receiver<UserCommand>, KeyMode) {
+/// learns whether keys act without Enter, for its hints. With `live`, single keys and
+/// a terminal on stdout, the live view starts too.
+pub fn spawn(console: &mut Console, live: bool) -> (mpsc::Receiver<UserCommand>, KeyMode) {
     let (tx, commands) = mpsc::channel(16);
     let ctrl_c = tx.clone();
     tokio::spawn(async move {
@@ -48,6 +50,9 @@ pub fn spawn(console: &mut Console) -> (mpsc::Receiver<UserCommand>, KeyMode) {
         spawn_line_reader(tx);
     }
     console.single_keys = single_keys;
+    if single_keys && live {
+        viz_client::view::screen::start();
+    }
     (commands, KeyMode(()))
 }
 
@@ -67,6 +72,11 @@ fn command_for_key(key: &str) -> Option<UserCommand> {
     match key {
         "m" | "M" | "mute" => Some(UserCommand::ToggleMute),
         "d" | "D" | "deafen" => Some(UserCommand::ToggleDeafen),
+        "+" | "=" | "louder" => Some(UserCommand::VolumeUp),
+        "-" | "_" | "quieter" => Some(UserCommand::VolumeDown),
+        "0" | "silence" => Some(UserCommand::ToggleSilence),
+        "up" => Some(UserCommand::SelectPrevious),
+        "down" => Some(UserCommand::SelectNext),
         "q" | "Q" | "quit" | "exit" => Some(UserCommand::Leave),
         _ => None,
     }
@@ -84,6 +94,8 @@ async fn read_keys(tx: mpsc::Sender<UserCommand>) {
             // Windows delivers Ctrl-C as a key in this mode (Unix keeps it a signal).
             KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => Some(interrupt()),
             KeyCode::Char(c) => command_for_key(c.encode_utf8(&mut [0; 4])),
+            KeyCode::Up => Some(UserCommand::SelectPrevious),
+            KeyCode::Down => Some(UserCommand::SelectNext),
             _ => None,
         };
         if let Some(cmd) = cmd
@@ -112,7 +124,9 @@ fn spawn_line_reader(tx: mpsc::Sender<UserCommand>) {
                         return;
                     }
                 }
-                None => println!("Unknown command '{line}': m = mute/unmute, q = leave"),
+                None => println!(
+                    "Unknown command '{line}': m = mute, d = deafen, up/down = select a person, + / - = their volume, 0 = silence them, q = leave"
+                ),
             }
         }
     });
@@ -219,6 +233,10 @@ mod tests {
         assert_eq!(command_for_key("d"), Some(UserCommand::ToggleDeafen));
         assert_eq!(command_for_key("Q"), Some(UserCommand::Leave));
         assert_eq!(command_for_key("exit"), Some(UserCommand::Leave));
+        assert_eq!(command_for_key("+"), Some(UserCommand::VolumeUp));
+        assert_eq!(command_for_key("-"), Some(UserCommand::VolumeDown));
+        assert_eq!(command_for_key("0"), Some(UserCommand::ToggleSilence));
+        assert_eq!(command_for_key("down"), Some(UserCommand::SelectNext));
         assert_eq!(command_for_key("x"), None);
         assert_eq!(command_for_key(""), None);
     }

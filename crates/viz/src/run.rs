@@ -58,6 +58,16 @@ fn duration(common: &CommonArgs) -> Result<Option<Duration>> {
         .transpose()
 }
 
+/// The live view is wanted unless lines were asked for (it needs a terminal too).
+fn live_view(common: &CommonArgs) -> bool {
+    !common.plain && !common.quiet
+}
+
+/// The remembered volumes, saved back into the config file.
+fn volumes(common: &CommonArgs) -> Result<viz_client::volumes::Volumes> {
+    Ok(viz_client::volumes::Volumes::new(common.volumes.clone(), Some(crate::config::path()?)))
+}
+
 fn console(common: &CommonArgs) -> Console {
     Console { quiet: common.quiet, single_keys: false }
 }
@@ -120,8 +130,10 @@ pub async fn host(args: HostArgs) -> Result<()> {
         session: SessionConfig::default(),
         duration: duration(&args.common)?,
         status_interval: Duration::from_secs(5),
+        volumes: volumes(&args.common)?,
     };
-    let (commands, _key_mode) = keyboard::spawn(&mut console); // restores the terminal when hosting ends
+    // Restores the terminal (and ends the live view) when hosting ends.
+    let (commands, _key_mode) = keyboard::spawn(&mut console, live_view(&args.common));
     if let Some(http) = args.http {
         let state_dir = match &args.state_dir {
             Some(d) => d.clone(),
@@ -148,8 +160,14 @@ pub async fn host(args: HostArgs) -> Result<()> {
             announce: true,
             media: Default::default(),
         };
-        let local =
-            viz_server::room::local::LocalAudio { engine: &engine, outgoing, commands, console, name: cfg.name };
+        let local = viz_server::room::local::LocalAudio {
+            engine: &engine,
+            outgoing,
+            commands,
+            console,
+            name: cfg.name,
+            volumes: cfg.volumes,
+        };
         let result = room::run_with_local(room_cfg, Some(local), std::future::pending(), None).await;
         report_engine(engine, console)?;
         let summary = result?;
@@ -207,7 +225,9 @@ pub async fn join(args: JoinArgs) -> Result<()> {
         cfg.duration = Some(crate::echo::default_duration());
     }
     cfg.reconnect = !args.no_reconnect && !args.echo_test;
-    let (commands, key_mode) = keyboard::spawn(&mut console);
+    cfg.volumes = volumes(&args.common)?;
+    let (commands, key_mode) = keyboard::spawn(&mut console, live_view(&args.common) && !args.echo_test);
+    cfg.levels = viz_client::view::screen::is_on();
     let result = join::join(cfg, &engine, outgoing, commands, console).await;
     drop(key_mode);
     let engine_result = report_engine(engine, console);

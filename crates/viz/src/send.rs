@@ -63,7 +63,10 @@ fn join_args(a: SendArgs) -> JoinArgs {
             muted: false,
             identity: a.identity,
             quiet: a.quiet,
+            // A sender prints its progress as lines; it hears nobody to show.
+            plain: true,
             audio: a.audio,
+            volumes: Default::default(),
         },
     }
 }

@@ -371,3 +371,143 @@ fn joining_muted_tells_the_host_and_the_first_m_unmutes() {
     let ended = term.ended();
     assert_eq!(ended.status, 0, "{}", ended.screen);
 }
+
+/// A tmux terminal (a real terminal emulator) running one command, read as a person
+/// sees it: `capture-pane` gives the screen, not the bytes.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(config: &Path, args: &[&str]) -> Self {
+        let socket = format!("viz-test-{}-{}", std::process::id(), config.display().to_string().len());
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        let script = format!(
+            "VIZ_CONFIG_DIR='{}' RUST_LOG=warn '{}' {}; echo EXIT=$?; sleep 60",
+            config.display(),
+            env!("CARGO_BIN_EXE_viz"),
+            quoted.join(" ")
+        );
+        let ok = Command::new("tmux")
+            .args(["-L", &socket, "new-session", "-d", "-x", "100", "-y", "32", &script])
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux (Debian package tmux) runs");
+        assert!(ok.success());
+        Tmux { socket }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p"]).output().expect("capture");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `text`; returns the screen.
+    fn wait_for(&self, text: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "waiting for {text:?}; the screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Presses keys by tmux name ("Down", "-", "0").
+    fn press(&self, keys: &[&str]) {
+        for key in keys {
+            Command::new("tmux").args(["-L", &self.socket, "send-keys", key]).status().expect("send-keys");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+    }
+}
+
+/// The live view in a real terminal: it lists the room and redraws in place, and the
+/// volume keys change what this listener hears of one person only, remembered in the
+/// config file. Two senders play 440 Hz (bob) and 1100 Hz (dan); carol's recording
+/// is measured per tone.
+#[test]
+fn the_live_view_lists_the_room_and_the_volume_keys_change_what_you_hear() {
+    use common::room::{serve, tone_in};
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"), &[]);
+    let sender = |name: &str, tone: &str| {
+        let mut p = viz(
+            &dir.path().join(name),
+            &["join", &server.join, "--name", name, "--input", tone, "--output", "null", "--duration", "40"],
+        );
+        p.expect_line("Joined room", Duration::from_secs(10));
+        p
+    };
+    let _bob = sender("bob", "tone:440");
+    let _dan = sender("dan", "tone:1100");
+    let heard = dir.path().join("heard.wav");
+    let carol_dir = dir.path().join("carol");
+    let args = ["join", &server.join, "--name", "carol", "--input", "silence", "--output", heard.to_str().unwrap()];
+    let term = Tmux::start(&carol_dir, &args);
+    term.wait_for("Joined room", Duration::from_secs(10));
+    let began = Instant::now();
+    // The view: both senders, talking, bob selected (he came first), carol below.
+    let screen = term.wait_for("dan ", Duration::from_secs(5));
+    // A person's line in the panel (inside its border).
+    let row = |screen: &str, name: &str| {
+        screen.lines().find(|l| l.starts_with('│') && l.contains(&format!(" {name} "))).map(str::to_owned)
+    };
+    let bob_row = row(&screen, "bob").unwrap_or_default();
+    assert!(bob_row.contains("▶ bob") && bob_row.contains("volume 100 %"), "{screen}");
+    assert!(screen.contains("You (carol)") && screen.contains("q leave"), "{screen}");
+    term.wait_for("talking", Duration::from_secs(3));
+
+    std::thread::sleep(Duration::from_secs(3));
+    let turned_down = began.elapsed();
+    term.press(&["-", "-", "-", "-", "-"]);
+    term.wait_for("You hear bob at 50 %", Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(3));
+    let silenced = began.elapsed();
+    term.press(&["0"]);
+    let screen = term.wait_for("volume silenced", Duration::from_secs(3));
+    assert!(row(&screen, "dan").is_some_and(|r| r.contains("volume 100 %")), "dan is as he was:\n{screen}");
+    // The view is redrawn in place: one panel on the screen, not one per redraw.
+    assert_eq!(screen.matches("You (carol)").count(), 1, "{screen}");
+    std::thread::sleep(Duration::from_secs(3));
+    term.press(&["Down", "q"]);
+    let screen = term.wait_for("EXIT=", Duration::from_secs(10));
+    assert!(screen.contains("EXIT=0"), "{screen}");
+
+    // Remembered by bob's identity in the config file.
+    let config = std::fs::read_to_string(carol_dir.join("config.toml")).expect("the config file was written");
+    assert!(config.contains("[volumes]\n# bob\n"), "{config}");
+    assert!(config.lines().any(|l| l.ends_with(" = 0")), "{config}");
+
+    let audio = viz_audio::wav::read_mono_48k(&heard).unwrap();
+    let part = |from: Duration, to: Duration| {
+        let (a, b) = ((from.as_secs_f64() * 48_000.0) as usize, (to.as_secs_f64() * 48_000.0) as usize);
+        audio[a.min(audio.len())..b.min(audio.len())].to_vec()
+    };
+    // Each tone's level: its share of the energy times the level.
+    let level = |x: &[f32], hz: f32| {
+        let (share, dbfs) = tone_in(x, hz);
+        dbfs + 10.0 * share.max(1e-9).log10()
+    };
+    let ms = Duration::from_millis;
+    let both = part(ms(1000), turned_down - ms(300));
+    let down = part(turned_down + ms(800), silenced - ms(300));
+    let none = part(silenced + ms(1200), silenced + ms(2700));
+    let gap = |x: &[f32]| level(x, 440.0) - level(x, 1100.0);
+    println!("bob - dan: {:.1} dB at 100 %, {:.1} dB at 50 %, {:.1} dB silenced", gap(&both), gap(&down), gap(&none));
+    assert!(gap(&both).abs() < 3.0, "at 100 % both are heard alike: {:.1} dB", gap(&both));
+    // 50 % is -6 dB.
+    assert!((gap(&down) - gap(&both) + 6.0).abs() < 2.0, "at 50 %: {:.1} dB", gap(&down));
+    // Silenced: what is left at 440 Hz is the codec's noise around dan's tone (about
+    // -54 dB on a quiet machine, -38 dB once under load).
+    assert!(gap(&none) < -30.0, "silenced, bob is still heard: {:.1} dB", gap(&none));
+    assert!(level(&none, 1100.0) > -40.0, "dan is still heard");
+}

@@ -85,6 +85,7 @@ enum Command {
     LossHint(u8),
     Mute(bool),
     Deafen(bool),
+    PlaybackGain(f32),
     Stop,
 }
 
@@ -208,6 +209,12 @@ impl EngineHandle {
         let _ = self.commands.send(Command::Deafen(controls.deafened));
     }
 
+    /// Scales everything played (linear, 0.0..=2.0): in a call of two, the one other
+    /// person's volume. (In a room, each person's volume is applied by the room.)
+    pub fn set_playback_gain(&self, gain: f32) {
+        let _ = self.commands.send(Command::PlaybackGain(gain.clamp(0.0, 2.0)));
+    }
+
     pub fn status(&self) -> EngineStatus {
         let mut s = self.status.borrow().clone();
         s.dropped_commands = self.dropped.load(std::sync::atomic::Ordering::Relaxed);
@@ -264,6 +271,8 @@ struct Engine {
     muted: bool,
     /// Playing nothing (the deafen key).
     deafened: bool,
+    /// Everything played is scaled by this (a two-person call's volume key).
+    playback_gain: f32,
     input_level: f32,
     output_level: f32,
     late_ticks: u64,
@@ -307,6 +316,7 @@ impl Engine {
             started: None,
             muted: config.start_muted,
             deafened: false,
+            playback_gain: 1.0,
             input_level: -120.0,
             output_level: -120.0,
             late_ticks: 0,
@@ -403,6 +413,7 @@ impl Engine {
                 self.sender.set_muted(m);
             }
             Command::Deafen(d) => self.deafened = d,
+            Command::PlaybackGain(g) => self.playback_gain = g,
             Command::Stop => {}
         }
     }
@@ -452,6 +463,9 @@ impl Engine {
             if self.deafened {
                 // Played as silence; the jitter buffer keeps its pace for when it ends.
                 self.out_chunk.fill(0.0);
+            } else if self.playback_gain != 1.0 {
+                let g = self.playback_gain;
+                self.out_chunk.iter_mut().for_each(|s| *s = (*s * g).clamp(-1.0, 1.0));
             }
             self.output_level = analysis::rms_dbfs(&self.out_chunk);
             sink.write(&self.out_chunk)?;
