@@ -27,6 +27,7 @@ const session = {
   you: null,
   roster: new Map(),
   talking: new Set(),
+  levels: new Map(), // id → dBFS + 100, while they talk
   muted: false,
   deafened: false,     // hear nothing, and the microphone is off (others see it muted)
   ptt: false,          // push to talk: the microphone is open only while the key is held
@@ -90,6 +91,7 @@ async function startAudio(mode) {
   };
   session.ctx = ctx;
   session.playback = playback;
+  fillOutputs().then(() => { if ($('output-device').value) chooseOutput(); });
   setVolume(Number($('volume').value));
   session.decoder = await makeDecoder({ forceWasm, onPcm: (pcm) => toSpeakers(pcm) });
   if (mode !== 'listen') {
@@ -260,7 +262,12 @@ function onControl(msg) {
       setState('connected', msg.echo ? 'echo test: you hear yourself' : (session.mode === 'listen' ? 'listening' : 'connected'));
       break;
     case 'roster':
-      for (const e of msg.entries) session.roster.set(e.id, e);
+      for (const e of msg.entries) {
+        // Somebody new: ask for the volume this page remembers for them.
+        const stored = personVolume(e);
+        if (!session.roster.has(e.id) && !e.you && stored !== 100) sendJson({ type: 'volume', id: e.id, percent: stored });
+        session.roster.set(e.id, e);
+      }
       drawRoster();
       break;
     case 'left':
@@ -270,7 +277,11 @@ function onControl(msg) {
       break;
     case 'talking':
       session.talking = new Set(msg.ids);
-      drawRoster();
+      drawTalking();
+      break;
+    case 'levels':
+      session.levels = new Map(msg.levels);
+      drawTalking();
       break;
     case 'bye':
       session.byeReason = msg.reason;
@@ -416,6 +427,33 @@ function onKey(e, down) {
   }
 }
 
+// Speakers: where the page plays, where the browser lets a page choose (setSinkId).
+async function fillOutputs() {
+  const select = $('output-device');
+  if (!('setSinkId' in AudioContext.prototype)) return;
+  const outputs = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'audiooutput');
+  const before = select.value || localStorage.getItem('viz-output') || '';
+  select.replaceChildren(...outputs.map((d, i) => {
+    const o = document.createElement('option');
+    o.value = d.deviceId;
+    o.textContent = d.label || `speakers ${i + 1}`;
+    return o;
+  }));
+  if (outputs.some((d) => d.deviceId === before)) select.value = before;
+  $('output-row').hidden = outputs.length < 2;
+}
+
+async function chooseOutput() {
+  localStorage.setItem('viz-output', $('output-device').value);
+  if (!session.ctx) return;
+  try {
+    await session.ctx.setSinkId($('output-device').value === 'default' ? '' : $('output-device').value);
+    session.sinkId = $('output-device').value;
+  } catch (e) {
+    notice(`cannot play on those speakers: ${e.message}`);
+  }
+}
+
 function setVolume(percent) {
   $('volume-text').textContent = `${percent} %`;
   localStorage.setItem('viz-volume', String(percent));
@@ -440,6 +478,35 @@ async function listInputs() {
 
 // ---------- view ----------
 
+// How loud this page hears a person (percent), remembered per identity.
+function personVolume(e) {
+  const v = Number(localStorage.getItem(`viz-volume-${e.key || e.id}`));
+  return Number.isFinite(v) && localStorage.getItem(`viz-volume-${e.key || e.id}`) !== null ? v : 100;
+}
+
+function setPersonVolume(e, percent, text) {
+  localStorage.setItem(`viz-volume-${e.key || e.id}`, String(percent));
+  text.textContent = percent === 0 ? 'silenced' : `${percent} %`;
+  sendJson({ type: 'volume', id: e.id, percent });
+}
+
+// Talking dots and levels change many times a second: they are updated in place, so a
+// volume slider being dragged is not rebuilt under the pointer.
+function drawTalking() {
+  for (const li of $('roster').querySelectorAll('li[data-id]')) {
+    const id = Number(li.dataset.id);
+    const talking = session.talking.has(id);
+    const dot = li.querySelector('.talk-dot');
+    dot.className = 'talk-dot' + (talking ? ' talking' : '');
+    dot.title = talking ? 'talking' : 'quiet';
+    const fill = li.querySelector('.person-level .meter-fill');
+    if (fill) {
+      const level = talking ? (session.levels.get(id) || 0) : 0; // dBFS + 100
+      fill.style.width = `${Math.min(100, Math.max(0, (level - 40) / 60 * 100))}%`;
+    }
+  }
+}
+
 function drawRoster() {
   const ul = $('roster');
   ul.replaceChildren();
@@ -462,8 +529,28 @@ function drawRoster() {
     if (e.gain_percent !== 100) t.push(`${e.gain_percent} %`);
     tags.textContent = t.join(' · ');
     li.append(dot, name, tags);
+    if (!e.you && e.sends && session.ws && session.mode !== 'echo') {
+      const meter = document.createElement('div');
+      meter.className = 'meter small-meter person-level';
+      meter.title = 'their level';
+      const fill = document.createElement('div');
+      fill.className = 'meter-fill';
+      meter.append(fill);
+      const volume = document.createElement('input');
+      volume.type = 'range';
+      volume.min = '0'; volume.max = '200'; volume.step = '10';
+      volume.className = 'person-volume';
+      volume.value = String(personVolume(e));
+      volume.setAttribute('aria-label', `how loud you hear ${e.name}`);
+      const text = document.createElement('span');
+      text.className = 'person-volume-text';
+      text.textContent = volume.value === '0' ? 'silenced' : `${volume.value} %`;
+      volume.oninput = () => setPersonVolume(e, Number(volume.value), text);
+      li.append(meter, volume, text);
+    }
     ul.append(li);
   }
+  drawTalking();
   if (!entries.length) {
     const li = document.createElement('li');
     li.className = 'empty';
@@ -518,6 +605,7 @@ window.vizTest = {
     roster: [...session.roster.values()], talking: [...session.talking], playback: session.playbackStats || null,
     micOpen: micOpen(),
     microphone: session.mic ? session.mic.getAudioTracks()[0].getSettings().deviceId : null,
+    speakers: session.ctx && 'sinkId' in session.ctx ? session.ctx.sinkId : null,
   }),
   // What the microphone gave and what the speakers played, as 16-bit PCM (base64),
   // each with the AudioContext frame of its first sample (same clock for both).
@@ -542,6 +630,7 @@ $('ptt').onchange = () => setPtt($('ptt').checked);
 $('volume').value = localStorage.getItem('viz-volume') || '100';
 $('volume').oninput = () => setVolume(Number($('volume').value));
 $('input-device').onchange = () => localStorage.setItem('viz-input', $('input-device').value);
+$('output-device').onchange = chooseOutput;
 window.addEventListener('keydown', (e) => onKey(e, true));
 window.addEventListener('keyup', (e) => onKey(e, false));
 listInputs();

@@ -65,6 +65,9 @@ impl BrowserIn {
 pub struct BrowserRosterEntry {
     pub id: u32,
     pub name: String,
+    /// The identity's fingerprint (compact), under which the page remembers how loud
+    /// it hears this person.
+    pub key: String,
     pub kind: &'static str,
     pub you: bool,
     pub self_muted: bool,

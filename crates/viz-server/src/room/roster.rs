@@ -159,6 +159,7 @@ impl Room<'_> {
         BrowserRosterEntry {
             id: e.id,
             name: e.name.clone(),
+            key: e.key.clone(),
             kind: self.kind_of(e.id),
             you: e.you,
             self_muted: e.self_muted,

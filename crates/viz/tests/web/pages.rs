@@ -223,3 +223,100 @@ async fn a_participant_picks_a_microphone_talks_with_push_to_talk_and_sets_the_v
     shot(&page, "join-page-talking.png").await;
     page.close().await;
 }
+
+/// The level (dBFS) of one tone in the last `seconds` the page played.
+async fn played_tone(page: &Chrome, seconds: usize, hz: f32) -> f32 {
+    let r = page.eval("return await window.vizTest.recordings();").await;
+    let out = super::chrome::decode_pcm16(r["output"]["pcm"].as_str().unwrap());
+    assert!(out.len() > 48_000 * seconds, "the page played only {} samples", out.len());
+    let x = &out[out.len() - 48_000 * seconds..];
+    let share = viz_audio::analysis::band_energy_fraction(x, 48_000, hz, 40.0);
+    viz_audio::analysis::rms_dbfs(x) + 10.0 * share.max(1e-9).log10()
+}
+
+/// Issue 13 on the page: a listener sees each person's level and turns one person down
+/// or off for itself only, remembered across a reload; the speakers can be chosen where
+/// the browser allows it. Two native senders play 440 Hz (bob) and 1100 Hz (dan).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_sets_each_persons_volume_and_sees_their_levels() {
+    let _shared = BROWSERS.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"), &[]);
+    let sender = |name: &str, tone: &str| {
+        let mut p = viz(
+            &dir.path().join(name),
+            &["join", &server.join, "--name", name, "--input", tone, "--output", "null", "--duration", "60"],
+        );
+        p.expect_line("Joined room", Duration::from_secs(10));
+        p
+    };
+    let _bob = sender("bob", "tone:440");
+    let _dan = sender("dan", "tone:1100");
+    let page = Chrome::start(None).await;
+    page.goto(&format!("{}/?record=40", server.web)).await;
+    page.click("#listen").await;
+    page.wait_for("return window.vizTest.state().state === 'connected';", Duration::from_secs(15), "listening").await;
+    let slider = |name: &str| {
+        format!(
+            "[...document.querySelectorAll('#roster li')].find((li) => li.textContent.includes('{name}'))?.querySelector('.person-volume')"
+        )
+    };
+    page.wait_for(&format!("return !!({});", slider("dan")), Duration::from_secs(5), "dan's volume slider").await;
+    // Others' levels: both meters move while they talk.
+    page.wait_for(
+        "return [...document.querySelectorAll('#roster .person-level .meter-fill')].filter((f) => parseFloat(f.style.width) > 20).length === 2;",
+        Duration::from_secs(5),
+        "both level meters",
+    )
+    .await;
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let gap = |bob: f32, dan: f32| bob - dan;
+    let both = gap(played_tone(&page, 2, 440.0).await, played_tone(&page, 2, 1100.0).await);
+    let set = |v: &str| {
+        format!("const el = {}; el.value = '{v}'; el.dispatchEvent(new Event('input')); return true;", slider("bob"))
+    };
+    page.eval(&set("50")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let half = gap(played_tone(&page, 2, 440.0).await, played_tone(&page, 2, 1100.0).await);
+    page.eval(&set("0")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let off = gap(played_tone(&page, 2, 440.0).await, played_tone(&page, 2, 1100.0).await);
+    println!("bob - dan on the page: {both:.1} dB at 100 %, {half:.1} dB at 50 %, {off:.1} dB at 0 %");
+    assert!(both.abs() < 3.0, "at 100 % both are played alike: {both:.1} dB");
+    assert!((half - both + 6.0).abs() < 2.0, "at 50 %: {half:.1} dB");
+    assert!(off < -30.0, "at 0 %, bob is still played: {off:.1} dB");
+    shot(&page, "join-page-person-volumes.png").await;
+
+    // Remembered: after a reload the slider is where it was, and bob stays silent.
+    page.goto(&format!("{}/?record=40", server.web)).await;
+    page.click("#listen").await;
+    page.wait_for(&format!("return !!({});", slider("bob")), Duration::from_secs(15), "bob's slider again").await;
+    assert_eq!(page.eval(&format!("return {}.value;", slider("bob"))).await, Value::String("0".into()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = gap(played_tone(&page, 2, 440.0).await, played_tone(&page, 2, 1100.0).await);
+    println!("after a reload: {again:.1} dB");
+    assert!(again < -30.0, "after a reload bob is played again: {again:.1} dB");
+
+    // Speakers: offered when the browser has more than one and lets a page choose.
+    let outputs = page
+        .eval(
+            "return (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'audiooutput').length;",
+        )
+        .await;
+    let hidden = page.eval(&is_gone("output-row")).await;
+    println!("audio outputs Chromium lists: {outputs}; speaker choice hidden: {hidden}");
+    assert_eq!(hidden, Value::Bool(outputs.as_u64().unwrap_or(0) < 2));
+    if hidden == Value::Bool(false) {
+        let second = page.eval("return document.getElementById('output-device').options[1].value;").await;
+        let second = second.as_str().unwrap().to_owned();
+        set_value(&page, "#output-device", &second).await;
+        page.wait_for(
+            &format!("return window.vizTest.state().speakers === {second:?};"),
+            Duration::from_secs(5),
+            "the page playing on the chosen speakers",
+        )
+        .await;
+    }
+    page.close().await;
+}
