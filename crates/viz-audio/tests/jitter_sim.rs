@@ -520,3 +520,21 @@ fn lost_frames_are_rebuilt_from_deep_redundancy_of_a_later_packet() {
         "rebuilt frames at {rebuilt_db:.1} dBFS where the lost ones were {original_db:.1} dBFS"
     );
 }
+
+/// A sender that stops mid-sound (muted, push to talk let go, its process gone) is
+/// concealed for a moment and then silent: the decoder's concealment alone kept a
+/// stopped 440 Hz tone going at -28 dBFS for seconds.
+#[test]
+fn a_stream_that_stops_mid_sound_fades_to_silence() {
+    let mut tone = vec![0.0f32; 48_000 * 4];
+    viz_audio::signals::ToneOscillator::new(440.0, 0.3).fill(&mut tone);
+    let stopped = Impairment { loss: 1.0, ..Impairment::clean() };
+    let o = run(&Scenario { then: Some((2.0, stopped)), ..Default::default() }, &tone);
+    let level = |from: f64, to: f64| {
+        viz_audio::analysis::rms_dbfs(&o.output[(from * 48_000.0) as usize..(to * 48_000.0) as usize])
+    };
+    let (playing, after) = (level(1.0, 1.9), level(2.3, 3.9));
+    println!("tone {playing:.1} dBFS, from 0.3 s after it stopped {after:.1} dBFS");
+    assert!(playing > -15.0, "{playing:.1} dBFS");
+    assert!(after < -90.0, "the stopped sender is still heard at {after:.1} dBFS");
+}

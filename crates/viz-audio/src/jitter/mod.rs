@@ -63,6 +63,13 @@ const RESTART_JUMP_SAMPLES: i64 = 2 * SAMPLE_RATE as i64;
 /// that a target moving by a millisecond does not make playout oscillate.
 const SKIP_HYSTERESIS: i64 = 240;
 
+/// Pops of concealment with nothing buffered before the buffer plays silence instead:
+/// a sender that stopped (muted, push to talk let go, gone) would otherwise be
+/// "continued" by the decoder's concealment for as long as it stays quiet (measured:
+/// a muted 440 Hz tone went on at -28 dBFS for seconds). Loss bursts longer than this
+/// are not worth guessing at either.
+const CONCEAL_BEFORE_SILENCE: u64 = 5;
+
 /// Recent loss above which the buffer keeps one extra frame so FEC or DRED can be used
 /// (1 %).
 const REDUNDANCY_LOSS_THRESHOLD: f32 = 0.01;
@@ -666,7 +673,19 @@ impl JitterBuffer {
             }
             None => {
                 // Nothing buffered: DTX or loss, decided when the next packet arrives.
-                self.conceal(&mut out[..concealed_len]);
+                // A short gap is concealed; the last concealed span fades out, and from
+                // then on silence is played until the sender is back.
+                match self.unresolved_gap {
+                    n if n + 1 < CONCEAL_BEFORE_SILENCE => self.conceal(&mut out[..concealed_len]),
+                    n if n + 1 == CONCEAL_BEFORE_SILENCE => {
+                        self.conceal(&mut out[..concealed_len]);
+                        let step = 1.0 / concealed_len as f32;
+                        for (i, s) in out[..concealed_len].iter_mut().enumerate() {
+                            *s *= 1.0 - i as f32 * step;
+                        }
+                    }
+                    _ => out[..concealed_len].fill(0.0),
+                }
                 self.unresolved_gap += 1;
                 PlayKind::Concealed
             }
