@@ -1,7 +1,9 @@
-//! The mute and deafen keys, one state for `viz join`, `viz host` and the host's own
-//! audio in a room. Deafening (hear nothing) also closes the microphone, as in other
-//! voice apps, so nobody talks to someone who cannot hear the answer; others see that
-//! as muted. Muting while deafened ends both.
+//! The mute and deafen keys and push to talk, one state for `viz join`, `viz host` and
+//! the host's own audio in a room. Deafening (hear nothing) also closes the
+//! microphone, as in other voice apps, so nobody talks to someone who cannot hear the
+//! answer; others see that as muted. Muting while deafened ends both. Push to talk
+//! opens the microphone only while its key is held; others do not see that as a mute
+//! (they just hear nothing, as from someone silent).
 
 use crate::join::UserCommand;
 
@@ -9,15 +11,23 @@ use crate::join::UserCommand;
 pub struct Controls {
     pub muted: bool,
     pub deafened: bool,
+    /// Push to talk is on (`--ptt`): the microphone needs the key held.
+    pub push_to_talk: bool,
+    pub ptt_held: bool,
 }
 
 impl Controls {
     pub fn new(muted: bool) -> Self {
-        Self { muted, deafened: false }
+        Self { muted, ..Self::default() }
     }
 
-    /// Whether the microphone is closed (muted, or deafened).
+    /// Whether the microphone is closed (muted, deafened, or push to talk not held).
     pub fn mic_off(&self) -> bool {
+        self.shown_muted() || (self.push_to_talk && !self.ptt_held)
+    }
+
+    /// Whether others see this participant muted (push to talk is not a mute).
+    pub fn shown_muted(&self) -> bool {
         self.muted || self.deafened
     }
 
@@ -26,8 +36,12 @@ impl Controls {
     pub fn apply(&mut self, cmd: UserCommand) -> Option<&'static str> {
         match cmd {
             UserCommand::ToggleMute if self.deafened => {
-                *self = Self::default();
+                (self.muted, self.deafened) = (false, false);
                 Some("Hearing again, microphone on")
+            }
+            UserCommand::PushToTalk(held) => {
+                self.ptt_held = held;
+                None
             }
             UserCommand::ToggleMute => {
                 self.muted = !self.muted;

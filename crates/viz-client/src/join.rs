@@ -139,6 +139,8 @@ pub enum UserCommand {
     VolumeDown,
     /// Silence the selected person for you, or bring them back.
     ToggleSilence,
+    /// The push-to-talk key went down (true) or its tail after release ended (false).
+    PushToTalk(bool),
     Leave,
 }
 
@@ -495,7 +497,7 @@ async fn connect_and_run(
         password = Some(exchange);
     }
     conn.send_control(hello_message_for(cfg));
-    if state.controls.mic_off() {
+    if state.controls.shown_muted() {
         conn.send_control(ControlMessage::Mute { muted: true });
     }
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -579,14 +581,16 @@ async fn connect_and_run(
                 }
             },
             Some(cmd) = commands.recv() => match cmd {
-                UserCommand::ToggleMute | UserCommand::ToggleDeafen => {
-                    let was_off = state.controls.mic_off();
+                UserCommand::ToggleMute | UserCommand::ToggleDeafen | UserCommand::PushToTalk(_) => {
+                    let was_muted = state.controls.shown_muted();
                     let line = state.controls.apply(cmd);
                     engine.set_controls(state.controls);
-                    if state.controls.mic_off() != was_off {
-                        conn.send_control(ControlMessage::Mute { muted: state.controls.mic_off() });
+                    if state.controls.shown_muted() != was_muted {
+                        conn.send_control(ControlMessage::Mute { muted: state.controls.shown_muted() });
                     }
-                    console.line(line.unwrap_or_default());
+                    if let Some(line) = line {
+                        console.line(line);
+                    }
                 }
                 UserCommand::SelectPrevious
                 | UserCommand::SelectNext
@@ -826,7 +830,7 @@ async fn wait_for_leave(commands: &mut mpsc::Receiver<UserCommand>, engine: &Eng
     while let Some(cmd) = commands.recv().await {
         match cmd {
             UserCommand::Leave => return,
-            UserCommand::ToggleMute | UserCommand::ToggleDeafen => {
+            UserCommand::ToggleMute | UserCommand::ToggleDeafen | UserCommand::PushToTalk(_) => {
                 state.controls.apply(cmd);
                 engine.set_controls(state.controls);
             }

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod fuzzing;
 pub mod join;
 pub mod people;
+pub mod ptt;
 pub mod roster;
 pub mod status;
 pub mod store;

@@ -270,17 +270,19 @@ impl<'a> Host<'a> {
 
     fn on_command(&mut self, cmd: UserCommand) {
         match cmd {
-            UserCommand::ToggleMute | UserCommand::ToggleDeafen => {
-                let was_off = self.controls.mic_off();
+            UserCommand::ToggleMute | UserCommand::ToggleDeafen | UserCommand::PushToTalk(_) => {
+                let was_muted = self.controls.shown_muted();
                 let line = self.controls.apply(cmd);
                 self.engine.set_controls(self.controls);
-                let muted = self.controls.mic_off();
-                if muted != was_off
+                let muted = self.controls.shown_muted();
+                if muted != was_muted
                     && let Some(s) = self.call.as_ref().map(|c| c.id).and_then(|id| self.endpoint.session_mut(id))
                 {
                     s.send_control(ControlMessage::Mute { muted });
                 }
-                self.console.line(line.unwrap_or_default());
+                if let Some(line) = line {
+                    self.console.line(line);
+                }
             }
             UserCommand::Leave => self.begin_shutdown(Instant::now()),
             UserCommand::SelectPrevious

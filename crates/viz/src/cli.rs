@@ -569,6 +569,14 @@ pub struct CommonArgs {
     #[arg(long)]
     pub muted: bool,
 
+    /// Push to talk: the microphone is open only while KEY is held (and 250 ms after),
+    /// even while another window such as a game has focus. KEY: A-Z, 0-9, F1-F16,
+    /// Space, CapsLock, ScrollLock, Pause, Insert, Home, End, PageUp, PageDown,
+    /// LeftCtrl, RightCtrl, LeftShift, RightShift, LeftAlt, RightAlt, Backquote.
+    /// Windows and X11 (Linux, BSD); on Wayland only XWayland windows' keys are seen.
+    #[arg(long, value_name = "KEY")]
+    pub ptt: Option<viz_client::ptt::PttKey>,
+
     /// Identity key file (default: in the config directory; created on first run).
     #[arg(long, value_name = "PATH")]
     pub identity: Option<PathBuf>,

@@ -31,6 +31,8 @@ pub struct Config {
     pub denoise: Option<bool>,
     /// Where `viz join` goes when no address is given.
     pub address: Option<Spanned<String>>,
+    /// Push-to-talk key (as `--ptt` takes it).
+    pub ptt: Option<Spanned<String>>,
     /// How loud you hear each person, percent, by key fingerprint. Viz writes these
     /// when you press + or - in a call.
     pub volumes: Option<BTreeMap<String, Spanned<u16>>>,
@@ -49,6 +51,9 @@ const TEMPLATE: &str = r#"# Viz settings. Options on the command line win over t
 
 # Noise suppression on your microphone (RNNoise; adds 20 ms). Default: on.
 # denoise = true
+
+# Push to talk: talk only while this key is held, even in a game (see viz join --help).
+# ptt = "F9"
 
 # Where `viz join` goes when you give it no address.
 # address = "viz://203.0.113.7:8443#k3xq-7m2a-pq4z-rt6b-ya2c"
@@ -96,6 +101,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     if let Some(address) = &config.address {
         JoinAddress::parse(address.get_ref()).map_err(|e| anyhow::anyhow!("{}: address: {e}", at(address.span())))?;
     }
+    if let Some(ptt) = &config.ptt {
+        ptt.get_ref()
+            .parse::<viz_client::ptt::PttKey>()
+            .map_err(|e| anyhow::anyhow!("{}: ptt: {e}", at(ptt.span())))?;
+    }
     for (key, percent) in config.volumes.iter().flatten() {
         if *percent.get_ref() > viz_proto::control::MAX_GAIN_PERCENT {
             bail!("{}: volumes: {key} = {}: a volume is 0 to 200 (percent)", at(percent.span()), percent.get_ref());
@@ -121,6 +131,9 @@ pub fn apply_to_call(config: &Config, matches: &ArgMatches, common: &mut CommonA
     if let Some(on) = config.denoise.filter(|_| unset("denoise") && unset("no_denoise")) {
         common.audio.denoise = on;
         common.audio.no_denoise = !on;
+    }
+    if let Some(ptt) = config.ptt.as_ref().filter(|_| unset("ptt")) {
+        common.ptt = ptt.get_ref().parse().ok();
     }
     common.volumes = config.volumes.iter().flatten().map(|(k, p)| (k.clone(), *p.get_ref())).collect();
 }
@@ -152,6 +165,7 @@ fn show(path: &Path) -> Result<()> {
         config.denoise.map_or_else(|| "true for a microphone (default)".to_owned(), |d| d.to_string())
     );
     println!("address = {}", shown(config.address.as_ref(), "none"));
+    println!("ptt     = {}", shown(config.ptt.as_ref(), "off"));
     let volumes = config.volumes.unwrap_or_default();
     println!(
         "volumes = {}",
@@ -236,6 +250,8 @@ mod tests {
         assert!(negative.starts_with("config.toml line 2:"), "{negative}");
         let bad_address = err("# comment\naddress = \"viz://\"\n");
         assert!(bad_address.starts_with("config.toml line 2: address:"), "{bad_address}");
+        let bad_ptt = err("ptt = \"Hyper\"\n");
+        assert!(bad_ptt.starts_with("config.toml line 1: ptt: no key called 'Hyper'"), "{bad_ptt}");
         let empty_name = err("name = \"   \"\n");
         assert!(empty_name.contains("line 1: name"), "{empty_name}");
         let broken = err("name = \"alice\n");

@@ -127,6 +127,7 @@ fn engine_config(args: &DemoArgs, input: InputSpec, output: &Path) -> Result<Eng
         output: OutputSpec::Wav(output.to_owned()),
         loop_input: false,
         start_muted: false,
+        push_to_talk: false,
     })
 }
 

@@ -30,11 +30,20 @@ impl Drop for KeyMode {
     }
 }
 
-/// Starts reading keys and Ctrl-C; the commands arrive on the receiver. `console`
-/// learns whether keys act without Enter, for its hints. With `live`, single keys and
-/// a terminal on stdout, the live view starts too.
-pub fn spawn(console: &mut Console, live: bool) -> (mpsc::Receiver<UserCommand>, KeyMode) {
+/// Starts reading keys and Ctrl-C (and the push-to-talk key, with `ptt`); the
+/// commands arrive on the receiver. `console` learns whether keys act without Enter,
+/// for its hints. With `live`, single keys and a terminal on stdout, the live view
+/// starts too. Fails when the push-to-talk key cannot be read here.
+pub fn spawn(
+    console: &mut Console,
+    live: bool,
+    ptt: Option<viz_client::ptt::PttKey>,
+) -> anyhow::Result<(mpsc::Receiver<UserCommand>, KeyMode)> {
     let (tx, commands) = mpsc::channel(16);
+    if let Some(key) = ptt {
+        viz_client::ptt::spawn(key, tx.clone()).map_err(anyhow::Error::msg)?;
+        console.line(format!("Push to talk: hold {} to talk (it works while other windows have focus).", key.name));
+    }
     let ctrl_c = tx.clone();
     tokio::spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
@@ -53,7 +62,7 @@ pub fn spawn(console: &mut Console, live: bool) -> (mpsc::Receiver<UserCommand>,
     if single_keys && live {
         viz_client::view::screen::start();
     }
-    (commands, KeyMode(()))
+    Ok((commands, KeyMode(())))
 }
 
 /// One Ctrl-C: the first leaves; the second restores the terminal and exits.

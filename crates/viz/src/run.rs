@@ -43,6 +43,7 @@ fn engine_config(common: &CommonArgs) -> Result<EngineConfig> {
         output: OutputSpec::parse(&common.output),
         loop_input: common.loop_input,
         start_muted: common.muted,
+        push_to_talk: common.ptt.is_some(),
     })
 }
 
@@ -133,7 +134,7 @@ pub async fn host(args: HostArgs) -> Result<()> {
         volumes: volumes(&args.common)?,
     };
     // Restores the terminal (and ends the live view) when hosting ends.
-    let (commands, _key_mode) = keyboard::spawn(&mut console, live_view(&args.common));
+    let (commands, _key_mode) = keyboard::spawn(&mut console, live_view(&args.common), args.common.ptt)?;
     if let Some(http) = args.http {
         let state_dir = match &args.state_dir {
             Some(d) => d.clone(),
@@ -226,7 +227,8 @@ pub async fn join(args: JoinArgs) -> Result<()> {
     }
     cfg.reconnect = !args.no_reconnect && !args.echo_test;
     cfg.volumes = volumes(&args.common)?;
-    let (commands, key_mode) = keyboard::spawn(&mut console, live_view(&args.common) && !args.echo_test);
+    let (commands, key_mode) =
+        keyboard::spawn(&mut console, live_view(&args.common) && !args.echo_test, args.common.ptt)?;
     cfg.levels = viz_client::view::screen::is_on();
     let result = join::join(cfg, &engine, outgoing, commands, console).await;
     drop(key_mode);

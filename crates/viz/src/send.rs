@@ -61,6 +61,7 @@ fn join_args(a: SendArgs) -> JoinArgs {
             loop_input: a.loop_input,
             duration: a.duration,
             muted: false,
+            ptt: None,
             identity: a.identity,
             quiet: a.quiet,
             // A sender prints its progress as lines; it hears nobody to show.
@@ -130,6 +131,7 @@ async fn send_rtp(args: SendArgs) -> Result<()> {
         output: OutputSpec::Null,
         loop_input: args.loop_input,
         start_muted: false,
+        push_to_talk: false,
     };
     let described = config.input.describe();
     let (tx, mut outgoing) = tokio::sync::mpsc::channel(256);

@@ -511,3 +511,113 @@ fn the_live_view_lists_the_room_and_the_volume_keys_change_what_you_hear() {
     assert!(gap(&none) < -30.0, "silenced, bob is still heard: {:.1} dB", gap(&none));
     assert!(level(&none, 1100.0) > -40.0, "dan is still heard");
 }
+
+/// An X server for push-to-talk tests (Debian package xvfb), on a free display number.
+struct Xvfb {
+    child: std::process::Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Self {
+        for n in 90..120 {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+                continue;
+            }
+            let display = format!(":{n}");
+            let child = Command::new("Xvfb")
+                .args([&display, "-screen", "0", "640x480x24", "-nolisten", "tcp"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("Xvfb (Debian package xvfb) runs");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                assert!(Instant::now() < deadline, "Xvfb {display} did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return Xvfb { child, display };
+        }
+        panic!("no free X display number");
+    }
+
+    /// Presses or lets go of a key on this X server, as the user would in any window.
+    fn key(&self, action: &str, key: &str) {
+        let ok = Command::new("xdotool").args([action, key]).env("DISPLAY", &self.display).status();
+        assert!(ok.expect("xdotool (Debian package xdotool) runs").success());
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--ptt F9`: the global push-to-talk key, read from the X server while no viz window
+/// has focus (viz has none, and its stdin is not even a terminal): the host hears
+/// nothing until the key is down, the joiner's tone while it is held, and nothing again
+/// from 250 ms after it is let go. The key is pressed with xdotool on a real X server.
+#[test]
+fn push_to_talk_opens_the_microphone_only_while_the_global_key_is_held() {
+    let x = Xvfb::start();
+    let dir = tempfile::tempdir().unwrap();
+    let heard = dir.path().join("heard.wav");
+    let heard_arg = heard.to_str().unwrap();
+    // The host ends 8 s into the call, which finishes its recording.
+    let host_args = ["host", "--port", "0", "--input", "silence", "--output", heard_arg, "--duration", "8"];
+    let mut host = viz(&dir.path().join("host"), &host_args);
+    let line = host.expect_line("Hosting on port", Duration::from_secs(10));
+    let port: u16 = line.split_whitespace().nth(3).and_then(|w| w.parse().ok()).expect("port");
+    let address = format!("127.0.0.1:{port}");
+    let join_dir = dir.path().join("join");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_viz"));
+    cmd.args(["join", &address, "--input", "tone:440", "--output", "null", "--ptt", "F9"]);
+    cmd.env("DISPLAY", &x.display);
+    let mut joiner = common::spawn_command(&mut cmd, &join_dir);
+    joiner.expect_line("Push to talk: hold F9", Duration::from_secs(10));
+    host.expect_line("joined", Duration::from_secs(10));
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let pressed = began.elapsed();
+    x.key("keydown", "F9");
+    std::thread::sleep(Duration::from_secs(2));
+    let released = began.elapsed();
+    x.key("keyup", "F9");
+    std::thread::sleep(Duration::from_secs(2));
+    let end = began.elapsed();
+    let (status, output) = host.finish(Duration::from_secs(10));
+    assert!(status.success(), "{output}");
+    drop(joiner);
+
+    let audio = viz_audio::wav::read_mono_48k(&heard).unwrap();
+    let level = |from: Duration, to: Duration| {
+        let (a, b) = ((from.as_secs_f64() * 48_000.0) as usize, (to.as_secs_f64() * 48_000.0) as usize);
+        viz_audio::analysis::rms_dbfs(&audio[a.min(audio.len())..b.min(audio.len())])
+    };
+    let ms = Duration::from_millis;
+    let before = level(ms(300), pressed - ms(200));
+    let held = level(pressed + ms(500), released - ms(100));
+    let after = level(released + ms(900), end - ms(200));
+    println!("host heard {before:.1} dBFS before F9, {held:.1} dBFS while held, {after:.1} dBFS after");
+    assert!(before < -80.0, "the microphone was open before the key: {before:.1} dBFS");
+    assert!(held > -30.0, "the key was held and nothing was heard: {held:.1} dBFS");
+    assert!(after < -80.0, "the microphone stayed open after the key: {after:.1} dBFS");
+}
+
+/// Without an X server, `--ptt` fails at once with a way out, before any call.
+#[test]
+fn push_to_talk_without_an_x_server_says_so_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_viz"));
+    cmd.args(["join", "127.0.0.1:9", "--input", "silence", "--output", "null", "--ptt", "F9"]).env_remove("DISPLAY");
+    let mut p = common::spawn_command(&mut cmd, dir.path());
+    let (status, output) = p.finish(Duration::from_secs(10));
+    assert!(!status.success());
+    assert!(output.contains("DISPLAY is not set") && output.contains("--vad"), "{output}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_viz"));
+    cmd.args(["join", "127.0.0.1:9", "--ptt", "Hyper"]);
+    let (status, output) = common::spawn_command(&mut cmd, dir.path()).finish(Duration::from_secs(10));
+    assert!(!status.success() && output.contains("no key called 'Hyper'"), "{output}");
+}

@@ -52,6 +52,8 @@ pub struct EngineConfig {
     pub output: OutputSpec,
     pub loop_input: bool,
     pub start_muted: bool,
+    /// Push to talk (`--ptt`): the microphone starts closed and opens with the key.
+    pub push_to_talk: bool,
     /// Noise suppression on what is sent (RNNoise; 20 ms more delay).
     pub denoise: bool,
     /// Automatic gain control on what is sent, after noise suppression (10 ms more
@@ -72,6 +74,7 @@ impl Default for EngineConfig {
             output: OutputSpec::Device(None),
             loop_input: false,
             start_muted: false,
+            push_to_talk: false,
             denoise: false,
             agc: false,
             voice_gate: None,
@@ -143,7 +146,10 @@ impl EngineHandle {
     /// opened) before this returns, so a bad `--input` fails here, before any call.
     pub fn spawn(config: EngineConfig, outgoing: tokio::sync::mpsc::Sender<OwnedMedia>) -> Result<Self, String> {
         config.params.validate()?;
-        let initial_controls = crate::controls::Controls::new(config.start_muted);
+        let initial_controls = crate::controls::Controls {
+            push_to_talk: config.push_to_talk,
+            ..crate::controls::Controls::new(config.start_muted)
+        };
         let (commands, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
         let (status_tx, status) = tokio::sync::watch::channel(EngineStatus::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
@@ -293,7 +299,7 @@ impl Engine {
         let mut sender =
             MediaSender::new(config.params, config.batch, stream, rand::random(), rand::random(), outgoing)
                 .map_err(|e| e.to_string())?;
-        sender.set_muted(config.start_muted);
+        sender.set_muted(config.start_muted || config.push_to_talk);
         let jitter = JitterBuffer::new(config.jitter).map_err(|e| e.to_string())?;
         Ok(Self {
             tick,
@@ -314,7 +320,7 @@ impl Engine {
             scratch: vec![0.0; MAX_PACKET_SAMPLES],
             out_chunk: Vec::with_capacity(48_000),
             started: None,
-            muted: config.start_muted,
+            muted: config.start_muted || config.push_to_talk,
             deafened: false,
             playback_gain: 1.0,
             input_level: -120.0,

@@ -166,10 +166,13 @@ impl Panel {
         if self.people.len() > shown {
             lines.push(Line::from(format!("  … and {} more (↑↓ to scroll)", self.people.len() - shown)));
         }
-        let mic = match (self.controls.deafened, self.controls.muted, self.sends) {
+        let c = &self.controls;
+        let mic = match (c.deafened, c.muted, self.sends) {
             (true, _, _) => "DEAFENED: you hear nothing, microphone off",
             (false, true, _) => "MUTED",
             (false, false, false) => "listening only",
+            (false, false, true) if c.push_to_talk && c.ptt_held => "talking (push-to-talk key held)",
+            (false, false, true) if c.push_to_talk => "push to talk: hold the key to talk",
             (false, false, true) => "microphone on",
         };
         let level = if self.controls.mic_off() || !self.sends {

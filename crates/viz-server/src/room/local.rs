@@ -87,14 +87,16 @@ impl<'a> Room<'a> {
 
     pub(crate) fn on_local_command(&mut self, cmd: UserCommand, now: Instant) {
         match cmd {
-            UserCommand::ToggleMute | UserCommand::ToggleDeafen => {
+            UserCommand::ToggleMute | UserCommand::ToggleDeafen | UserCommand::PushToTalk(_) => {
                 let Some(l) = self.local.as_mut() else { return };
-                let was_off = l.controls.mic_off();
+                let was_muted = l.controls.shown_muted();
                 let line = l.controls.apply(cmd);
                 l.engine.set_controls(l.controls);
-                l.console.line(line.unwrap_or_default());
-                let muted = l.controls.mic_off();
-                if muted != was_off {
+                if let Some(line) = line {
+                    l.console.line(line);
+                }
+                let muted = l.controls.shown_muted();
+                if muted != was_muted {
                     self.self_muted(Link::Local, muted);
                 }
             }

@@ -40,6 +40,11 @@ pub fn viz_in_namespace(config: &Path, prelude: &str, args: &[&str]) -> Proc {
     spawn(&mut cmd, config)
 }
 
+/// Runs a command prepared by the caller (its own environment) like [`viz`].
+pub fn spawn_command(cmd: &mut Command, config: &Path) -> Proc {
+    spawn(cmd, config)
+}
+
 fn spawn(cmd: &mut Command, config: &Path) -> Proc {
     let mut child = cmd
         .env("VIZ_CONFIG_DIR", config)
