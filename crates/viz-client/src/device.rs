@@ -197,6 +197,16 @@ pub struct DeviceCounters {
     pub underruns: AtomicU64,
     /// Errors the backend reported.
     pub errors: AtomicU64,
+    /// The device went away (unplugged, disabled): the engine falls back to the default.
+    pub lost: std::sync::atomic::AtomicBool,
+}
+
+/// The error callback of both directions: counts, and notes a device that went away.
+fn on_stream_error(counters: &DeviceCounters, err: &cpal::Error) {
+    counters.errors.fetch_add(1, Ordering::Relaxed);
+    if err.kind() == cpal::ErrorKind::DeviceNotAvailable {
+        counters.lost.store(true, Ordering::Relaxed);
+    }
 }
 
 pub struct Capture {
@@ -300,9 +310,7 @@ where
                     counters.overflows.fetch_add((data.len() - n) as u64, Ordering::Relaxed);
                 }
             },
-            move |_err| {
-                err_counters.errors.fetch_add(1, Ordering::Relaxed);
-            },
+            move |err| on_stream_error(&err_counters, &err),
             None,
         )
         .map_err(backend)
@@ -364,9 +372,7 @@ where
                     counters.underruns.fetch_add((data.len() - n) as u64, Ordering::Relaxed);
                 }
             },
-            move |_err| {
-                err_counters.errors.fetch_add(1, Ordering::Relaxed);
-            },
+            move |err| on_stream_error(&err_counters, &err),
             None,
         )
         .map_err(backend)

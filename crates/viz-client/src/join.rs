@@ -325,6 +325,7 @@ struct CallState {
     people: People,
     /// The latest status line, for the live view.
     connection_line: String,
+    notices: crate::status::Notices,
     /// The last connection got as far as the call (so a new loss starts a new count).
     admitted: bool,
 }
@@ -356,6 +357,7 @@ pub async fn join(
         roster: Roster::default(),
         people: People::new(cfg.volumes.clone()),
         connection_line: "connecting…".into(),
+        notices: Default::default(),
         admitted: false,
     };
     let started = Instant::now();
@@ -763,6 +765,7 @@ async fn connect_and_run(
         if now >= next_hint {
             next_hint = now + Duration::from_secs(1);
             engine.set_loss_hint(loss_hint.update(conn.stats().remote_loss));
+            state.notices.print_new(&engine.status(), console);
         }
         if now >= next_status {
             next_status = now + cfg.status_interval;

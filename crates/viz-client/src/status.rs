@@ -34,6 +34,23 @@ impl Console {
     }
 }
 
+/// Prints each of the engine's notices (a device went away) once.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Notices {
+    printed: u64,
+}
+
+impl Notices {
+    pub fn print_new(&mut self, status: &EngineStatus, console: &Console) {
+        if let Some((n, text)) = &status.notice
+            && *n > self.printed
+        {
+            self.printed = *n;
+            console.line(text);
+        }
+    }
+}
+
 /// Bitrates between two status lines, counting datagram bytes plus the headers below
 /// them (IP and UDP, or an estimate for WebSocket).
 #[derive(Debug)]

@@ -144,6 +144,7 @@ struct Host<'a> {
     people: People,
     connection_line: String,
     next_draw: Instant,
+    notices: viz_client::status::Notices,
     plain: Vec<u8>,
     reply: Vec<u8>,
     out: Vec<u8>,
@@ -159,6 +160,7 @@ impl<'a> Host<'a> {
             people: People::new(cfg.volumes.clone()),
             connection_line: "waiting for someone to join".into(),
             next_draw: now,
+            notices: Default::default(),
             next_status: now + cfg.status_interval,
             next_hint: now + Duration::from_secs(1),
             cfg,
@@ -434,6 +436,7 @@ impl<'a> Host<'a> {
             if let Some(s) = session {
                 self.engine.set_loss_hint(self.loss_hint.update(s.stats().remote_loss));
             }
+            self.notices.print_new(&self.engine.status(), &self.console);
         }
         if now >= self.next_status {
             self.next_status = now + self.cfg.status_interval;

@@ -391,3 +391,32 @@ fn gain_control_brings_a_quiet_microphone_up() {
     println!("quiet speech heard at {plain:.1} dBFS, with --agc {raised:.1} dBFS");
     assert!(raised > plain + 10.0, "--agc took quiet speech from {plain:.1} only to {raised:.1} dBFS");
 }
+
+/// A microphone and speakers that go away mid-call are replaced by the default ones,
+/// the user is told, and the call goes on. No device can be unplugged on a machine
+/// without sound hardware: the engine's test hook marks the devices gone after 1.5 s,
+/// and everything else is real (cpal opening ALSA devices: the null device by index,
+/// then the default, which an `.asoundrc` in a scratch HOME points at the null device).
+#[cfg(target_os = "linux")]
+#[test]
+fn devices_that_go_away_mid_call_fall_back_to_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join(".asoundrc"), "pcm.!default {\n  type null\n}\n").unwrap();
+    let (_host, port) = host(&dir.path().join("host"), &["--input", "tone", "--output", "null"]);
+    let address = format!("127.0.0.1:{port}");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_viz"));
+    cmd.args(["join", &address, "--input", "0", "--output", "0", "--duration", "4"])
+        .env("HOME", &home)
+        .env("VIZ_TEST_UNPLUG_DEVICES_AFTER_MS", "1500");
+    let mut joiner = common::spawn_command(&mut cmd, &dir.path().join("join"));
+    joiner.expect_line("In a call", Duration::from_secs(10));
+    let mic = joiner.expect_line("The microphone", Duration::from_secs(5));
+    assert!(mic.contains("went away; using the default, 'Default Audio Device'"), "{mic}");
+    let speakers = joiner.expect_line("The speakers", Duration::from_secs(1));
+    assert!(speakers.contains("went away; playing on the default, 'Default Audio Device'"), "{speakers}");
+    let (status, output) = joiner.finish(Duration::from_secs(10));
+    assert!(status.success(), "{output}");
+    assert!(output.contains("the duration was reached"), "the call went on to its end:\n{output}");
+}

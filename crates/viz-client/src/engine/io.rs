@@ -245,6 +245,13 @@ impl Source {
             _ => None,
         }
     }
+
+    pub fn device_name(&self) -> Option<String> {
+        match self {
+            Self::Device { dev, .. } => Some(dev.name.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// Where played audio goes. File and null outputs model a device whose buffer is one
@@ -387,6 +394,13 @@ impl Sink {
     pub fn device_counters(&self) -> Option<&device::DeviceCounters> {
         match self {
             Self::Device { dev, .. } => Some(&dev.counters),
+            _ => None,
+        }
+    }
+
+    pub fn device_name(&self) -> Option<String> {
+        match self {
+            Self::Device { dev, .. } => Some(dev.name.clone()),
             _ => None,
         }
     }

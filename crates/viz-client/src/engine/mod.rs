@@ -106,6 +106,9 @@ pub struct EngineStatus {
     pub device_underruns: u64,
     pub device_overflows: u64,
     pub dropped_commands: u64,
+    /// What the engine had to tell the user (a device went away and what replaced
+    /// it), numbered so a caller prints each once.
+    pub notice: Option<(u64, String)>,
 }
 
 /// What the engine did, returned when it stops.
@@ -282,6 +285,9 @@ struct Engine {
     input_level: f32,
     output_level: f32,
     late_ticks: u64,
+    notice: Option<(u64, String)>,
+    /// When to act as if the devices were unplugged (see [`simulated_unplug`]).
+    unplug_at: Option<Instant>,
     input_finished_logged: bool,
 }
 
@@ -326,6 +332,11 @@ impl Engine {
             input_level: -120.0,
             output_level: -120.0,
             late_ticks: 0,
+            notice: None,
+            unplug_at: std::env::var(UNPLUG_VAR)
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .map(|ms| Instant::now() + Duration::from_millis(ms)),
             input_finished_logged: false,
         })
     }
@@ -366,6 +377,7 @@ impl Engine {
             }
             if now >= next_status {
                 next_status = now + Duration::from_millis(250);
+                self.replace_lost_devices();
                 self.publish();
             }
         }
@@ -479,6 +491,71 @@ impl Engine {
         Ok(())
     }
 
+    /// A device that went away mid-call is replaced by the default one, and the user
+    /// is told. If even that fails, it is tried again at the next status.
+    fn replace_lost_devices(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut said = Vec::new();
+        if simulated_unplug(&mut self.unplug_at) {
+            for c in [self.source.device_counters(), self.sink.as_ref().and_then(Sink::device_counters)]
+                .into_iter()
+                .flatten()
+            {
+                c.lost.store(true, Relaxed);
+            }
+        }
+        if self.source.device_counters().is_some_and(|c| c.lost.load(Relaxed)) {
+            let gone = self.source.device_name().unwrap_or_default();
+            // Let go of the dead stream first: the default may be the same device.
+            self.source = Source::Silence { start: self.started.map(|_| Instant::now()), delivered: 0 };
+            let text = match Source::open(&InputSpec::Device(None), false) {
+                Ok(mut source) => {
+                    if let Some(started) = self.started {
+                        source.start(started);
+                    }
+                    self.source = source;
+                    format!(
+                        "The microphone '{gone}' went away; using the default, '{}'.",
+                        self.source.device_name().unwrap_or_default()
+                    )
+                }
+                Err(e) => format!(
+                    "The microphone '{gone}' went away, and the default cannot be opened ({e}); the call goes on without a microphone."
+                ),
+            };
+            said.push(text);
+        }
+        if self.sink.as_ref().and_then(Sink::device_counters).is_some_and(|c| c.lost.load(Relaxed)) {
+            let gone = self.sink.as_ref().and_then(Sink::device_name).unwrap_or_default();
+            self.sink = Sink::open(&OutputSpec::Null, self.tick).ok();
+            if let (Some(sink), Some(started)) = (self.sink.as_mut(), self.started) {
+                sink.start(started);
+            }
+            let text = match Sink::open(&OutputSpec::Device(None), self.tick) {
+                Ok(sink) => {
+                    self.sink = Some(sink);
+                    format!(
+                        "The speakers '{gone}' went away; playing on the default, '{}'.",
+                        self.sink.as_ref().and_then(Sink::device_name).unwrap_or_default()
+                    )
+                }
+                Err(e) => format!(
+                    "The speakers '{gone}' went away, and the default cannot be opened ({e}); the call goes on without sound."
+                ),
+            };
+            said.push(text);
+        }
+        if !said.is_empty() {
+            self.tell(said.join("\n"));
+        }
+    }
+
+    fn tell(&mut self, text: String) {
+        tracing::info!("{text}");
+        let n = self.notice.as_ref().map_or(1, |(n, _)| n + 1);
+        self.notice = Some((n, text));
+    }
+
     fn publish(&mut self) {
         let counters = self.sink.as_ref().and_then(Sink::device_counters);
         let underruns = counters.map_or(0, |c| c.underruns.load(std::sync::atomic::Ordering::Relaxed));
@@ -496,9 +573,19 @@ impl Engine {
             device_underruns: underruns,
             device_overflows: overflows,
             dropped_commands: 0,
+            notice: self.notice.clone(),
         };
         self.status_tx.send_replace(status);
     }
+}
+
+/// Test hook: no device can be unplugged on a machine without sound hardware, so with
+/// this variable set to N, the engine's devices are treated as gone N ms after it
+/// starts (once), to test the fallback end to end with real cpal devices.
+const UNPLUG_VAR: &str = "VIZ_TEST_UNPLUG_DEVICES_AFTER_MS";
+
+fn simulated_unplug(at: &mut Option<Instant>) -> bool {
+    at.is_some_and(|t| Instant::now() >= t) && at.take().is_some()
 }
 
 #[cfg(test)]

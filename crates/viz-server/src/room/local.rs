@@ -47,6 +47,7 @@ pub(crate) struct Local<'a> {
     /// The host's selection and volumes in the live view.
     pub people: People,
     pub next_draw: Instant,
+    pub notices: viz_client::status::Notices,
 }
 
 impl<'a> Room<'a> {
@@ -165,6 +166,13 @@ impl<'a> Room<'a> {
         }
         for change in remembered {
             self.personal_volume(Link::Local, change.id, change.percent);
+        }
+    }
+
+    /// Once a second: what the host's audio engine has to say (a device went away).
+    pub(crate) fn local_notices(&mut self) {
+        if let Some(l) = self.local.as_mut() {
+            l.notices.print_new(&l.engine.status(), &l.console);
         }
     }
 

@@ -323,6 +323,7 @@ pub async fn run_with_local(
             controls: l.engine.initial_controls(),
             people: viz_client::people::People::new(l.volumes),
             next_draw: Instant::now(),
+            notices: Default::default(),
         };
         room.add_local(local, l.name, Instant::now());
     }
@@ -625,6 +626,7 @@ impl<'a> Room<'a> {
         if now >= self.next_second {
             self.next_second += Duration::from_secs(1);
             self.every_second(now);
+            self.local_notices();
         }
         if now >= self.next_log {
             self.next_log += self.cfg.stats_interval;
