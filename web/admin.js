@@ -126,7 +126,7 @@ function updateRow(tr, p) {
   tr.vizMuted = p.muted;
   r.mute.textContent = p.muted ? 'Unmute' : 'Mute';
   r.mute.classList.toggle('on', p.muted);
-  r.selfMuted.textContent = p.self_muted ? ' self-muted' : '';
+  r.selfMuted.textContent = p.deafened ? ' deafened' : (p.self_muted ? ' self-muted' : '');
 }
 
 function drawParticipants(list) {

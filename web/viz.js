@@ -387,15 +387,15 @@ function toggleDeafen() {
   $('deafen').textContent = session.deafened ? 'Undeafen' : 'Deafen';
   $('deafen').setAttribute('aria-pressed', String(session.deafened));
   setVolume(Number($('volume').value));
-  // Others see a deafened participant as muted; undeafening leaves a mute as it was.
-  sendJson({ type: 'mute', muted: session.muted || session.deafened });
+  // Others see a deafened participant as deafened (and muted); undeafening leaves a mute as it was.
+  sendJson({ type: 'mute', muted: session.muted || session.deafened, deafened: session.deafened });
 }
 
 function toggleMute() {
   session.muted = !session.muted;
   $('mute').textContent = session.muted ? 'Unmute' : 'Mute';
   $('mute').setAttribute('aria-pressed', String(session.muted));
-  sendJson({ type: 'mute', muted: session.muted || session.deafened });
+  sendJson({ type: 'mute', muted: session.muted || session.deafened, deafened: session.deafened });
 }
 
 // After the key is let go the microphone stays open this long, so the word being
@@ -524,7 +524,8 @@ function drawRoster() {
     tags.className = 'tags';
     const t = [e.kind];
     if (!e.sends) t.push('listening');
-    if (e.self_muted) t.push('muted');
+    if (e.deafened) t.push('deafened');
+    else if (e.self_muted) t.push('muted');
     if (e.admin_muted) t.push('muted by admin');
     if (e.gain_percent !== 100) t.push(`${e.gain_percent} %`);
     tags.textContent = t.join(' · ');

@@ -31,6 +31,16 @@ impl Controls {
         self.muted || self.deafened
     }
 
+    /// What others are told: muted, and deafened.
+    pub fn shown(&self) -> (bool, bool) {
+        (self.shown_muted(), self.deafened)
+    }
+
+    /// The message that tells them.
+    pub fn mute_message(&self) -> viz_proto::ControlMessage {
+        viz_proto::ControlMessage::Mute { muted: self.shown_muted(), deafened: self.deafened }
+    }
+
     /// Applies a mute or deafen key and returns the line that says what changed;
     /// `None` for other commands.
     pub fn apply(&mut self, cmd: UserCommand) -> Option<&'static str> {

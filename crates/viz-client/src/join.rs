@@ -500,7 +500,7 @@ async fn connect_and_run(
     }
     conn.send_control(hello_message_for(cfg));
     if state.controls.shown_muted() {
-        conn.send_control(ControlMessage::Mute { muted: true });
+        conn.send_control(state.controls.mute_message());
     }
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut plain = vec![0u8; MAX_DATAGRAM];
@@ -584,11 +584,11 @@ async fn connect_and_run(
             },
             Some(cmd) = commands.recv() => match cmd {
                 UserCommand::ToggleMute | UserCommand::ToggleDeafen | UserCommand::PushToTalk(_) => {
-                    let was_muted = state.controls.shown_muted();
+                    let was = state.controls.shown();
                     let line = state.controls.apply(cmd);
                     engine.set_controls(state.controls);
-                    if state.controls.shown_muted() != was_muted {
-                        conn.send_control(ControlMessage::Mute { muted: state.controls.shown_muted() });
+                    if state.controls.shown() != was {
+                        conn.send_control(state.controls.mute_message());
                     }
                     if let Some(line) = line {
                         console.line(line);
@@ -702,8 +702,17 @@ async fn connect_and_run(
                         console.line(line);
                     }
                 }
-                Event::Control(ControlMessage::Mute { muted }) if !in_room => {
-                    console.line(format!("{peer_name} {}", if muted { "muted their microphone" } else { "unmuted" }));
+                Event::Control(ControlMessage::Mute { muted, deafened }) if !in_room => {
+                    console.line(format!("{peer_name} {}", crate::roster::mute_words(muted, deafened)));
+                    // The live view's one line for the host shows it too.
+                    let host = state.roster.entries().next().map(|e| viz_proto::RosterEntry {
+                        self_muted: muted,
+                        deafened,
+                        ..e.clone()
+                    });
+                    if let Some(host) = host {
+                        state.roster.apply(&ControlMessage::Roster(vec![host]));
+                    }
                 }
                 Event::Control(_) => {}
                 Event::PeerLeft(reason) => {

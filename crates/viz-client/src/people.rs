@@ -128,6 +128,7 @@ mod tests {
             gain_percent: 100,
             you,
             self_muted: false,
+            deafened: false,
             admin_muted: false,
             sends: true,
             receives: true,

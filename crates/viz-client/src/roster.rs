@@ -4,6 +4,15 @@ use std::collections::BTreeMap;
 
 use viz_proto::{ControlMessage, RosterEntry};
 
+/// What others are told when somebody mutes or deafens ("bob deafened").
+pub fn mute_words(muted: bool, deafened: bool) -> &'static str {
+    match (muted, deafened) {
+        (_, true) => "deafened (hears nothing)",
+        (true, false) => "muted their microphone",
+        (false, false) => "unmuted",
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Roster {
     entries: BTreeMap<u32, RosterEntry>,
@@ -98,11 +107,9 @@ impl Roster {
                         Some(b) if b.gain_percent != e.gain_percent => {
                             lines.push(format!("{}'s volume set to {} %", e.name, e.gain_percent))
                         }
-                        Some(b) if b.self_muted != e.self_muted => lines.push(format!(
-                            "{} {}",
-                            e.name,
-                            if e.self_muted { "muted their microphone" } else { "unmuted" }
-                        )),
+                        Some(b) if (b.self_muted, b.deafened) != (e.self_muted, e.deafened) => {
+                            lines.push(format!("{} {}", e.name, mute_words(e.self_muted, e.deafened)))
+                        }
                         Some(_) => {}
                     }
                 }
@@ -142,7 +149,9 @@ impl Roster {
                 if self.is_talking(e.id) {
                     tags.push("talking");
                 }
-                if e.self_muted || e.admin_muted {
+                if e.deafened {
+                    tags.push("deafened");
+                } else if e.self_muted || e.admin_muted {
                     tags.push("muted");
                 }
                 if !e.sends && e.receives {
@@ -177,6 +186,7 @@ mod tests {
             gain_percent: 100,
             you,
             self_muted: false,
+            deafened: false,
             admin_muted: false,
             sends: true,
             receives: true,

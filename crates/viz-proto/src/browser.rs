@@ -38,8 +38,12 @@ pub enum BrowserIn {
         #[serde(default)]
         password: Option<String>,
     },
-    /// The user's own mute.
-    Mute { muted: bool },
+    /// The user's own mute, and whether they hear nothing either.
+    Mute {
+        muted: bool,
+        #[serde(default)]
+        deafened: bool,
+    },
     /// What the page measures of the audio it receives, once a second.
     Report { loss: f32 },
     /// How loud this page hears participant `id`, for itself only (0..=200 %).
@@ -71,6 +75,7 @@ pub struct BrowserRosterEntry {
     pub kind: &'static str,
     pub you: bool,
     pub self_muted: bool,
+    pub deafened: bool,
     pub admin_muted: bool,
     pub gain_percent: u16,
     pub sends: bool,
@@ -130,7 +135,10 @@ mod tests {
                 password: Some("pw".into()),
             }
         );
-        assert_eq!(BrowserIn::parse(r#"{"type":"mute","muted":true}"#).unwrap(), BrowserIn::Mute { muted: true });
+        assert_eq!(
+            BrowserIn::parse(r#"{"type":"mute","muted":true}"#).unwrap(),
+            BrowserIn::Mute { muted: true, deafened: false }
+        );
         assert_eq!(
             BrowserIn::parse(r#"{"type":"volume","id":7,"percent":40}"#).unwrap(),
             BrowserIn::Volume { id: 7, percent: 40 }

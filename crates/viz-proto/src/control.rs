@@ -89,6 +89,8 @@ pub struct RosterEntry {
     pub gain_percent: u16,
     pub you: bool,
     pub self_muted: bool,
+    /// Hears nothing (and so is muted too).
+    pub deafened: bool,
     pub admin_muted: bool,
     pub sends: bool,
     pub receives: bool,
@@ -217,8 +219,10 @@ impl std::fmt::Display for ByeReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlMessage {
     Hello(Hello),
+    /// My microphone is off (`muted`), and whether I hear nothing either.
     Mute {
         muted: bool,
+        deafened: bool,
     },
     Bye {
         reason: ByeReason,
@@ -341,7 +345,7 @@ impl ControlMessage {
                     | u8::from(h.levels) << 6;
                 out.push(flags);
             }
-            Self::Mute { muted } => out.extend_from_slice(&[MSG_MUTE, u8::from(*muted)]),
+            Self::Mute { muted, deafened } => out.extend_from_slice(&[MSG_MUTE, u8::from(*muted), u8::from(*deafened)]),
             Self::Bye { reason } => out.extend_from_slice(&[MSG_BYE, reason.code()]),
             Self::Roster(entries) => {
                 let entries = &entries[..entries.len().min(MAX_ROSTER_ENTRIES)];
@@ -354,7 +358,8 @@ impl ControlMessage {
                         | u8::from(e.admin_muted) << 2
                         | u8::from(e.sends) << 3
                         | u8::from(e.receives) << 4
-                        | u8::from(e.test_source) << 5;
+                        | u8::from(e.test_source) << 5
+                        | u8::from(e.deafened) << 6;
                     out.push(flags);
                     out.extend_from_slice(&e.gain_percent.to_be_bytes());
                     put_str(out, &sanitize_name(&e.name));
@@ -456,7 +461,11 @@ impl ControlMessage {
                     levels: flags & 64 != 0,
                 }))
             }
-            MSG_MUTE => Ok(Self::Mute { muted: *body.first().ok_or(DropReason::Malformed)? != 0 }),
+            // `deafened` came later: a peer that does not send it is not deafened.
+            MSG_MUTE => Ok(Self::Mute {
+                muted: *body.first().ok_or(DropReason::Malformed)? != 0,
+                deafened: body.get(1).is_some_and(|&d| d != 0),
+            }),
             MSG_BYE => Ok(Self::Bye { reason: ByeReason::from_code(*body.first().ok_or(DropReason::Malformed)?) }),
             MSG_ROSTER => {
                 let mut r = Reader(body);
@@ -478,6 +487,7 @@ impl ControlMessage {
                         gain_percent,
                         you: flags & 1 != 0,
                         self_muted: flags & 2 != 0,
+                        deafened: flags & 64 != 0,
                         admin_muted: flags & 4 != 0,
                         sends: flags & 8 != 0,
                         receives: flags & 16 != 0,
@@ -578,6 +588,7 @@ mod tests {
             gain_percent: 150,
             you: id == 1,
             self_muted: true,
+            deafened: id == 2,
             admin_muted: false,
             sends: true,
             receives: false,
@@ -615,8 +626,9 @@ mod tests {
         for m in [
             hello("alice"),
             hello(""),
-            ControlMessage::Mute { muted: true },
-            ControlMessage::Mute { muted: false },
+            ControlMessage::Mute { muted: true, deafened: false },
+            ControlMessage::Mute { muted: true, deafened: true },
+            ControlMessage::Mute { muted: false, deafened: false },
             ControlMessage::Bye { reason: ByeReason::Busy },
             ControlMessage::Bye { reason: ByeReason::Other(99) },
             ControlMessage::Unknown(0x7f),
@@ -631,6 +643,14 @@ mod tests {
             b.extend_from_slice(&[1, 2, 3]);
             assert_eq!(ControlMessage::parse(&b).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn a_mute_without_the_deafened_byte_is_not_deafened() {
+        assert_eq!(
+            ControlMessage::parse(&[MSG_MUTE, 1]).unwrap(),
+            ControlMessage::Mute { muted: true, deafened: false }
+        );
     }
 
     #[test]

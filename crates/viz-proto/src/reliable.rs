@@ -192,7 +192,7 @@ mod tests {
     use super::*;
 
     fn mute(m: bool) -> ControlMessage {
-        ControlMessage::Mute { muted: m }
+        ControlMessage::Mute { muted: m, deafened: false }
     }
 
     #[test]

@@ -21,7 +21,7 @@ fn samples() -> Vec<Vec<u8>> {
     let media = MediaFrame::new(1, 2, 3, true, &[&[0x78, 1, 2], &[0x78, 3, 4, 5]]).unwrap();
     let n = pair.joiner.send_media(now, &media, &mut out).unwrap();
     all.push(out[..n].to_vec());
-    pair.joiner.send_control(viz_proto::ControlMessage::Mute { muted: true });
+    pair.joiner.send_control(viz_proto::ControlMessage::Mute { muted: true, deafened: false });
     while let Some(n) = pair.joiner.poll_transmit(now, &mut out) {
         all.push(out[..n].to_vec());
     }

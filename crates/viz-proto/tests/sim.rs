@@ -301,8 +301,9 @@ fn control_messages_arrive_once_and_in_order_under_heavy_impairment() {
         room: false,
         levels: true,
     });
-    let sent: Vec<ControlMessage> =
-        std::iter::once(hello).chain((0..20).map(|i| ControlMessage::Mute { muted: i % 2 == 0 })).collect();
+    let sent: Vec<ControlMessage> = std::iter::once(hello)
+        .chain((0..20).map(|i| ControlMessage::Mute { muted: i % 2 == 0, deafened: false }))
+        .collect();
     for m in &sent {
         w.joiner.as_mut().unwrap().send_control(m.clone());
     }

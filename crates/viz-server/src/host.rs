@@ -273,14 +273,13 @@ impl<'a> Host<'a> {
     fn on_command(&mut self, cmd: UserCommand) {
         match cmd {
             UserCommand::ToggleMute | UserCommand::ToggleDeafen | UserCommand::PushToTalk(_) => {
-                let was_muted = self.controls.shown_muted();
+                let was = self.controls.shown();
                 let line = self.controls.apply(cmd);
                 self.engine.set_controls(self.controls);
-                let muted = self.controls.shown_muted();
-                if muted != was_muted
+                if self.controls.shown() != was
                     && let Some(s) = self.call.as_ref().map(|c| c.id).and_then(|id| self.endpoint.session_mut(id))
                 {
-                    s.send_control(ControlMessage::Mute { muted });
+                    s.send_control(self.controls.mute_message());
                 }
                 if let Some(line) = line {
                     self.console.line(line);
@@ -375,9 +374,17 @@ impl<'a> Host<'a> {
                 self.roster.apply(&ControlMessage::Roster(vec![caller]));
                 call.name = Some(name);
             }
-            Event::Control(ControlMessage::Mute { muted }) => {
+            Event::Control(ControlMessage::Mute { muted, deafened }) => {
                 let name = self.call.as_ref().and_then(|c| c.name.clone()).unwrap_or_default();
-                self.console.line(format!("{name} {}", if muted { "muted their microphone" } else { "unmuted" }));
+                self.console.line(format!("{name} {}", viz_client::roster::mute_words(muted, deafened)));
+                let entry = self.roster.entries().next().map(|e| viz_proto::RosterEntry {
+                    self_muted: muted,
+                    deafened,
+                    ..e.clone()
+                });
+                if let Some(entry) = entry {
+                    self.roster.apply(&ControlMessage::Roster(vec![entry]));
+                }
             }
             Event::Control(_) | Event::Closed => {}
             Event::PeerLeft(reason) => {

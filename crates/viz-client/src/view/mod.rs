@@ -40,6 +40,7 @@ pub struct PersonRow {
     /// How loud you hear them, percent.
     pub volume: u16,
     pub muted: bool,
+    pub deafened: bool,
     pub selected: bool,
 }
 
@@ -73,6 +74,7 @@ pub fn rows(roster: &Roster, people: &People) -> Vec<PersonRow> {
             level: roster.level(e.id),
             volume: people.volume(e),
             muted: e.self_muted || e.admin_muted,
+            deafened: e.deafened,
             selected: selected == Some(e.id),
         })
         .collect()
@@ -88,6 +90,7 @@ pub fn other_in_two(name: &str, key: &viz_proto::PublicKey) -> viz_proto::Roster
         gain_percent: 100,
         you: false,
         self_muted: false,
+        deafened: false,
         admin_muted: false,
         sends: true,
         receives: true,
@@ -150,6 +153,7 @@ impl Panel {
         for p in self.people.iter().skip(first).take(shown) {
             let name: String = p.name.chars().take(name_width).collect();
             let state = match (p.talking, p.muted) {
+                _ if p.deafened => "deafened",
                 (_, true) => "muted  ",
                 (true, false) => "talking",
                 (false, false) => "       ",
@@ -200,7 +204,7 @@ mod tests {
     use super::*;
 
     fn row(name: &str, selected: bool) -> PersonRow {
-        PersonRow { name: name.into(), talking: false, level: 0, volume: 100, muted: false, selected }
+        PersonRow { name: name.into(), talking: false, level: 0, volume: 100, muted: false, deafened: false, selected }
     }
 
     fn text(panel: &Panel) -> String {

@@ -45,6 +45,7 @@ impl Room<'_> {
             name: name.clone(),
             role,
             self_muted: false,
+            deafened: false,
             since: now,
             via: via.clone(),
             wants_levels,

@@ -124,7 +124,7 @@ impl Room<'_> {
             BrowserIn::Hello { name, identity, sends, receives, echo, password } => {
                 self.on_browser_hello(conn, name, &identity, Role { sends, receives, echo }, password, now);
             }
-            BrowserIn::Mute { muted } => self.self_muted(Link::Browser(conn), muted),
+            BrowserIn::Mute { muted, deafened } => self.self_muted(Link::Browser(conn), muted, deafened),
             BrowserIn::Volume { id, percent } => self.personal_volume(Link::Browser(conn), id, percent),
             BrowserIn::Report { loss } => {
                 if let Some(b) = self.browsers.get_mut(&conn) {

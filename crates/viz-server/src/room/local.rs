@@ -90,15 +90,15 @@ impl<'a> Room<'a> {
         match cmd {
             UserCommand::ToggleMute | UserCommand::ToggleDeafen | UserCommand::PushToTalk(_) => {
                 let Some(l) = self.local.as_mut() else { return };
-                let was_muted = l.controls.shown_muted();
+                let was = l.controls.shown();
                 let line = l.controls.apply(cmd);
                 l.engine.set_controls(l.controls);
                 if let Some(line) = line {
                     l.console.line(line);
                 }
-                let muted = l.controls.shown_muted();
-                if muted != was_muted {
-                    self.self_muted(Link::Local, muted);
+                let (muted, deafened) = l.controls.shown();
+                if (muted, deafened) != was {
+                    self.self_muted(Link::Local, muted, deafened);
                 }
             }
             UserCommand::Leave => self.begin_shutdown(now),

@@ -61,7 +61,7 @@ impl Room<'_> {
             ControlMessage::PasswordStart(start) => self.on_password_start(id, &start, now),
             ControlMessage::PasswordProof(proof) => self.on_password_proof(id, &proof, now),
             ControlMessage::Hello(h) => self.on_hello(id, h, now),
-            ControlMessage::Mute { muted } => self.self_muted(Link::Native(id), muted),
+            ControlMessage::Mute { muted, deafened } => self.self_muted(Link::Native(id), muted, deafened),
             ControlMessage::Volume { target, percent } => self.personal_volume(Link::Native(id), target, percent),
             ControlMessage::Admin(req) => self.on_admin(id, req, now),
             // Bye is turned into PeerLeft by the session; the rest is server → client.

@@ -38,6 +38,8 @@ pub(crate) struct Participant {
     pub name: String,
     pub role: Role,
     pub self_muted: bool,
+    /// Hears nothing (and is muted).
+    pub deafened: bool,
     pub since: Instant,
     /// Where it connects from, for the admin page ("UDP 1.2.3.4:5" and the like).
     pub via: String,
@@ -182,6 +184,7 @@ mod tests {
             name: format!("p{id}"),
             role: Role::SPEAKER,
             self_muted: false,
+            deafened: false,
             since: Instant::now(),
             via: String::new(),
             wants_levels: false,

@@ -100,10 +100,11 @@ impl Room<'_> {
         self.mixer.send(ToMixer::PersonalGain { listener, source: target, gain: f32::from(percent) / 100.0 });
     }
 
-    /// A participant muted or unmuted its own microphone: everyone sees it.
-    pub(crate) fn self_muted(&mut self, link: Link, muted: bool) {
+    /// A participant muted or unmuted its own microphone, or deafened: everyone sees it.
+    pub(crate) fn self_muted(&mut self, link: Link, muted: bool, deafened: bool) {
         let Some(p) = self.participants.of_link_mut(link) else { return };
-        p.self_muted = muted;
+        p.self_muted = muted || deafened;
+        p.deafened = deafened;
         let id = p.id;
         let entry = self.roster_entry(id);
         self.broadcast_roster(entry);
@@ -120,6 +121,7 @@ impl Room<'_> {
             gain_percent: stored.gain_percent,
             you: false,
             self_muted: p.self_muted,
+            deafened: p.deafened,
             admin_muted: stored.muted,
             sends: p.role.sends,
             receives: p.role.receives,
@@ -135,6 +137,7 @@ impl Room<'_> {
             gain_percent: 100,
             you: false,
             self_muted: false,
+            deafened: false,
             admin_muted: false,
             sends: true,
             receives: false,
@@ -163,6 +166,7 @@ impl Room<'_> {
             kind: self.kind_of(e.id),
             you: e.you,
             self_muted: e.self_muted,
+            deafened: e.deafened,
             admin_muted: e.admin_muted,
             gain_percent: e.gain_percent,
             sends: e.sends,

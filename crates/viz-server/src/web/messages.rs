@@ -141,6 +141,7 @@ pub struct ParticipantInfo {
     pub gain_percent: u16,
     pub muted: bool,
     pub self_muted: bool,
+    pub deafened: bool,
     pub sends: bool,
     pub receives: bool,
     pub connected_s: u64,

@@ -212,8 +212,10 @@ async fn a_participant_picks_a_microphone_talks_with_push_to_talk_and_sets_the_v
     page.click("#deafen").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let deafened = played_level(&page, 1).await;
-    let me = page.eval("return window.vizTest.state().roster.find((e) => e.you).self_muted;").await;
-    assert_eq!(me, Value::Bool(true), "the room does not show the deafened page muted");
+    let me = page
+        .eval("const me = window.vizTest.state().roster.find((e) => e.you); return [me.self_muted, me.deafened];")
+        .await;
+    assert_eq!(me, serde_json::json!([true, true]), "the room does not show the page deafened (and muted)");
     page.click("#deafen").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let again = played_level(&page, 1).await;
