@@ -538,3 +538,30 @@ fn a_stream_that_stops_mid_sound_fades_to_silence() {
     assert!(playing > -15.0, "{playing:.1} dBFS");
     assert!(after < -90.0, "the stopped sender is still heard at {after:.1} dBFS");
 }
+
+/// The other side of the test above: a pause with background noise, which the sender
+/// sends in DTX (a comfort-noise refresh every 400 ms, nothing between), keeps its
+/// comfort noise at the receiver; fading it out would leave a dead line with a blip
+/// every 400 ms.
+#[test]
+fn a_quiet_pause_in_dtx_keeps_its_comfort_noise() {
+    let mut input = vec![0.0f32; 48_000 * 4];
+    viz_audio::signals::ToneOscillator::new(440.0, 0.3).fill(&mut input[..48_000]);
+    let hiss = viz_audio::signals::white_noise(0.0017, input.len(), 5);
+    input.iter_mut().zip(&hiss).for_each(|(x, n)| *x += n);
+    let o = run(&Scenario::default(), &input);
+    let level = |x: &[f32], from: f64, to: f64| {
+        viz_audio::analysis::rms_dbfs(&x[(from * 48_000.0) as usize..(to * 48_000.0) as usize])
+    };
+    let (sent, heard) = (level(&input, 1.5, 3.9), level(&o.output, 1.5, 3.9));
+    // 20 ms blocks of the pause played as silence (the dead line).
+    let blocks = (75..195).map(|b| f64::from(b) * 0.02);
+    let dead = blocks.filter(|&t| level(&o.output, t, t + 0.02) < -90.0).count();
+    println!(
+        "hiss sent at {sent:.1} dBFS, heard at {heard:.1} dBFS, {dead} of 120 blocks silent; {} of 200 frames sent",
+        o.frames_sent
+    );
+    assert!(o.frames_sent < 150, "DTX never engaged: {} frames sent", o.frames_sent);
+    assert!((heard - sent).abs() < 10.0, "the pause's hiss, sent at {sent:.1} dBFS, was heard at {heard:.1} dBFS");
+    assert_eq!(dead, 0, "the pause's hiss was cut to silence in {dead} of 120 blocks of 20 ms");
+}

@@ -504,6 +504,9 @@ fn the_live_view_lists_the_room_and_the_volume_keys_change_what_you_hear() {
     let none = part(silenced + ms(1200), silenced + ms(2700));
     let gap = |x: &[f32]| level(x, 440.0) - level(x, 1100.0);
     println!("bob - dan: {:.1} dB at 100 %, {:.1} dB at 50 %, {:.1} dB silenced", gap(&both), gap(&down), gap(&none));
+    for (what, x) in [("100 %", &both), ("50 %", &down), ("silenced", &none)] {
+        println!("{what}: bob {:.1} dB, dan {:.1} dB", level(x, 440.0), level(x, 1100.0));
+    }
     assert!(gap(&both).abs() < 3.0, "at 100 % both are heard alike: {:.1} dB", gap(&both));
     // 50 % is -6 dB.
     assert!((gap(&down) - gap(&both) + 6.0).abs() < 2.0, "at 50 %: {:.1} dB", gap(&down));

@@ -63,11 +63,13 @@ const RESTART_JUMP_SAMPLES: i64 = 2 * SAMPLE_RATE as i64;
 /// that a target moving by a millisecond does not make playout oscillate.
 const SKIP_HYSTERESIS: i64 = 240;
 
-/// Pops of concealment with nothing buffered before the buffer plays silence instead:
-/// a sender that stopped (muted, push to talk let go, gone) would otherwise be
-/// "continued" by the decoder's concealment for as long as it stays quiet (measured:
-/// a muted 440 Hz tone went on at -28 dBFS for seconds). Loss bursts longer than this
-/// are not worth guessing at either.
+/// Pops of concealment with nothing buffered after which a gap that still sounds (its
+/// concealment is above -50 dBFS) fades to silence: a sender that stopped mid-sound
+/// (muted, push to talk let go, gone) would otherwise be "continued" by the decoder's
+/// concealment for as long as it stays away (measured: a muted 440 Hz tone went on at
+/// -28 dBFS for seconds), and loss bursts longer than this are not worth guessing at.
+/// A quiet gap is left alone: that is a pause in DTX, whose comfort noise (the
+/// sender's background, refreshed every 400 ms) goes on as the sender meant it to.
 const CONCEAL_BEFORE_SILENCE: u64 = 5;
 
 /// Recent loss above which the buffer keeps one extra frame so FEC or DRED can be used
@@ -215,6 +217,8 @@ pub struct JitterBuffer {
     last_duration: i64,
     /// Consecutive concealments whose cause (loss or DTX) is not known yet.
     unresolved_gap: u64,
+    /// The unresolved gap is a quiet one (comfort noise), concealed however long it is.
+    quiet_gap: bool,
     pops_since_drop: u32,
     stats: JitterStats,
     lost_before_restart: u64,
@@ -269,6 +273,7 @@ impl JitterBuffer {
             newest: None,
             last_duration: 960,
             unresolved_gap: 0,
+            quiet_gap: false,
             pops_since_drop: DROP_SPACING,
             stats: JitterStats::default(),
             lost_before_restart: 0,
@@ -673,18 +678,23 @@ impl JitterBuffer {
             }
             None => {
                 // Nothing buffered: DTX or loss, decided when the next packet arrives.
-                // A short gap is concealed; the last concealed span fades out, and from
-                // then on silence is played until the sender is back.
-                match self.unresolved_gap {
-                    n if n + 1 < CONCEAL_BEFORE_SILENCE => self.conceal(&mut out[..concealed_len]),
-                    n if n + 1 == CONCEAL_BEFORE_SILENCE => {
-                        self.conceal(&mut out[..concealed_len]);
-                        let step = 1.0 / concealed_len as f32;
-                        for (i, s) in out[..concealed_len].iter_mut().enumerate() {
-                            *s *= 1.0 - i as f32 * step;
+                // A short gap is concealed, and so is a quiet one however long; a gap
+                // that still sounds after CONCEAL_BEFORE_SILENCE pops fades out, and
+                // from then on silence is played until the sender is back.
+                let out = &mut out[..concealed_len];
+                if self.unresolved_gap < CONCEAL_BEFORE_SILENCE || self.quiet_gap {
+                    self.conceal(out);
+                    if self.unresolved_gap + 1 == CONCEAL_BEFORE_SILENCE {
+                        self.quiet_gap = stretch::is_quiet(out);
+                        if !self.quiet_gap {
+                            let step = 1.0 / out.len() as f32;
+                            for (i, s) in out.iter_mut().enumerate() {
+                                *s *= 1.0 - i as f32 * step;
+                            }
                         }
                     }
-                    _ => out[..concealed_len].fill(0.0),
+                } else {
+                    out.fill(0.0);
                 }
                 self.unresolved_gap += 1;
                 PlayKind::Concealed
