@@ -2,14 +2,18 @@
 //! (`--ptt KEY`): the microphone is open while the key is held and for a short tail
 //! after, so the last word is not cut.
 //!
-//! The key's state is *read*, every 10 ms, not grabbed: on X11 with `XQueryKeymap`
-//! (libX11 opened at run time, so viz needs no X libraries unless --ptt is used), on
-//! Windows with `GetAsyncKeyState`. The game still gets the key, as with Discord's or
+//! The key is *watched*, not grabbed, so the game still gets it, as with Discord's or
 //! Mumble's push to talk. (Hotkey crates register the key instead, which takes it from
-//! the game, and need a window event loop on Windows; reading costs about 0.01 % of a
-//! core.) Wayland does not let one program see another's keys: there, the key works
-//! only while an X11 (XWayland) window has focus; use `--vad` instead, or bind a
-//! compositor shortcut to a key XWayland sees. macOS is not supported yet.
+//! the game, and need a window event loop on Windows.) On X11 the X server sends raw
+//! key events (XInput 2, which reports every key whichever window has focus): the
+//! thread sleeps until the key moves, which costs nothing measurable. Where XInput 2
+//! is missing, the key's state is read every 10 ms with `XQueryKeymap` instead (0.75 %
+//! of a core on this machine's Xvfb: a round trip to the server each time). libX11
+//! and libXi are opened at run time, so viz needs no X libraries unless --ptt is used.
+//! On Windows `GetAsyncKeyState` is read every 10 ms (no round trip). Wayland does not
+//! let one program see another's keys: there, the key works only while an X11
+//! (XWayland) window has focus; use `--vad` instead, or bind a compositor shortcut to
+//! a key XWayland sees. macOS is not supported yet.
 
 use std::time::{Duration, Instant};
 
@@ -19,8 +23,11 @@ use crate::join::UserCommand;
 
 /// How long the microphone stays open after the key is let go.
 pub const TAIL: Duration = Duration::from_millis(250);
-/// How often the key is read.
+/// How often the key is read where it cannot be watched.
 const POLL: Duration = Duration::from_millis(10);
+/// How long the thread sleeps at most while nothing happens, to notice that the call
+/// is over.
+const IDLE: Duration = Duration::from_secs(1);
 
 /// A key push to talk can use, by the name `--ptt` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,12 +119,11 @@ pub fn spawn(key: PttKey, commands: mpsc::Sender<UserCommand>) -> Result<(), Str
         .spawn(move || {
             let mut open = false;
             let mut released_at: Option<Instant> = None;
-            let mut next = Instant::now();
-            loop {
-                next += POLL;
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            let mut timeout = Duration::ZERO;
+            while !commands.is_closed() {
+                let down = reader.wait(timeout);
                 let now = Instant::now();
-                let send = match (reader.is_down(), open) {
+                let send = match (down, open) {
                     (true, false) => Some(true),
                     (true, true) => {
                         released_at = None;
@@ -133,6 +139,8 @@ pub fn spawn(key: PttKey, commands: mpsc::Sender<UserCommand>) -> Result<(), Str
                         return; // the call is over
                     }
                 }
+                // Wake for the end of the tail, or for the key.
+                timeout = released_at.map_or(IDLE, |at| TAIL.saturating_sub(now.duration_since(at)));
             }
         })
         .map_err(|e| format!("cannot start the push-to-talk thread: {e}"))?;
@@ -142,15 +150,22 @@ pub fn spawn(key: PttKey, commands: mpsc::Sender<UserCommand>) -> Result<(), Str
 #[cfg(all(unix, not(target_os = "macos")))]
 mod platform {
     use std::ffi::CString;
+    use std::os::raw::{c_int, c_uchar};
+    use std::time::{Duration, Instant};
 
-    use x11_dl::xlib::{Display, Xlib};
+    use x11_dl::xinput2::{self, XInput2};
+    use x11_dl::xlib::{self, Display, Xlib};
 
-    use super::PttKey;
+    use super::{POLL, PttKey};
 
     pub struct Reader {
         xlib: Xlib,
         display: *mut Display,
         keycode: u8,
+        /// Raw key events from XInput 2, with the extension's opcode; `None` where the
+        /// server or the machine lacks it, and the key is read every [`POLL`] instead.
+        events: Option<(XInput2, c_int)>,
+        down: bool,
     }
 
     // SAFETY: the display connection is used by this reader's thread only (it moves
@@ -178,20 +193,113 @@ mod platform {
                 let sym = (xlib.XStringToKeysym)(name.as_ptr());
                 (xlib.XKeysymToKeycode)(display, sym)
             };
+            let mut reader = Self { xlib, display, keycode, events: None, down: false };
             if keycode == 0 {
-                // SAFETY: opened above, closed once.
-                unsafe { (xlib.XCloseDisplay)(display) };
                 return Err(format!("this keyboard has no {} key for push to talk", key.name));
             }
-            Ok(Self { xlib, display, keycode })
+            reader.events = reader.raw_key_events();
+            if reader.events.is_none() {
+                tracing::info!("XInput 2 is not available: the push-to-talk key is read every 10 ms");
+            }
+            reader.down = reader.query();
+            Ok(reader)
         }
 
-        pub fn is_down(&mut self) -> bool {
+        /// Asks the server for raw key events of every keyboard (XInput 2.1 sends them
+        /// to the root window whichever window has focus, grabs included).
+        fn raw_key_events(&self) -> Option<(XInput2, c_int)> {
+            let xi = XInput2::open().ok()?;
+            let (mut opcode, mut event, mut error) = (0, 0, 0);
+            let (mut major, mut minor) = (2, 1);
+            let mut mask = [0 as c_uchar; 4];
+            for bit in [xinput2::XI_RawKeyPress, xinput2::XI_RawKeyRelease] {
+                mask[(bit / 8) as usize] |= 1 << (bit % 8);
+            }
+            let mut select = xinput2::XIEventMask {
+                deviceid: xinput2::XIAllDevices,
+                mask_len: mask.len() as c_int,
+                mask: mask.as_mut_ptr(),
+            };
+            // SAFETY: a valid display; the name is NUL-terminated; the mask outlives the call.
+            unsafe {
+                let name = c"XInputExtension";
+                if (self.xlib.XQueryExtension)(self.display, name.as_ptr(), &mut opcode, &mut event, &mut error) == 0
+                    || (xi.XIQueryVersion)(self.display, &mut major, &mut minor) != 0
+                    || (major, minor) < (2, 1)
+                {
+                    return None;
+                }
+                let root = (self.xlib.XDefaultRootWindow)(self.display);
+                if (xi.XISelectEvents)(self.display, root, &mut select, 1) != 0 {
+                    return None;
+                }
+                (self.xlib.XFlush)(self.display);
+            }
+            Some((xi, opcode))
+        }
+
+        /// The key's state as the server has it now (a round trip).
+        fn query(&mut self) -> bool {
             let mut keys = [0 as std::os::raw::c_char; 32];
             // SAFETY: a valid display and a 32-byte key vector, as XQueryKeymap wants.
             unsafe { (self.xlib.XQueryKeymap)(self.display, keys.as_mut_ptr()) };
             let byte = keys[usize::from(self.keycode / 8)] as u8;
             byte & (1 << (self.keycode % 8)) != 0
+        }
+
+        /// Waits up to `timeout` for the key to move (returning early when it does) and
+        /// says whether it is down.
+        pub fn wait(&mut self, timeout: Duration) -> bool {
+            let Some((_, opcode)) = self.events else {
+                std::thread::sleep(timeout.min(POLL));
+                return self.query();
+            };
+            let deadline = Instant::now() + timeout;
+            loop {
+                if self.take_events(opcode) {
+                    return self.down;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return self.down;
+                }
+                // SAFETY: a valid display.
+                let fd = unsafe { (self.xlib.XConnectionNumber)(self.display) };
+                let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                let ms = c_int::try_from(left.as_millis().max(1)).unwrap_or(c_int::MAX);
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut poll, 1, ms) };
+            }
+        }
+
+        /// Handles the events that have arrived; true when one was about the key.
+        fn take_events(&mut self, opcode: c_int) -> bool {
+            let mut about_the_key = false;
+            // SAFETY: a valid display; an event's data is read only after XGetEventData
+            // said it holds a raw event of XInput's, and freed once.
+            unsafe {
+                while (self.xlib.XPending)(self.display) > 0 {
+                    let mut event: xlib::XEvent = std::mem::zeroed();
+                    (self.xlib.XNextEvent)(self.display, &mut event);
+                    let mut cookie = event.generic_event_cookie;
+                    if cookie.type_ != xlib::GenericEvent
+                        || cookie.extension != opcode
+                        || (self.xlib.XGetEventData)(self.display, &mut cookie) == 0
+                    {
+                        continue;
+                    }
+                    let raw = &*(cookie.data as *const xinput2::XIRawEvent);
+                    if raw.detail == c_int::from(self.keycode) {
+                        match cookie.evtype {
+                            xinput2::XI_RawKeyPress => (self.down, about_the_key) = (true, true),
+                            xinput2::XI_RawKeyRelease => (self.down, about_the_key) = (false, true),
+                            _ => {}
+                        }
+                    }
+                    (self.xlib.XFreeEventData)(self.display, &mut cookie);
+                }
+            }
+            about_the_key
         }
     }
 
@@ -218,7 +326,9 @@ mod platform {
             Ok(Self { vk: i32::from(key.vk) })
         }
 
-        pub fn is_down(&mut self) -> bool {
+        /// Sleeps up to `timeout` (one poll at most) and says whether the key is down.
+        pub fn wait(&mut self, timeout: std::time::Duration) -> bool {
+            std::thread::sleep(timeout.min(super::POLL));
             // SAFETY: reads the key's state; any virtual-key code is allowed.
             (unsafe { GetAsyncKeyState(self.vk) } as u16) & 0x8000 != 0
         }
@@ -236,7 +346,7 @@ mod platform {
             Err("push to talk with a global key is not supported on macOS yet; use --vad".into())
         }
 
-        pub fn is_down(&mut self) -> bool {
+        pub fn wait(&mut self, _timeout: std::time::Duration) -> bool {
             false
         }
     }
