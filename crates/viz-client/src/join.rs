@@ -705,14 +705,7 @@ async fn connect_and_run(
                 Event::Control(ControlMessage::Mute { muted, deafened }) if !in_room => {
                     console.line(format!("{peer_name} {}", crate::roster::mute_words(muted, deafened)));
                     // The live view's one line for the host shows it too.
-                    let host = state.roster.entries().next().map(|e| viz_proto::RosterEntry {
-                        self_muted: muted,
-                        deafened,
-                        ..e.clone()
-                    });
-                    if let Some(host) = host {
-                        state.roster.apply(&ControlMessage::Roster(vec![host]));
-                    }
+                    state.roster.other_in_two_muted(muted, deafened);
                 }
                 Event::Control(_) => {}
                 Event::PeerLeft(reason) => {

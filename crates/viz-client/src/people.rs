@@ -121,19 +121,7 @@ mod tests {
     use viz_proto::ControlMessage;
 
     fn entry(id: u32, name: &str, you: bool) -> RosterEntry {
-        RosterEntry {
-            id,
-            name: name.into(),
-            key: format!("key-{name}"),
-            gain_percent: 100,
-            you,
-            self_muted: false,
-            deafened: false,
-            admin_muted: false,
-            sends: true,
-            receives: true,
-            test_source: false,
-        }
+        RosterEntry { you, ..RosterEntry::new(id, name, format!("key-{name}")) }
     }
 
     fn roster() -> Roster {

@@ -57,6 +57,14 @@ impl Roster {
         if self.is_talking(id) { self.levels.get(&id).copied().unwrap_or(0) } else { 0 }
     }
 
+    /// In a call of two, the other person muted, unmuted or deafened: their one line
+    /// shows it.
+    pub fn other_in_two_muted(&mut self, muted: bool, deafened: bool) {
+        if let Some(other) = self.entries.values_mut().next() {
+            (other.self_muted, other.deafened) = (muted, deafened);
+        }
+    }
+
     /// Starts over (a reconnect brings a fresh roster).
     pub fn clear(&mut self) {
         *self = Self::default();
@@ -179,19 +187,7 @@ mod tests {
     use viz_proto::ByeReason;
 
     fn entry(id: u32, name: &str, you: bool) -> RosterEntry {
-        RosterEntry {
-            id,
-            name: name.into(),
-            key: String::new(),
-            gain_percent: 100,
-            you,
-            self_muted: false,
-            deafened: false,
-            admin_muted: false,
-            sends: true,
-            receives: true,
-            test_source: false,
-        }
+        RosterEntry { you, ..RosterEntry::new(id, name, "") }
     }
 
     #[test]

@@ -97,6 +97,25 @@ pub struct RosterEntry {
     pub test_source: bool,
 }
 
+impl RosterEntry {
+    /// Someone who sends and receives at full volume, with nothing muted or marked.
+    pub fn new(id: u32, name: impl Into<String>, key: impl Into<String>) -> Self {
+        Self {
+            id,
+            name: name.into(),
+            key: key.into(),
+            gain_percent: 100,
+            you: false,
+            self_muted: false,
+            deafened: false,
+            admin_muted: false,
+            sends: true,
+            receives: true,
+            test_source: false,
+        }
+    }
+}
+
 /// What an admin asks the room to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminOp {

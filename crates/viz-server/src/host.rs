@@ -377,14 +377,7 @@ impl<'a> Host<'a> {
             Event::Control(ControlMessage::Mute { muted, deafened }) => {
                 let name = self.call.as_ref().and_then(|c| c.name.clone()).unwrap_or_default();
                 self.console.line(format!("{name} {}", viz_client::roster::mute_words(muted, deafened)));
-                let entry = self.roster.entries().next().map(|e| viz_proto::RosterEntry {
-                    self_muted: muted,
-                    deafened,
-                    ..e.clone()
-                });
-                if let Some(entry) = entry {
-                    self.roster.apply(&ControlMessage::Roster(vec![entry]));
-                }
+                self.roster.other_in_two_muted(muted, deafened);
             }
             Event::Control(_) | Event::Closed => {}
             Event::PeerLeft(reason) => {

@@ -83,19 +83,7 @@ pub fn rows(roster: &Roster, people: &People) -> Vec<PersonRow> {
 /// The other person of a call of two, as a roster line (no room gives one): its key
 /// is the session's peer key, so its volume is remembered like anyone's.
 pub fn other_in_two(name: &str, key: &viz_proto::PublicKey) -> viz_proto::RosterEntry {
-    viz_proto::RosterEntry {
-        id: 0,
-        name: name.to_owned(),
-        key: key.fingerprint().compact().to_owned(),
-        gain_percent: 100,
-        you: false,
-        self_muted: false,
-        deafened: false,
-        admin_muted: false,
-        sends: true,
-        receives: true,
-        test_source: false,
-    }
+    viz_proto::RosterEntry::new(0, name, key.fingerprint().compact())
 }
 
 /// [`rows`] in a call of two: what you hear is the other person, so their level is

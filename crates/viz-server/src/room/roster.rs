@@ -131,17 +131,9 @@ impl Room<'_> {
 
     fn test_source_entry(&self) -> Option<RosterEntry> {
         self.cfg.test_source.then(|| RosterEntry {
-            id: TEST_SOURCE_ID,
-            name: parties::TEST_SOURCE_NAME.into(),
-            key: String::new(),
-            gain_percent: 100,
-            you: false,
-            self_muted: false,
-            deafened: false,
-            admin_muted: false,
-            sends: true,
             receives: false,
             test_source: true,
+            ..RosterEntry::new(TEST_SOURCE_ID, parties::TEST_SOURCE_NAME, "")
         })
     }
 
