@@ -514,8 +514,9 @@ async fn connect_and_run(
     let mut leaving: Option<EndReason> = None;
     let mut ended: Option<EndReason> = None;
     let mut rates = RateMeter::new(transport.header_overhead);
-    let mut next_status = Instant::now() + cfg.status_interval;
     let live = screen::is_on();
+    let status_interval = view::status_interval(cfg.status_interval);
+    let mut next_status = Instant::now() + status_interval;
     let mut next_draw = Instant::now();
     let mut next_hint = Instant::now() + Duration::from_secs(1);
     let mut loss_hint = LossHint::default();
@@ -770,7 +771,7 @@ async fn connect_and_run(
             state.notices.print_new(&engine.status(), console);
         }
         if now >= next_status {
-            next_status = now + cfg.status_interval;
+            next_status = now + status_interval;
             let stats = conn.stats();
             let r = rates.rates(now, &stats);
             if call_started.is_some() {

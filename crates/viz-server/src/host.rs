@@ -161,7 +161,7 @@ impl<'a> Host<'a> {
             connection_line: "waiting for someone to join".into(),
             next_draw: now,
             notices: Default::default(),
-            next_status: now + cfg.status_interval,
+            next_status: now + view::status_interval(cfg.status_interval),
             next_hint: now + Duration::from_secs(1),
             cfg,
             engine,
@@ -439,7 +439,7 @@ impl<'a> Host<'a> {
             self.notices.print_new(&self.engine.status(), &self.console);
         }
         if now >= self.next_status {
-            self.next_status = now + self.cfg.status_interval;
+            self.next_status = now + view::status_interval(self.cfg.status_interval);
             let via = self.call.as_ref().and_then(|c| self.endpoint.path(c.id)).map(|p| self.peer_text(p));
             let stats = self.call.as_ref().and_then(|c| self.endpoint.session(c.id)).map(|s| s.stats());
             if let (Some(call), Some(via), Some(stats)) = (self.call.as_mut(), via, stats)

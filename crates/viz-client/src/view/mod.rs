@@ -25,6 +25,16 @@ pub const MAX_ROWS: usize = 8;
 const FRAME_LINES: u16 = 5;
 /// How often the view is redrawn.
 pub const REDRAW: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often the live view's connection line is refreshed: a status line every 5 s
+/// is right for a log, but a panel that says "connecting…" 4 s into a call is wrong.
+const CONNECTION_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often to work out the connection's figures: each second for the live view,
+/// every `plain` for status lines.
+pub fn status_interval(plain: std::time::Duration) -> std::time::Duration {
+    if screen::is_on() { CONNECTION_REFRESH } else { plain }
+}
+
 /// Above this, what you hear in a call of two counts as talking.
 pub const TALKING_DBFS: f32 = -50.0;
 /// Cells of a level meter.
