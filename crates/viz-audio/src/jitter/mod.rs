@@ -63,7 +63,7 @@ const RESTART_JUMP_SAMPLES: i64 = 2 * SAMPLE_RATE as i64;
 /// that a target moving by a millisecond does not make playout oscillate.
 const SKIP_HYSTERESIS: i64 = 240;
 
-/// Pops of concealment with nothing buffered after which a gap that still sounds (its
+/// Pops of concealment with nothing buffered after which a gap that sounds (its first
 /// concealment is above -50 dBFS) fades to silence: a sender that stopped mid-sound
 /// (muted, push to talk let go, gone) would otherwise be "continued" by the decoder's
 /// concealment for as long as it stays away (measured: a muted 440 Hz tone went on at
@@ -681,16 +681,19 @@ impl JitterBuffer {
                 // A short gap is concealed, and so is a quiet one however long; a gap
                 // that still sounds after CONCEAL_BEFORE_SILENCE pops fades out, and
                 // from then on silence is played until the sender is back.
+                // Whether the gap is quiet is judged by its first concealment, which
+                // continues what was playing: later ones decay, and a stopped tone's
+                // concealment measured -60 dBFS by the fifth.
                 let out = &mut out[..concealed_len];
                 if self.unresolved_gap < CONCEAL_BEFORE_SILENCE || self.quiet_gap {
                     self.conceal(out);
-                    if self.unresolved_gap + 1 == CONCEAL_BEFORE_SILENCE {
+                    if self.unresolved_gap == 0 {
                         self.quiet_gap = stretch::is_quiet(out);
-                        if !self.quiet_gap {
-                            let step = 1.0 / out.len() as f32;
-                            for (i, s) in out.iter_mut().enumerate() {
-                                *s *= 1.0 - i as f32 * step;
-                            }
+                    }
+                    if self.unresolved_gap + 1 == CONCEAL_BEFORE_SILENCE && !self.quiet_gap {
+                        let step = 1.0 / out.len() as f32;
+                        for (i, s) in out.iter_mut().enumerate() {
+                            *s *= 1.0 - i as f32 * step;
                         }
                     }
                 } else {
