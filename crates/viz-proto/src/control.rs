@@ -18,7 +18,13 @@
 //! Admin    0x0A | request u32 | token_len u8 | token | op u8 | target u32 | argument
 //!          op: 0 log in (no argument), 1 gain (u16 %), 2 mute (u8), 3 rename (len u8, name), 4 kick
 //! AdminRe  0x0B | request u32 | ok u8 | len u16 | message (UTF-8)
+//! Volume   0x0C | target u32 | percent u16             (joiner → server: for me only)
+//! Levels   0x0D | count u8 | count × (id u32 | level u8)   (server → joiner)
+//! Report   0x0E | interval_ms u16                       (server → joiner: report this often)
 //! ```
+//!
+//! Talking and Levels may also come as notices (see [`crate::payload`]): unreliable,
+//! since the next one replaces them.
 //!
 //! Unknown message types are acknowledged and ignored, and fields appended by a later
 //! version are skipped, so that old and new peers can still talk.
@@ -38,6 +44,7 @@ pub const MSG_ADMIN: u8 = 0x0A;
 pub const MSG_ADMIN_RESULT: u8 = 0x0B;
 pub const MSG_VOLUME: u8 = 0x0C;
 pub const MSG_LEVELS: u8 = 0x0D;
+pub const MSG_REPORT_EVERY: u8 = 0x0E;
 
 /// Most entries in one roster message (keeps it well inside one datagram).
 pub const MAX_ROSTER_ENTRIES: usize = 12;
@@ -274,6 +281,11 @@ pub enum ControlMessage {
     /// Server: the level of everyone audible now, as (id, level); the level is dBFS
     /// + 100, so 0 is silence and 100 full scale. Only to joiners that asked.
     Levels(Vec<(u32, u8)>),
+    /// Server: send reports (and so keepalives) this often, in milliseconds. A large
+    /// room asks for fewer, so its inbound load does not grow with its size; the
+    /// session applies it (clamped to what its idle timeout allows) and does not pass
+    /// it on.
+    ReportEvery(u16),
     /// A message type this version does not know.
     Unknown(u8),
 }
@@ -453,6 +465,10 @@ impl ControlMessage {
                     out.push(*level);
                 }
             }
+            Self::ReportEvery(ms) => {
+                out.push(MSG_REPORT_EVERY);
+                out.extend_from_slice(&ms.to_be_bytes());
+            }
             Self::Unknown(t) => out.push(*t),
         }
     }
@@ -573,6 +589,7 @@ impl ControlMessage {
                 }
                 (0..count).map(|_| Ok((r.u32()?, r.u8()?))).collect::<Result<Vec<_>, _>>().map(Self::Levels)
             }
+            MSG_REPORT_EVERY => Ok(Self::ReportEvery(Reader(body).u16()?)),
             other => Ok(Self::Unknown(other)),
         }
     }
@@ -626,6 +643,7 @@ mod tests {
             ControlMessage::Volume { target: 7, percent: 25 },
             ControlMessage::Levels(vec![(1, 0), (0xffff_fffe, 100)]),
             ControlMessage::Levels(vec![]),
+            ControlMessage::ReportEvery(3000),
             ControlMessage::PasswordStart([5; 48]),
             ControlMessage::PasswordReply { reply: [6; 32], proof: [7; 32] },
             ControlMessage::PasswordProof([8; 32]),

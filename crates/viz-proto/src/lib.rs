@@ -49,5 +49,7 @@ pub use error::{DropCounters, DropReason, HandshakeError, SendError};
 pub use handshake::{Established, HostKeyPolicy, Initiator, PROTOCOL_VERSION};
 pub use identity::{Fingerprint, Keypair, PublicKey, Sas};
 pub use payload::{MediaFrame, OwnedMedia};
-pub use session::{Connection, ConnectionStats, Event, JitterEstimator, Received, SessionConfig};
+pub use session::{
+    Connection, ConnectionStats, Event, JitterEstimator, Received, SessionConfig, report_interval_for_room,
+};
 pub use wire::MAX_DATAGRAM;

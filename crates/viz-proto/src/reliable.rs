@@ -2,16 +2,20 @@
 //!
 //! Messages get consecutive ids from 1. The receiver delivers them strictly in order,
 //! keeps a few that arrive early, and acknowledges cumulatively (the highest id it has
-//! delivered). The sender retransmits what is unacknowledged after a timeout that
-//! starts at 250 ms, follows the measured round-trip time (RFC 6298's smoothed RTT,
-//! with Karn's rule: no samples from retransmitted messages) and doubles on each retry
-//! up to 2 s.
+//! delivered), at most [`ACK_DELAY`] after a message arrives so that a burst of
+//! messages costs one acknowledgement (a duplicate is acknowledged at once: the peer
+//! is retransmitting). The sender retransmits what is unacknowledged after a timeout
+//! that starts at 250 ms, follows the measured round-trip time (RFC 6298's smoothed
+//! RTT, with Karn's rule: no samples from retransmitted messages) plus the ack delay,
+//! and doubles on each retry up to 2 s.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::control::ControlMessage;
 
+/// How long a receiver may hold an acknowledgement to cover more messages.
+pub const ACK_DELAY: Duration = Duration::from_millis(40);
 const INITIAL_RTO: Duration = Duration::from_millis(250);
 const MIN_RTO: Duration = Duration::from_millis(50);
 const MAX_RTO: Duration = Duration::from_secs(2);
@@ -81,7 +85,7 @@ impl ReliableSender {
     fn rto(&self) -> Duration {
         match self.srtt {
             None => INITIAL_RTO,
-            Some(srtt) => (srtt + 4 * self.rttvar).clamp(MIN_RTO, MAX_RTO),
+            Some(srtt) => (srtt + 4 * self.rttvar + ACK_DELAY).clamp(MIN_RTO, MAX_RTO),
         }
     }
 
@@ -161,9 +165,11 @@ pub struct ReliableReceiver {
 
 impl ReliableReceiver {
     /// Accepts a message; appends whatever became deliverable, in order, to `out`.
-    pub fn on_message(&mut self, id: u32, message: ControlMessage, out: &mut Vec<ControlMessage>) {
+    /// Returns false for a duplicate (one already delivered): the caller acknowledges
+    /// it at once, since the peer evidently missed the acknowledgement.
+    pub fn on_message(&mut self, id: u32, message: ControlMessage, out: &mut Vec<ControlMessage>) -> bool {
         if id <= self.delivered {
-            return; // duplicate; the caller re-acknowledges
+            return false;
         }
         if id == self.delivered + 1 {
             out.push(message);
@@ -179,6 +185,7 @@ impl ReliableReceiver {
         {
             self.early.push((id, message));
         }
+        true
     }
 
     /// The cumulative acknowledgement to send.
@@ -202,9 +209,9 @@ mod tests {
         rx.on_message(2, mute(false), &mut out);
         assert!(out.is_empty());
         assert_eq!(rx.ack(), 0);
-        rx.on_message(1, mute(true), &mut out);
-        rx.on_message(1, mute(true), &mut out);
-        rx.on_message(3, mute(true), &mut out);
+        assert!(rx.on_message(1, mute(true), &mut out));
+        assert!(!rx.on_message(1, mute(true), &mut out), "a duplicate");
+        assert!(rx.on_message(3, mute(true), &mut out));
         assert_eq!(out, vec![mute(true), mute(false), mute(true)]);
         assert_eq!(rx.ack(), 3);
     }
@@ -235,11 +242,11 @@ mod tests {
         tx.push(&mute(true));
         tx.poll_transmit(t0).unwrap();
         assert_eq!(tx.on_ack(t0 + Duration::from_millis(40), 1), Some(Duration::from_millis(40)));
-        // RTO = 40 + 4·20 = 120 ms now.
+        // RTO = 40 + 4·20 + the peer's ack delay (40) = 160 ms now.
         tx.push(&mute(false));
         tx.poll_transmit(t0).unwrap();
-        assert!(tx.poll_transmit(t0 + Duration::from_millis(119)).is_none());
-        assert!(tx.poll_transmit(t0 + Duration::from_millis(120)).is_some());
+        assert!(tx.poll_transmit(t0 + Duration::from_millis(159)).is_none());
+        assert!(tx.poll_transmit(t0 + Duration::from_millis(160)).is_some());
     }
 
     #[test]

@@ -43,6 +43,18 @@ impl Default for SessionConfig {
     }
 }
 
+/// The shortest report interval a peer may ask for with [`ControlMessage::ReportEvery`].
+const MIN_REPORT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often the members of a room of `members` should report: once a second up to
+/// 1000 members, then less often so that the room receives about 1000 reports a
+/// second, at most every 3 s (a third of the default idle timeout). Rounded to
+/// 500 ms so that a room changes it only a few times as it grows.
+pub fn report_interval_for_room(members: usize) -> Duration {
+    let ms = (members as u64).clamp(1000, 3000).div_ceil(500) * 500;
+    Duration::from_millis(ms)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Initiator,
@@ -161,7 +173,10 @@ pub struct Connection {
     peer_report: Option<(u32, Instant)>,
     reliable_tx: ReliableSender,
     reliable_rx: ReliableReceiver,
-    ack_due: bool,
+    /// When the pending acknowledgement goes out (see [`crate::reliable::ACK_DELAY`]).
+    ack_at: Option<Instant>,
+    /// Scratch for encoding notices; keeps its capacity.
+    notice: Vec<u8>,
     delivered: Vec<ControlMessage>,
     events: VecDeque<Event>,
     /// Initiator only: the HandshakeFinal, resent until the responder confirms.
@@ -216,7 +231,8 @@ impl Connection {
             peer_report: None,
             reliable_tx: ReliableSender::default(),
             reliable_rx: ReliableReceiver::default(),
-            ack_due: false,
+            ack_at: None,
+            notice: Vec::new(),
             delivered: Vec::new(),
             events: VecDeque::new(),
             pending_final: pending_final.map(|f| (f, now)),
@@ -322,6 +338,31 @@ impl Connection {
         Ok(len)
     }
 
+    /// Encrypts `message` as a notice (sent once, not acknowledged) into `out`; returns
+    /// the datagram length. For state the next notice replaces: who is talking, levels.
+    pub fn send_notice(&mut self, now: Instant, message: &ControlMessage, out: &mut [u8]) -> Result<usize, SendError> {
+        self.latest_now = now;
+        if self.state != State::Open {
+            return Err(SendError::Closed);
+        }
+        self.notice.clear();
+        message.encode(&mut self.notice);
+        let body = out.get_mut(TRANSPORT_HEADER_LEN..).ok_or(SendError::BufferTooSmall)?;
+        let n = payload::encode_notice(&self.notice, body).ok_or(SendError::BufferTooSmall)?;
+        self.seal(now, out, n)
+    }
+
+    /// Changes how often reports (and so keepalives) are sent: a large room asks for
+    /// fewer so that its inbound load does not grow with its size.
+    pub fn set_report_interval(&mut self, now: Instant, interval: Duration) {
+        self.config.report_interval = interval;
+        self.next_report = self.next_report.min(now + interval);
+    }
+
+    pub fn report_interval(&self) -> Duration {
+        self.config.report_interval
+    }
+
     fn seal(&mut self, now: Instant, out: &mut [u8], payload_len: usize) -> Result<usize, SendError> {
         let len = self.sender.seal(now, self.remote_index, out, payload_len)?;
         self.stats.datagrams_sent += 1;
@@ -381,8 +422,10 @@ impl Connection {
                 return Ok(Received::Media(media));
             }
             Payload::Control { id, message } => {
-                self.ack_due = true;
-                self.reliable_rx.on_message(id, message, &mut self.delivered);
+                let mut paced = None;
+                let fresh = self.reliable_rx.on_message(id, message, &mut self.delivered);
+                let ack_by = if fresh { now + crate::reliable::ACK_DELAY } else { now };
+                self.ack_at = Some(self.ack_at.map_or(ack_by, |t| t.min(ack_by)));
                 for message in self.delivered.drain(..) {
                     match message {
                         ControlMessage::Bye { reason } => {
@@ -391,8 +434,17 @@ impl Connection {
                                 self.events.push_back(Event::PeerLeft(reason));
                             }
                         }
+                        // Only the host paces: a joiner cannot make a room report more.
+                        ControlMessage::ReportEvery(ms) => paced = (self.role == Role::Initiator).then_some(ms),
                         other => self.events.push_back(Event::Control(other)),
                     }
+                }
+                if let Some(ms) = paced {
+                    // At most a third of the idle timeout, so that two lost reports in
+                    // a row do not end the session.
+                    let most = (self.config.idle_timeout / 3).max(MIN_REPORT_INTERVAL);
+                    let asked = Duration::from_millis(u64::from(ms)).clamp(MIN_REPORT_INTERVAL, most);
+                    self.set_report_interval(now, asked);
                 }
             }
             Payload::Ack { up_to } => {
@@ -403,6 +455,13 @@ impl Connection {
                 }
             }
             Payload::Report(report) => self.on_report(now, report),
+            // Only state that the next notice replaces may come unreliably.
+            Payload::Notice(message @ (ControlMessage::Talking(_) | ControlMessage::Levels(_))) => {
+                if self.state == State::Open {
+                    self.events.push_back(Event::Control(message));
+                }
+            }
+            Payload::Notice(_) => return Err(DropReason::Malformed),
         }
         Ok(Received::Other)
     }
@@ -460,8 +519,8 @@ impl Connection {
             return Some(fin.len());
         }
         let body = TRANSPORT_HEADER_LEN;
-        if self.ack_due {
-            self.ack_due = false;
+        if self.ack_at.is_some_and(|t| now >= t) {
+            self.ack_at = None;
             let n = payload::encode_ack(self.reliable_rx.ack(), &mut out[body..])?;
             return self.seal(now, out, n).ok();
         }
@@ -488,9 +547,10 @@ impl Connection {
 
     /// When [`Connection::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let immediate = self.ack_due || self.reliable_tx.has_unsent() || !self.events.is_empty();
+        let immediate = self.reliable_tx.has_unsent() || !self.events.is_empty();
         let candidates = [
             immediate.then_some(self.latest_now),
+            self.ack_at,
             self.pending_final.as_ref().map(|(_, t)| *t),
             self.reliable_tx.poll_timeout(),
             match self.state {

@@ -503,3 +503,89 @@ fn the_joiner_ignores_answers_that_are_not_from_a_viz_host() {
     w.run_until(t, false);
     assert!(w.joiner.is_some());
 }
+
+#[test]
+fn a_burst_of_control_messages_costs_one_acknowledgement_and_notices_none() {
+    // Reports every 30 s: the only datagrams the joiner sends in the window are acks.
+    let quiet =
+        SessionConfig { idle_timeout: Duration::from_secs(90), report_interval: Duration::from_secs(30), ..config() };
+    let imp = Impairment { delay: Duration::from_millis(15), ..Default::default() };
+    let mut w = World::new(imp, 8, first_use, quiet);
+    let t = w.secs(2.0);
+    w.run_until(t, false);
+    let id = w.host_id.expect("joined");
+    let (sent_before, events_before) = (w.joiner_sent.len(), w.joiner_events.len());
+    let burst: Vec<ControlMessage> =
+        (0..5).map(|i| ControlMessage::Mute { muted: i % 2 == 0, deafened: false }).collect();
+    // Sent 5 ms apart, as a room's flush of roster, talking and levels arrives.
+    for m in &burst {
+        w.host.session_mut(id).unwrap().send_control(m.clone());
+        let t = w.secs(0.005);
+        w.run_until(t, false);
+    }
+    let t = w.secs(1.0);
+    w.run_until(t, false);
+    let got: Vec<&ControlMessage> = w.joiner_events[events_before..]
+        .iter()
+        .filter_map(|e| if let Event::Control(c) = e { Some(c) } else { None })
+        .collect();
+    assert_eq!(got, burst.iter().collect::<Vec<_>>());
+    assert_eq!(w.joiner_sent.len() - sent_before, 1, "five messages at once are acknowledged once");
+    assert_eq!(w.host_conn().stats().control_retransmissions, 0, "the delayed ack came in time");
+
+    // Notices: delivered, never acknowledged; a notice may only carry replaceable state.
+    let (sent_before, events_before) = (w.joiner_sent.len(), w.joiner_events.len());
+    let path = w.host.path(id).unwrap();
+    let talking = ControlMessage::Talking(vec![3, 7]);
+    let mut buf = vec![0; MAX_DATAGRAM];
+    for message in [&talking, &ControlMessage::Mute { muted: true, deafened: false }, &talking] {
+        let n = w.host.session_mut(id).unwrap().send_notice(w.now, message, &mut buf).unwrap();
+        w.host_send(path, buf[..n].to_vec());
+    }
+    let t = w.secs(1.0);
+    w.run_until(t, false);
+    let got: Vec<&Event> = w.joiner_events[events_before..].iter().collect();
+    assert_eq!(
+        got,
+        vec![&Event::Control(talking.clone()), &Event::Control(talking.clone())],
+        "the Mute notice is dropped"
+    );
+    assert_eq!(w.joiner_sent.len(), sent_before, "notices are not acknowledged");
+}
+
+#[test]
+fn a_room_paces_its_joiners_reports_and_a_joiner_cannot_pace_the_room() {
+    let mut w = World::new(Impairment::default(), 9, first_use, config());
+    let t = w.secs(2.0);
+    w.run_until(t, false);
+    let id = w.host_id.expect("joined");
+    assert_eq!(viz_proto::report_interval_for_room(10), Duration::from_secs(1));
+    assert_eq!(viz_proto::report_interval_for_room(1200), Duration::from_millis(1500));
+    assert_eq!(viz_proto::report_interval_for_room(2000), Duration::from_secs(2));
+    assert_eq!(viz_proto::report_interval_for_room(10_000), Duration::from_secs(3));
+    w.host.session_mut(id).unwrap().send_control(ControlMessage::ReportEvery(3000));
+    w.joiner.as_mut().unwrap().send_control(ControlMessage::ReportEvery(250));
+    let t = w.secs(1.0);
+    w.run_until(t, false);
+    assert_eq!(w.joiner.as_ref().unwrap().report_interval(), Duration::from_secs(3));
+    assert_eq!(w.host_conn().report_interval(), Duration::from_secs(1), "the joiner's request is ignored");
+    assert!(
+        !w.joiner_events
+            .iter()
+            .chain(&w.host_events)
+            .any(|e| matches!(e, Event::Control(ControlMessage::ReportEvery(_)))),
+        "the session applies it and does not pass it on"
+    );
+    // Over 30 s the joiner now sends 10 reports, and the session stays up.
+    let before = w.joiner_sent.len();
+    let t = w.secs(30.0);
+    w.run_until(t, false);
+    let reports = w.joiner_sent.len() - before;
+    assert!((9..=11).contains(&reports), "{reports} datagrams in 30 s");
+    assert!(w.joiner.as_ref().unwrap().is_open());
+    // Asking for more than a third of the idle timeout gets a third.
+    w.host.session_mut(id).unwrap().send_control(ControlMessage::ReportEvery(60_000));
+    let t = w.secs(1.0);
+    w.run_until(t, false);
+    assert_eq!(w.joiner.as_ref().unwrap().report_interval(), config().idle_timeout / 3);
+}
