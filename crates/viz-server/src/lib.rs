@@ -5,6 +5,7 @@
 //! audio engine to the call in-process.
 
 pub mod host;
+pub mod kernel_udp;
 pub mod limits;
 pub mod listener;
 pub mod room;

@@ -104,7 +104,7 @@ impl Room<'_> {
             p.name = n;
         }
         let entry = self.roster_entry(target);
-        self.broadcast_roster(entry);
+        self.announce_entry(entry);
         Ok(text)
     }
 }

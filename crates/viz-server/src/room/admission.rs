@@ -73,7 +73,7 @@ impl Room<'_> {
         let verb = if replaced.is_some() { "reconnected" } else { "joined" };
         tracing::info!(id, %via, key = %key.fingerprint(), "{name} {verb}{kind}");
         let roster_line = self.roster_entry(id);
-        self.broadcast_roster(roster_line);
+        self.announce_entry(roster_line);
         let count = self.participants.in_roster().count();
         self.summary.peak_participants = self.summary.peak_participants.max(count);
         id
@@ -126,7 +126,7 @@ impl Room<'_> {
         self.leave_mixer(id);
         if p.in_roster() {
             tracing::info!(id, via = %p.via, "{} {reason}", p.name);
-            self.broadcast(&ControlMessage::Left { id, reason });
+            self.announce_left(id, reason);
         }
         Some(p)
     }

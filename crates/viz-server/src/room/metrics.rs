@@ -23,6 +23,12 @@ pub struct ParticipantRow {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub mix: MixStats,
+    /// Whole ticks: mix, encrypt and send.
+    pub whole_tick: super::mixing::Timing,
+    /// The kernel's UDP drop counters (Linux), read each second.
+    pub kernel_udp: Option<crate::kernel_udp::KernelUdpDrops>,
+    /// Bytes of datagrams the room socket may queue.
+    pub receive_buffer: Option<usize>,
     pub net: NetCounters,
     pub participants: Vec<ParticipantRow>,
     pub failed_attempts_refused: u64,
@@ -74,6 +80,33 @@ pub fn render(s: &Snapshot, names: bool) -> String {
     gauge(&mut r, "mix_cycle_p99_ms", "Mixer tick duration, 99th percentile over the last 5 s", s.mix.cycle_p99_ms);
     gauge(&mut r, "mix_cycle_max_ms", "Mixer tick duration, maximum over the last 5 s", s.mix.cycle_max_ms);
     counter(&mut r, "mix_ticks", "Mixer ticks since start", s.mix.ticks);
+    let tick = &s.whole_tick;
+    gauge(
+        &mut r,
+        "tick_mean_ms",
+        "Whole tick (mix, encrypt, send to the kernel), mean over the last 5 s",
+        tick.mean_ms,
+    );
+    gauge(&mut r, "tick_p99_ms", "Whole tick (mix, encrypt, send), 99th percentile over the last 5 s", tick.p99_ms);
+    gauge(&mut r, "tick_max_ms", "Whole tick (mix, encrypt, send), maximum over the last 5 s", tick.max_ms);
+    if let Some(k) = &s.kernel_udp {
+        counter(
+            &mut r,
+            "kernel_udp_receive_buffer_errors",
+            "Datagrams the kernel dropped because a UDP receive buffer was full, all sockets of this network \
+             namespace (/proc/net/snmp RcvbufErrors, IPv4 and IPv6)",
+            k.receive_buffer_errors,
+        );
+        counter(
+            &mut r,
+            "kernel_udp_in_errors",
+            "UDP datagrams the kernel dropped for any reason, all sockets of this network namespace",
+            k.in_errors,
+        );
+    }
+    if let Some(bytes) = s.receive_buffer {
+        gauge(&mut r, "udp_receive_buffer_bytes", "Bytes of datagrams the room's UDP socket may queue", bytes as f64);
+    }
     counter(&mut r, "mix_late_ticks", "Ticks that started more than a frame late", s.mix.late_ticks);
     gauge(&mut r, "participants", "Participants in the room", s.participants.len() as f64);
     gauge(&mut r, "active_sources", "Sources sending audio now", s.mix.active_sources as f64);
@@ -149,6 +182,8 @@ mod tests {
     fn renders_prometheus_text_with_participant_labels() {
         let snap = Snapshot {
             mix: MixStats { cycle_p99_ms: 1.25, active_sources: 2, ticks: 4321, ..Default::default() },
+            whole_tick: super::super::mixing::Timing { mean_ms: 1.0, p99_ms: 3.5, max_ms: 4.0 },
+            kernel_udp: Some(crate::kernel_udp::KernelUdpDrops { receive_buffer_errors: 17, in_errors: 20 }),
             participants: vec![ParticipantRow {
                 id: 100,
                 name: "alice \"a\"".into(),
@@ -160,6 +195,8 @@ mod tests {
         };
         let text = render(&snap, true);
         assert!(text.contains("viz_room_mix_cycle_p99_ms 1.25"), "{text}");
+        assert!(text.contains("viz_room_tick_p99_ms 3.5"), "{text}");
+        assert!(text.lines().any(|l| l == "viz_room_kernel_udp_receive_buffer_errors_total 17"), "{text}");
         assert!(text.contains("viz_room_active_sources 2.0"), "{text}");
         // Running totals are counters, not gauges.
         assert!(text.contains("# TYPE viz_room_mix_ticks counter\nviz_room_mix_ticks_total 4321\n"), "{text}");

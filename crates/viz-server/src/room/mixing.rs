@@ -93,8 +93,49 @@ pub struct MixStats {
     pub sources: Vec<(ParticipantId, SourceStatus)>,
 }
 
+/// The last [`CYCLE_WINDOW`] durations of something done every tick, in ms.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TimingWindow {
+    took: Vec<f32>,
+    at: usize,
+}
+
+/// Mean, 99th percentile and maximum of a [`TimingWindow`], ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timing {
+    pub mean_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl TimingWindow {
+    pub(crate) fn push(&mut self, took: Duration) {
+        let ms = took.as_secs_f32() * 1000.0;
+        if self.took.len() < CYCLE_WINDOW {
+            self.took.push(ms);
+        } else {
+            self.took[self.at] = ms;
+        }
+        self.at = (self.at + 1) % CYCLE_WINDOW;
+    }
+
+    pub(crate) fn summary(&self) -> Timing {
+        let mut sorted = self.took.clone();
+        sorted.sort_by(f32::total_cmp);
+        let pick = |q: f64| sorted.get(((sorted.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+        Timing {
+            mean_ms: sorted.iter().map(|&c| f64::from(c)).sum::<f64>() / sorted.len().max(1) as f64,
+            p99_ms: f64::from(pick(0.99)),
+            max_ms: f64::from(sorted.last().copied().unwrap_or(0.0)),
+        }
+    }
+}
+
 pub enum FromMixer {
     Packet(MixedPacket),
+    /// Everything a tick that began at this instant emitted was sent before this: the
+    /// network task times the whole tick (mix, encrypt, send) with it.
+    TickDone(Instant),
     Talking(Vec<ParticipantId>),
     /// Everyone audible and their level (dBFS + 100, 0..=100).
     Levels(Vec<(ParticipantId, u8)>),
@@ -228,8 +269,7 @@ struct MixerLoop {
     out: UnboundedSender<FromMixer>,
     inbox_dropped: Arc<std::sync::atomic::AtomicU64>,
     frame: Duration,
-    cycles: Vec<f32>,
-    cycle_at: usize,
+    cycles: TimingWindow,
     late_ticks: u64,
     talking: Vec<ParticipantId>,
     talking_sent_at: Option<Instant>,
@@ -260,8 +300,7 @@ impl MixerLoop {
             out,
             inbox_dropped,
             frame,
-            cycles: Vec::with_capacity(CYCLE_WINDOW),
-            cycle_at: 0,
+            cycles: TimingWindow::default(),
             late_ticks: 0,
             talking: Vec::new(),
             talking_sent_at: None,
@@ -344,13 +383,8 @@ impl MixerLoop {
             }
         }
         let stats = self.mixer.tick(now, &mut |o| emit(out, o));
-        let took = began.elapsed().as_secs_f32() * 1000.0;
-        if self.cycles.len() < CYCLE_WINDOW {
-            self.cycles.push(took);
-        } else {
-            self.cycles[self.cycle_at] = took;
-        }
-        self.cycle_at = (self.cycle_at + 1) % CYCLE_WINDOW;
+        self.cycles.push(began.elapsed());
+        let _ = self.out.send(FromMixer::TickDone(began));
         self.encodes_since_stats += u64::from(stats.encodes);
         self.ticks_since_stats += 1;
 
@@ -375,9 +409,7 @@ impl MixerLoop {
     }
 
     fn send_stats(&mut self) {
-        let mut sorted = self.cycles.clone();
-        sorted.sort_by(f32::total_cmp);
-        let pick = |q: f64| sorted.get(((sorted.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+        let cycle = self.cycles.summary();
         let totals = self.mixer.totals();
         let ids: Vec<ParticipantId> = self.mixer_ids();
         let sources: Vec<(ParticipantId, SourceStatus)> =
@@ -385,9 +417,9 @@ impl MixerLoop {
         let stats = MixStats {
             ticks: totals.ticks,
             late_ticks: self.late_ticks,
-            cycle_mean_ms: sorted.iter().map(|&c| f64::from(c)).sum::<f64>() / sorted.len().max(1) as f64,
-            cycle_p99_ms: f64::from(pick(0.99)),
-            cycle_max_ms: f64::from(sorted.last().copied().unwrap_or(0.0)),
+            cycle_mean_ms: cycle.mean_ms,
+            cycle_p99_ms: cycle.p99_ms,
+            cycle_max_ms: cycle.max_ms,
             participants: self.mixer.len(),
             active_sources: sources.iter().filter(|(_, s)| s.active).count(),
             encodes_per_tick: self.encodes_since_stats as f64 / self.ticks_since_stats.max(1) as f64,

@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use viz_audio::AudioParams;
 use viz_audio::mixer::ParticipantId;
-use viz_proto::{
-    ByeReason, ControlMessage, Endpoint, Event, Input, Keypair, MAX_DATAGRAM, MediaFrame, OwnedMedia, SessionConfig,
-};
+use viz_proto::{ByeReason, Endpoint, Event, Input, Keypair, MAX_DATAGRAM, MediaFrame, OwnedMedia, SessionConfig};
 use zeroize::Zeroizing;
 
 use crate::listener::{BindError, Listener, Path, WsEvent};
@@ -35,6 +33,7 @@ pub mod local;
 pub mod members;
 pub mod metrics;
 pub mod mixing;
+mod news;
 mod outbox;
 pub mod outputs;
 mod participants;
@@ -194,11 +193,17 @@ pub(crate) struct Room<'a> {
     /// Browser WebSockets, by connection number.
     browsers: HashMap<u64, browser::Browser>,
     talking: Vec<ParticipantId>,
+    /// Roster changes, talking and levels waiting to go out together.
+    news: news::News,
     net: NetCounters,
     /// Media packets in and out, and participants, at the last statistics line: an
     /// idle room logs nothing.
     logged_activity: (u64, u64, usize),
     last_mix: Arc<MixStats>,
+    /// Whole ticks: from the mixer's start to the last datagram handed to the kernel.
+    whole_ticks: mixing::TimingWindow,
+    /// The native socket's receive buffer (bytes of data it may queue), for `/metrics`.
+    receive_buffer: Option<usize>,
     snapshot: Arc<Mutex<metrics::Snapshot>>,
     summary: RoomSummary,
     shutting_down: Option<Instant>,
@@ -304,7 +309,26 @@ pub async fn run_with_local(
         None => None,
     };
     let mut listener = listener;
+    let receive_buffer = crate::kernel_udp::set_receive_buffer(
+        socket2::SockRef::from(&*listener.udp),
+        crate::kernel_udp::ROOM_RECEIVE_BUFFER,
+    );
     let mut room = Room::new(cfg, listener.local, mixer, settings, snapshot, limiters);
+    match receive_buffer {
+        Ok(b) => {
+            room.receive_buffer = Some(b.usable());
+            if b.capped() {
+                tracing::warn!(
+                    "the system caps UDP receive buffers: asked for {} KiB, got {} KiB. Under load the kernel \
+                     drops datagrams; raise the cap with: sysctl -w net.core.rmem_max={}",
+                    b.asked >> 10,
+                    b.usable() >> 10,
+                    b.asked
+                );
+            }
+        }
+        Err(e) => tracing::warn!("cannot size the UDP receive buffer: {e}"),
+    }
     let (rtp, rtp_sockets) = rtp.unzip();
     room.rtp = rtp;
     room.recorder = recorder;
@@ -419,9 +443,12 @@ impl<'a> Room<'a> {
             members: HashMap::new(),
             browsers: HashMap::new(),
             talking: Vec::new(),
+            news: news::News::new(now),
             net: NetCounters::default(),
             logged_activity: (0, 0, 0),
             last_mix: Arc::new(MixStats::default()),
+            whole_ticks: mixing::TimingWindow::default(),
+            receive_buffer: None,
             snapshot,
             summary: RoomSummary::default(),
             shutting_down: None,
@@ -474,6 +501,9 @@ impl<'a> Room<'a> {
         );
         println!("Admin token: {}", self.cfg.admin_token.as_str());
         println!("Settings:    {}", self.settings.path().display());
+        if let Some(bytes) = self.receive_buffer {
+            println!("UDP buffer:  {} KiB for receiving", bytes >> 10);
+        }
         if let Some(h) = http {
             println!("Web page:    {}  (admin page: {}/admin)", h.url, h.url);
             if let Some(fp) = &h.cert_fingerprint {
@@ -555,6 +585,9 @@ impl<'a> Room<'a> {
         // that never get in leave nothing behind (finding: 125 000 fresh identities
         // grew the id table by 47 MB before any password was asked).
         self.members.insert(id, Member::new(id, key, peer.map(crate::listener::canonical), via));
+        if self.news.pacing() {
+            self.pace_session(id, at);
+        }
     }
 
     pub(crate) fn on_mixer(&mut self, msg: FromMixer, now: Instant) {
@@ -593,13 +626,11 @@ impl<'a> Room<'a> {
                     }
                 }
             }
-            FromMixer::Talking(ids) => {
-                self.talking = ids;
-                let msg = ControlMessage::Talking(self.talking.clone());
-                self.broadcast(&msg);
-            }
-            FromMixer::Levels(levels) => self.send_levels(levels),
+            FromMixer::Talking(ids) => self.talking_changed(ids),
+            FromMixer::Levels(levels) => self.levels_measured(levels),
             FromMixer::Stats(s) => self.last_mix = Arc::new(*s),
+            // The shell sent each packet's datagrams before reading the next event.
+            FromMixer::TickDone(began) => self.whole_ticks.push(Instant::now().saturating_duration_since(began)),
         }
     }
 
@@ -607,6 +638,7 @@ impl<'a> Room<'a> {
     /// the one-second work and the statistics line, the end of `--duration`. Returns
     /// whether the room has finished shutting down.
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> bool {
+        self.flush_news(now);
         self.service_dirty(now);
         if now >= self.next_timers {
             self.next_timers = now + TIMER_STEP;
@@ -638,7 +670,7 @@ impl<'a> Room<'a> {
 
     /// When [`Room::handle_timeout`] next has work.
     pub(crate) fn poll_timeout(&self) -> Instant {
-        let next = self.next_timers.min(self.next_second).min(self.next_log);
+        let next = self.next_timers.min(self.next_second).min(self.next_log).min(self.news.next_flush());
         self.local_next_draw().map_or(next, |t| next.min(t))
     }
 
@@ -737,6 +769,7 @@ impl<'a> Room<'a> {
     }
 
     fn every_second(&mut self, now: Instant) {
+        self.pace_reports(now);
         self.rtp_every_second(now);
         self.forward_reports(now);
         for b in self.browsers.values_mut() {
@@ -822,6 +855,9 @@ impl<'a> Room<'a> {
             self.recorder.as_ref().map_or(0, |r| r.dropped.load(std::sync::atomic::Ordering::Relaxed));
         metrics::Snapshot {
             mix,
+            whole_tick: self.whole_ticks.summary(),
+            kernel_udp: crate::kernel_udp::drops(),
+            receive_buffer: self.receive_buffer,
             net: self.net,
             participants,
             failed_attempts_refused: self.limiters.password.refused() + self.limiters.admin_token.refused(),

@@ -1,6 +1,7 @@
 //! Who is in the room, told to everyone in their transport's words: native sessions
 //! get control messages, browsers JSON, the host's console a line; RTP senders hear
-//! nothing. Everything the room tells its participants goes through [`Room::tell`].
+//! nothing. Everything the room tells its participants goes through [`Room::tell`];
+//! what it tells everyone waits in [`super::news`] to go out together.
 
 use viz_audio::mixer::ParticipantId;
 use viz_proto::control::MAX_ROSTER_ENTRIES;
@@ -51,24 +52,10 @@ impl Room<'_> {
 
     /// Everyone who sees the roster: participants (not echo tests, not RTP senders)
     /// and admins' control sessions.
-    fn audience(&self) -> Vec<Link> {
+    pub(crate) fn audience(&self) -> Vec<Link> {
         let participants = self.participants.in_roster().map(|p| p.link).filter(|l| !matches!(l, Link::Rtp(_)));
         let admins = self.members.values().filter(|m| matches!(m.admission, Admission::Admin)).map(|m| m.link());
         participants.chain(admins).collect()
-    }
-
-    /// Sends `msg` to everyone who sees the roster.
-    pub(crate) fn broadcast(&mut self, msg: &ControlMessage) {
-        for link in self.audience() {
-            self.tell(link, msg);
-        }
-    }
-
-    /// Tells everyone about one changed or new entry.
-    pub(crate) fn broadcast_roster(&mut self, entry: Option<RosterEntry>) {
-        if let Some(entry) = entry {
-            self.broadcast(&ControlMessage::Roster(vec![entry]));
-        }
     }
 
     /// Sends the whole roster (in messages of up to [`MAX_ROSTER_ENTRIES`]) and who is
@@ -80,16 +67,6 @@ impl Room<'_> {
         }
         let talking = ControlMessage::Talking(self.talking.clone());
         self.tell(to, &talking);
-    }
-
-    /// Everyone's level, to those who show levels.
-    pub(crate) fn send_levels(&mut self, levels: Vec<(ParticipantId, u8)>) {
-        let msg = ControlMessage::Levels(levels);
-        let to: Vec<Link> =
-            self.participants.in_roster().filter(|p| p.wants_levels && p.role.receives).map(|p| p.link).collect();
-        for link in to {
-            self.tell(link, &msg);
-        }
     }
 
     /// A participant wants to hear `target` louder or quieter, for itself only. Nobody
@@ -107,7 +84,7 @@ impl Room<'_> {
         p.deafened = deafened;
         let id = p.id;
         let entry = self.roster_entry(id);
-        self.broadcast_roster(entry);
+        self.announce_entry(entry);
     }
 
     /// A roster line for participant `id` (with `you` unset; [`Room::tell`] sets it).

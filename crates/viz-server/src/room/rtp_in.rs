@@ -481,7 +481,7 @@ impl Room<'_> {
             p.name = name;
             let id = p.id;
             let entry = self.roster_entry(id);
-            self.broadcast_roster(entry);
+            self.announce_entry(entry);
         }
     }
 

@@ -38,6 +38,9 @@ struct Client {
     handshake: Option<Initiator>,
     conn: Option<Connection>,
     events: Vec<Event>,
+    /// Datagrams the client sent and received once its session was up.
+    sent: usize,
+    received: usize,
 }
 
 impl Client {
@@ -139,6 +142,8 @@ impl Harness {
             handshake: Some(handshake),
             conn: None,
             events: Vec::new(),
+            sent: 0,
+            received: 0,
         };
         self.clients.push(client);
         self.pump();
@@ -165,6 +170,7 @@ impl Harness {
                     conn.handle_timeout(self.now);
                     while let Some(n) = conn.poll_transmit(self.now, &mut out) {
                         self.room.on_datagram(path, Some(c.addr), self.now, &out[..n]);
+                        c.sent += 1;
                         moved = true;
                     }
                     while let Some(e) = conn.poll_event() {
@@ -183,6 +189,7 @@ impl Harness {
                         c.handshake = None;
                     }
                 } else if let Some(conn) = c.conn.as_mut() {
+                    c.received += 1;
                     let _ = conn.handle_datagram(self.now, bytes, &mut plain);
                 }
             }
@@ -343,6 +350,8 @@ fn every_kind_of_participant_is_one_entry_admitted_replaced_and_removed_the_same
     assert!(done.is_ok(), "{done:?}");
     h.pump();
     assert!(h.room.participants.get(browser_id).is_none());
+    // Departures go out with the room's next news, within a quarter of a second.
+    h.advance(super::news::flush_interval(2));
     assert!(h.clients[again].heard_left(browser_id));
     assert!(h.browser_texts(page).join("\n").contains("an admin removed you"));
 
@@ -353,6 +362,64 @@ fn every_kind_of_participant_is_one_entry_admitted_replaced_and_removed_the_same
 }
 
 /// An RTP packet of payload type 111 with a one-byte Opus packet (silent, valid).
+/// Finding (issue 14): every join sent each member a roster message and every change
+/// of speaker a talking message, each acknowledged by its own datagram: at 1000
+/// members, ~7800 acknowledgements a second reached the server. Now joins are
+/// gathered into the room's news, and talking goes out as unacknowledged notices.
+#[test]
+fn joins_and_changes_of_speaker_reach_each_member_gathered_and_cost_no_acknowledgement_storm() {
+    let mut h = Harness::new(None);
+    let first = h.connect(ip(1));
+    h.join(first, "first", None);
+    h.advance(Duration::from_millis(300));
+    let (sent_before, received_before) = (h.clients[first].sent, h.clients[first].received);
+    let rosters_before = h.clients[first].events.len();
+    // 59 more join over 590 ms.
+    for i in 0..59u8 {
+        let c = h.connect(IpAddr::V4(Ipv4Addr::new(10, 1, 0, i)));
+        h.join(c, &format!("member {i}"), None);
+        h.advance(Duration::from_millis(10));
+    }
+    h.advance(Duration::from_millis(600));
+    let news: Vec<&ControlMessage> = h.clients[first].events[rosters_before..]
+        .iter()
+        .filter_map(|e| if let Event::Control(m @ ControlMessage::Roster(_)) = e { Some(m) } else { None })
+        .collect();
+    let seen: std::collections::BTreeSet<ParticipantId> = news
+        .iter()
+        .flat_map(|m| if let ControlMessage::Roster(l) = m { l.iter().map(|e| e.id).collect() } else { vec![] })
+        .collect();
+    assert_eq!(seen.len(), 59, "the first member hears of every newcomer");
+    // In 1.2 s: a few flushes of up to 12 lines each, not 59 messages.
+    assert!(news.len() <= 12, "{} roster messages for 59 joins", news.len());
+    let (sent, received) = (h.clients[first].sent - sent_before, h.clients[first].received - received_before);
+    println!(
+        "first member during 59 joins in 1.2 s: {received} datagrams in, {sent} out, {} roster messages",
+        news.len()
+    );
+    assert!(sent <= 8, "{sent} datagrams sent back (acknowledgements and reports) for 59 joins");
+
+    // The speaker changes every 100 ms for a second: each member hears who is talking
+    // a few times a second, and acknowledges none of it.
+    let ids: Vec<ParticipantId> = h.room.participants.in_roster().map(|p| p.id).collect();
+    let sent_before: Vec<usize> = h.clients.iter().map(|c| c.sent).collect();
+    let events_before = h.clients[first].events.len();
+    for id in &ids[..10] {
+        h.room.on_mixer(FromMixer::Talking(vec![*id]), h.now);
+        h.advance(Duration::from_millis(100));
+    }
+    h.advance(Duration::from_millis(1500));
+    let talking: Vec<&Vec<ParticipantId>> = h.clients[first].events[events_before..]
+        .iter()
+        .filter_map(|e| if let Event::Control(ControlMessage::Talking(t)) = e { Some(t) } else { None })
+        .collect();
+    assert!((4..=7).contains(&talking.len()), "{} talking updates in 2.5 s", talking.len());
+    assert_eq!(talking.last().map(|t| t.as_slice()), Some(&[ids[9]][..]), "the last speaker is the one shown");
+    let most_sent = h.clients.iter().zip(&sent_before).map(|(c, b)| c.sent - b).max().unwrap();
+    // Reports only: one a second each.
+    assert!(most_sent <= 3, "a member sent {most_sent} datagrams in 2.5 s of speaker changes");
+}
+
 fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, 111];
     p.extend_from_slice(&seq.to_be_bytes());
