@@ -242,6 +242,9 @@ fn loadtest_joins_every_client_and_measures_latency() {
     assert_eq!(r["joined"], 24, "{out}");
     assert_eq!(r["failed"], 0, "{out}");
     assert!(r["media_received"].as_u64().unwrap() > 1000, "{out}");
+    // Measured for the whole --duration after the last join, and loss counted there.
+    assert_eq!(r["window_s"], 4.0, "{out}");
+    assert!(r["loss_to_clients_percent"].as_f64().unwrap() < 1.0, "{out}");
     let lat = r["latency_ms"].as_array().unwrap();
     assert!(!lat.is_empty(), "{out}");
     for l in lat {

@@ -32,6 +32,10 @@ use zeroize::Zeroizing;
 use crate::cli::LoadtestArgs;
 
 mod rtp;
+mod server;
+mod window;
+
+use window::Window;
 
 /// Listeners that decode and record for the latency measurement.
 const RECORDING_LISTENERS: usize = 3;
@@ -68,10 +72,14 @@ fn prepare_voice(seed: u64) -> Result<Voice> {
 #[derive(Debug, Default)]
 pub(crate) struct ClientResult {
     joined: bool,
+    /// This client told the window it joined or gave up.
+    settled: bool,
     failure: Option<String>,
     join_ms: f64,
+    /// Media received, and expected by sequence number, within the window.
     media_received: u64,
     media_expected: u64,
+    /// Media sent over the whole run (what the server's counter is compared with).
     media_sent: u64,
     /// Speakers: which voice, and (scheduled send instant, frame index) of each packet.
     voice: Option<usize>,
@@ -92,7 +100,17 @@ pub(crate) struct ClientSpec {
     speaker: Option<usize>,
     records: bool,
     start_at: Instant,
-    stop_at: Instant,
+    window: Arc<Window>,
+}
+
+impl ClientSpec {
+    /// Tells the window this client joined or gave up, once.
+    fn settle(&self, r: &mut ClientResult) {
+        if !r.settled {
+            r.settled = true;
+            self.window.settle(Instant::now());
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -103,15 +121,23 @@ struct Report {
     failed: usize,
     failures: Vec<String>,
     join_ms_median: f64,
+    join_ms_p95: f64,
     join_ms_max: f64,
-    loss_percent: f64,
+    /// Seconds measured: from a second after the last join, for --duration.
+    window_s: f64,
+    /// Server to clients, within the window: sequence gaps at the clients.
+    loss_to_clients_percent: f64,
+    /// Clients to server, over the whole run: what the clients sent against what the
+    /// server's /metrics counted (with --metrics only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loss_to_server_percent: Option<f64>,
     media_received: u64,
     media_sent: u64,
     latency_ms: Vec<f64>,
     latency_correlation: Vec<f64>,
     /// With --metrics: the server's mixer during the run.
     #[serde(skip_serializing_if = "Option::is_none")]
-    server: Option<rtp::ServerFigures>,
+    server: Option<server::ServerFigures>,
 }
 
 /// Unwraps 16-bit sequence numbers to count expected packets.
@@ -154,6 +180,7 @@ async fn client(
     if let Err(e) = run_client(&spec, target, policy, password, &voices, &mut r).await {
         r.failure = Some(e.to_string());
     }
+    spec.settle(&mut r);
     r
 }
 
@@ -223,12 +250,14 @@ async fn run_client(
         if joined_at.is_none() && now > began + JOIN_TIMEOUT {
             bail!("not admitted within {} s", JOIN_TIMEOUT.as_secs());
         }
-        if now >= spec.stop_at && !closing {
+        if spec.window.over(now) && !closing {
             closing = true;
             conn.close(now, viz_proto::ByeReason::Leaving);
             continue;
         }
-        let mut wake = conn.poll_timeout().unwrap_or(now + Duration::from_secs(1)).min(spec.stop_at);
+        // Until the window is known, look again every 200 ms.
+        let stop = spec.window.stop_at().unwrap_or(now + Duration::from_millis(200));
+        let mut wake = conn.poll_timeout().unwrap_or(now + Duration::from_secs(1)).min(stop);
         if spec.speaker.is_some() && joined_at.is_some() {
             wake = wake.min(next_frame);
         }
@@ -237,8 +266,10 @@ async fn run_client(
                 let n = match got { Ok(n) => n, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => bail!("server unreachable"), Err(e) => return Err(e.into()) };
                 let at = Instant::now();
                 if let Ok(Received::Media(m)) = conn.handle_datagram(at, &buf[..n], &mut plain) {
-                    r.media_received += 1;
-                    seqs.see(m.seq);
+                    if spec.window.contains(at) {
+                        r.media_received += 1;
+                        seqs.see(m.seq);
+                    }
                     if let Some(d) = decoder.as_mut() {
                         let mut heard = Vec::new();
                         for f in m.frames() {
@@ -265,6 +296,7 @@ async fn run_client(
                     joined_at = Some(now);
                     r.joined = true;
                     r.join_ms = (now - began).as_secs_f64() * 1000.0;
+                    spec.settle(r);
                     next_frame = now + frame;
                 }
                 Event::PeerLeft(reason) if joined_at.is_none() => bail!("refused: the server {reason}"),
@@ -397,7 +429,8 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
     let ramp = Duration::try_from_secs_f64(args.ramp.max(0.0)).context("--ramp")?;
     let run_for = Duration::try_from_secs_f64(args.duration.max(1.0)).context("--duration")?;
     let epoch = Instant::now();
-    let stop_at = epoch + ramp + run_for;
+    let listeners = if rtp_target.is_some() { args.listeners } else { 0 };
+    let window = Arc::new(Window::new(args.clients + listeners, run_for));
     if !args.json {
         match rtp_target {
             Some(t) => println!(
@@ -426,43 +459,80 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
     if let Some(url) = &args.metrics {
         // A room that refuses (no token, wrong token) or a wrong URL is said at once, not
         // found out as an empty report at the end.
-        rtp::fetch(url, metrics_token.as_deref().map(String::as_str))
+        server::fetch(url, metrics_token.as_deref().map(String::as_str))
             .await
             .with_context(|| format!("reading {url} (a room asks for its admin token: --metrics-token-file)"))?;
     }
+    // RTP senders join when the room lists them, which its API says (admin token).
+    let admission = match (&rtp_target, &args.metrics) {
+        (Some(_), Some(url)) => {
+            let api = url
+                .strip_suffix("/metrics")
+                .map(|base| format!("{base}/api/rtp"))
+                .with_context(|| format!("--metrics {url}: expected the room's URL ending in /metrics"))?;
+            server::fetch(&api, metrics_token.as_deref().map(String::as_str)).await.with_context(|| {
+                format!("reading {api} to see senders join (needs the admin token: --metrics-token-file)")
+            })?;
+            let starts = (0..args.clients).map(|i| epoch + ramp.mul_f64(i as f64 / args.clients as f64)).collect();
+            Some(tokio::spawn(rtp::watch_admission(api, metrics_token.clone(), starts, window.clone())))
+        }
+        _ => None,
+    };
     let server = args
         .metrics
         .clone()
-        .map(|url| tokio::spawn(rtp::watch_server(url, metrics_token, epoch + ramp, stop_at, args.server_pid)));
+        .map(|url| tokio::spawn(server::watch_server(url, metrics_token, window.clone(), args.server_pid)));
     let mut tasks = Vec::with_capacity(args.clients + args.listeners);
     let mut listeners_recording = 0;
     for i in 0..args.clients {
         let speaker = (i < args.speakers).then_some(i);
         let start_at = epoch + ramp.mul_f64(i as f64 / args.clients as f64);
         if let Some(rtp_target) = rtp_target {
-            let spec = ClientSpec { index: i, speaker, records: false, start_at, stop_at };
+            let spec = ClientSpec { index: i, speaker, records: false, start_at, window: window.clone() };
             let voices = voices.clone();
             let pt = args.rtp_payload_type;
-            tasks.push(tokio::spawn(async move { rtp::sender(spec, rtp_target, pt, &voices).await }));
+            let verified = admission.is_some();
+            tasks.push(tokio::spawn(async move { rtp::sender(spec, rtp_target, pt, &voices, verified).await }));
             continue;
         }
         let records = speaker.is_none() && listeners_recording < RECORDING_LISTENERS;
         if records {
             listeners_recording += 1;
         }
-        let spec = ClientSpec { index: i, speaker, records, start_at, stop_at };
+        let spec = ClientSpec { index: i, speaker, records, start_at, window: window.clone() };
         tasks.push(tokio::spawn(client(spec, target, policy.clone(), password.clone(), voices.clone())));
     }
     if rtp_target.is_some() {
         for l in 0..args.listeners {
             let records = l < RECORDING_LISTENERS;
-            let spec = ClientSpec { index: args.clients + l, speaker: None, records, start_at: epoch, stop_at };
+            let spec =
+                ClientSpec { index: args.clients + l, speaker: None, records, start_at: epoch, window: window.clone() };
             tasks.push(tokio::spawn(client(spec, target, policy.clone(), password.clone(), voices.clone())));
         }
     }
     let mut results = Vec::with_capacity(tasks.len());
     for t in tasks {
         results.push(t.await.unwrap_or_else(|e| ClientResult { failure: Some(e.to_string()), ..Default::default() }));
+    }
+    if let Some(a) = admission {
+        let listed = a.await.context("the admission watcher failed")?;
+        for (i, (r, at)) in results.iter_mut().zip(listed).enumerate() {
+            match at {
+                Some(at) => {
+                    r.joined = true;
+                    let start = epoch + ramp.mul_f64(i as f64 / args.clients as f64);
+                    r.join_ms = at.saturating_duration_since(start).as_secs_f64() * 1000.0;
+                }
+                None if r.failure.is_none() => {
+                    r.failure = Some(format!("not listed by the room within {} s", rtp::LISTING_TIMEOUT.as_secs()));
+                }
+                None => {}
+            }
+        }
+    } else if rtp_target.is_some() && !args.json {
+        println!(
+            "(RTP senders count as joined once they send: with --metrics and the admin token, the room's list says)"
+        );
     }
     let joined: Vec<&ClientResult> = results.iter().filter(|r| r.joined).collect();
     let mut join_ms: Vec<f64> = joined.iter().map(|r| r.join_ms).collect();
@@ -475,7 +545,7 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
     let mut latency_ms = Vec::new();
     let mut latency_correlation = Vec::new();
     if args.speakers > 0 {
-        let len = samples_between(epoch, stop_at) + 48_000;
+        let len = samples_between(epoch, window.stop_at().unwrap_or_else(Instant::now)) + 48_000;
         let reference = sent_mix(epoch, len, &voices, &results);
         for r in results.iter().filter(|r| !r.heard.is_empty()) {
             if let Some((ms, c)) = latency(epoch, &reference, &r.heard) {
@@ -484,23 +554,38 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
             }
         }
     }
+    let server = match server {
+        Some(h) => Some(h.await.context("the metrics watcher failed")?),
+        None => None,
+    };
+    let media_sent: u64 = results.iter().map(|r| r.media_sent).sum();
+    // What reached the room: its RTP port's datagrams for RTP senders (the native
+    // listeners send no media), else its native media counter.
+    let server_in = server.as_ref().and_then(|f| if rtp_target.is_some() { f.rtp_in } else { f.media_in });
+    let loss_to_server_percent =
+        server_in.filter(|_| media_sent > 0).map(|got| 100.0 * (1.0 - got as f64 / media_sent as f64).max(0.0));
+    let percentile = |q: f64| join_ms.get(((join_ms.len() as f64 - 1.0) * q).round() as usize).copied();
     let report = Report {
         clients: results.len(),
         speakers: args.speakers,
         joined: joined.len(),
         failed: results.iter().filter(|r| r.failure.is_some()).count(),
         failures,
-        join_ms_median: join_ms.get(join_ms.len() / 2).copied().unwrap_or(f64::NAN),
+        join_ms_median: percentile(0.5).unwrap_or(f64::NAN),
+        join_ms_p95: percentile(0.95).unwrap_or(f64::NAN),
         join_ms_max: join_ms.last().copied().unwrap_or(f64::NAN),
-        loss_percent: if expected > 0 { 100.0 * (1.0 - received as f64 / expected as f64).max(0.0) } else { 0.0 },
+        window_s: window.bounds().map_or(0.0, |(start, end)| (end - start).as_secs_f64()),
+        loss_to_clients_percent: if expected > 0 {
+            100.0 * (1.0 - received as f64 / expected as f64).max(0.0)
+        } else {
+            0.0
+        },
+        loss_to_server_percent,
         media_received: received,
-        media_sent: results.iter().map(|r| r.media_sent).sum(),
+        media_sent,
         latency_ms,
         latency_correlation,
-        server: match server {
-            Some(h) => Some(h.await.context("the metrics watcher failed")?),
-            None => None,
-        },
+        server,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -509,11 +594,19 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         for f in &report.failures {
             println!("  failure: {f}");
         }
-        println!("Join time: median {:.0} ms, max {:.0} ms", report.join_ms_median, report.join_ms_max);
         println!(
-            "Media: {} packets sent by speakers, {} received by all clients, loss {:.2} %",
-            report.media_sent, report.media_received, report.loss_percent
+            "Join time: median {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+            report.join_ms_median, report.join_ms_p95, report.join_ms_max
         );
+        println!(
+            "Media: {} packets sent over the run; in the {:.0} s window after the last join, clients received {} \
+             with loss {:.3} % on the way to them",
+            report.media_sent, report.window_s, report.media_received, report.loss_to_clients_percent
+        );
+        match report.loss_to_server_percent {
+            Some(l) => println!("Loss on the way to the server (its /metrics against what was sent): {l:.3} %"),
+            None => println!("Loss on the way to the server: not measured (needs --metrics)"),
+        }
         if report.latency_ms.is_empty() {
             println!("Latency: not measured (no speaker, or nothing decoded)");
         } else {
@@ -535,6 +628,17 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
                 f.participants_max,
                 f.active_sources_max
             );
+            println!(
+                "Server whole tick (mix, encrypt, send): mean {:.3} ms, p99 {:.3} ms (median window) / {:.3} ms (worst), \
+                 max {:.3} ms",
+                f.tick_mean_ms, f.tick_p99_ms_median_window, f.tick_p99_ms_worst_window, f.tick_max_ms
+            );
+            if let Some(drops) = f.kernel_drops {
+                let buffer = f
+                    .receive_buffer_bytes
+                    .map_or(String::new(), |b| format!(" (room socket buffer {:.0} KiB)", b / 1024.0));
+                println!("Kernel UDP receive-buffer drops during the run: {drops}{buffer}");
+            }
             if let Some(cpu) = f.cpu_percent {
                 println!("Server CPU: {cpu:.1} % of one core");
             }

@@ -483,5 +483,14 @@ fn rtp_load_test_reports_the_servers_mix_cycle() {
     assert!(!f["windows"].as_array().unwrap().is_empty(), "{out}");
     assert!(f["participants_max"].as_f64().unwrap() >= 9.0, "8 senders and the listener: {out}");
     assert!(f["mix_mean_ms"].as_f64().unwrap() > 0.0 && f["cpu_percent"].as_f64().unwrap() > 0.0, "{out}");
+    // The whole tick (mix, encrypt, send) is at least the mixer's part of it.
+    assert!(f["tick_mean_ms"].as_f64().unwrap() >= f["mix_mean_ms"].as_f64().unwrap() * 0.9, "{out}");
+    // Senders joined when the room listed them (polled every 250 ms), not when they sent.
+    let join_ms = r["join_ms_median"].as_f64().unwrap();
+    assert!(join_ms > 0.0 && join_ms < 5000.0, "{out}");
+    // Every RTP packet sent reached the room's port (loopback), as its counters show.
+    assert!(f["rtp_in"].as_u64().unwrap() > 0, "{out}");
+    assert!(r["loss_to_server_percent"].as_f64().unwrap() < 1.0, "{out}");
+    assert!(f["kernel_drops"].is_u64(), "{out}");
     assert!(r["media_received"].as_u64().unwrap() > 300, "the listener heard the mix: {out}");
 }
