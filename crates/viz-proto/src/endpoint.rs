@@ -263,7 +263,7 @@ impl<P: ReturnPath> Endpoint<P> {
         if let Some(p) = self.pending_by_init.get(&(sender, ephemeral)).and_then(|i| self.pending.get(i)) {
             return Self::reply_with(&p.response, received_len, reply);
         }
-        self.expire(now);
+        self.expire_handshakes(now);
         if self.cookies.rotation_due(now) {
             let fresh = self.rng.random();
             self.cookies.rotate(now, fresh);
@@ -344,7 +344,9 @@ impl<P: ReturnPath> Endpoint<P> {
         }
     }
 
-    fn expire(&mut self, now: Instant) {
+    /// Forgets handshakes that did not finish in time. [`Endpoint::handle_timeout`]
+    /// does this too; a caller that runs each session's timers itself calls this.
+    pub fn expire_handshakes(&mut self, now: Instant) {
         let before = self.pending.len();
         self.pending.retain(|_, p| now.saturating_duration_since(p.created) < HANDSHAKE_TIMEOUT);
         if self.pending.len() != before {
@@ -362,7 +364,7 @@ impl<P: ReturnPath> Endpoint<P> {
 
     /// Runs timers of every session and expires stale handshakes.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.expire(now);
+        self.expire_handshakes(now);
         for slot in self.sessions.values_mut() {
             if slot.connection.poll_timeout().is_some_and(|t| t <= now) {
                 slot.connection.handle_timeout(now);

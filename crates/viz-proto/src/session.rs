@@ -308,9 +308,11 @@ impl Connection {
     }
 
     /// Queues a control message for reliable delivery.
-    pub fn send_control(&mut self, message: ControlMessage) {
+    /// Queues a control message (by value or by reference: a room sends the same one
+    /// to thousands).
+    pub fn send_control(&mut self, message: impl std::borrow::Borrow<ControlMessage>) {
         if self.state == State::Open {
-            self.reliable_tx.push(&message);
+            self.reliable_tx.push(message.borrow());
         }
     }
 

@@ -39,7 +39,7 @@ impl ReceiveBuffer {
 /// [`ReceiveBuffer::capped`] says so.
 pub fn set_receive_buffer(sock: socket2::SockRef<'_>, bytes: usize) -> std::io::Result<ReceiveBuffer> {
     sock.set_recv_buffer_size(bytes)?;
-    let mut got = ReceiveBuffer { asked: bytes, granted: sock.recv_buffer_size()? };
+    let got = ReceiveBuffer { asked: bytes, granted: sock.recv_buffer_size()? };
     #[cfg(target_os = "linux")]
     if got.capped() {
         use std::os::fd::AsRawFd;
@@ -55,7 +55,7 @@ pub fn set_receive_buffer(sock: socket2::SockRef<'_>, bytes: usize) -> std::io::
             )
         };
         if forced == 0 {
-            got.granted = sock.recv_buffer_size()?;
+            return Ok(ReceiveBuffer { granted: sock.recv_buffer_size()?, ..got });
         }
     }
     Ok(got)

@@ -4,6 +4,7 @@
 //! the [`host`] runtime that drives `viz-proto`'s endpoint and connects the host's own
 //! audio engine to the call in-process.
 
+pub mod batch_send;
 pub mod host;
 pub mod kernel_udp;
 pub mod limits;

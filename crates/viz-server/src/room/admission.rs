@@ -40,6 +40,7 @@ impl Room<'_> {
         let entry = Participant {
             id,
             key,
+            fingerprint: key.fingerprint().compact().to_owned(),
             link,
             own_name,
             name: name.clone(),

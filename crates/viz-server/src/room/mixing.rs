@@ -133,9 +133,13 @@ impl TimingWindow {
 
 pub enum FromMixer {
     Packet(MixedPacket),
-    /// Everything a tick that began at this instant emitted was sent before this: the
-    /// network task times the whole tick (mix, encrypt, send) with it.
-    TickDone(Instant),
+    /// Everything one tick mixed, sent as one message so that the network task is
+    /// woken once a tick rather than once a packet; it times the whole tick (mix,
+    /// encrypt, send) from `began`.
+    Tick {
+        began: Instant,
+        packets: Vec<MixedPacket>,
+    },
     Talking(Vec<ParticipantId>),
     /// Everyone audible and their level (dBFS + 100, 0..=100).
     Levels(Vec<(ParticipantId, u8)>),
@@ -279,11 +283,15 @@ struct MixerLoop {
 }
 
 fn emit(out: &UnboundedSender<FromMixer>, o: viz_audio::mixer::Outgoing<'_>) {
+    let _ = out.send(FromMixer::Packet(packet(o)));
+}
+
+fn packet(o: viz_audio::mixer::Outgoing<'_>) -> MixedPacket {
     let mut frames = OwnedMedia::new(0, 0, 0, false);
     for f in o.frames {
         frames.push_frame(f);
     }
-    let _ = out.send(FromMixer::Packet(MixedPacket { frames, deliveries: o.deliveries.to_vec() }));
+    MixedPacket { frames, deliveries: o.deliveries.to_vec() }
 }
 
 impl MixerLoop {
@@ -382,9 +390,10 @@ impl MixerLoop {
                 self.mixer.push(now, TEST_SOURCE_ID, packet, false, &mut |o| emit(out, o));
             }
         }
-        let stats = self.mixer.tick(now, &mut |o| emit(out, o));
+        let mut packets = Vec::new();
+        let stats = self.mixer.tick(now, &mut |o| packets.push(packet(o)));
         self.cycles.push(began.elapsed());
-        let _ = self.out.send(FromMixer::TickDone(began));
+        let _ = self.out.send(FromMixer::Tick { began, packets });
         self.encodes_since_stats += u64::from(stats.encodes);
         self.ticks_since_stats += 1;
 

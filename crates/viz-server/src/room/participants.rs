@@ -31,6 +31,9 @@ pub(crate) struct Participant {
     /// Its identity: a Noise static key, or a key derived from a browser's secret or an
     /// SSRC. Stored settings are kept under it.
     pub key: PublicKey,
+    /// The key's fingerprint as shown (compact), worked out once: the admin page and
+    /// `/metrics` list every participant every second.
+    pub fingerprint: String,
     pub link: Link,
     /// The name it gave itself (hello, page, RTCP SDES); an admin's name overrides it.
     pub own_name: String,
@@ -179,6 +182,7 @@ mod tests {
         Participant {
             id,
             key: key(id),
+            fingerprint: String::new(),
             link,
             own_name: String::new(),
             name: format!("p{id}"),

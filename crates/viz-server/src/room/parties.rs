@@ -2,9 +2,10 @@
 //! statistics), read from the participant table and each link's transport counters,
 //! and the room's answers to the HTTP side.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
-use viz_audio::mixer::ParticipantId;
+use viz_audio::mixer::{ParticipantId, SourceStatus};
 
 use super::mixing::TEST_SOURCE_ID;
 use super::participants::Link;
@@ -41,10 +42,14 @@ impl Room<'_> {
     }
 
     /// Participants in the room (not echo tests), with the test source, by id.
+    /// Everyone's line. Sources are looked up in a map: a scan per participant made
+    /// this 60 ms a second at 2000 participants, and held up every tick meanwhile.
     pub(crate) fn participant_infos(&self) -> Vec<ParticipantInfo> {
-        let mut out: Vec<ParticipantInfo> =
-            self.participants.in_roster().filter_map(|p| self.participant_info(p.id)).collect();
-        if let Some(t) = self.participant_info(TEST_SOURCE_ID).filter(|_| self.cfg.test_source) {
+        let sources: HashMap<ParticipantId, &SourceStatus> =
+            self.last_mix.sources.iter().map(|(id, s)| (*id, s)).collect();
+        let info = |pid| self.participant_info_with(pid, sources.get(&pid).copied());
+        let mut out: Vec<ParticipantInfo> = self.participants.in_roster().filter_map(|p| info(p.id)).collect();
+        if let Some(t) = info(TEST_SOURCE_ID).filter(|_| self.cfg.test_source) {
             out.push(t);
         }
         out.sort_by_key(|p| p.id);
@@ -53,6 +58,10 @@ impl Room<'_> {
 
     pub(crate) fn participant_info(&self, pid: ParticipantId) -> Option<ParticipantInfo> {
         let status = self.last_mix.sources.iter().find(|(id, _)| *id == pid).map(|(_, s)| s);
+        self.participant_info_with(pid, status)
+    }
+
+    fn participant_info_with(&self, pid: ParticipantId, status: Option<&SourceStatus>) -> Option<ParticipantInfo> {
         let level_dbfs = status.map_or(-100.0, |s| s.level_dbfs);
         let talking = self.talking.contains(&pid);
         if pid == TEST_SOURCE_ID && self.cfg.test_source && !self.participants.contains(pid) {
@@ -108,7 +117,7 @@ impl Room<'_> {
             transport: transport.into(),
             key: match p.link {
                 Link::Rtp(ssrc) => format!("ssrc {ssrc:#010x}"),
-                _ => p.key.fingerprint().compact().to_owned(),
+                _ => p.fingerprint.clone(),
             },
             talking,
             level_dbfs,
@@ -124,8 +133,7 @@ impl Room<'_> {
         })
     }
 
-    pub(crate) fn stats_point(&self) -> StatsPoint {
-        let infos = self.participant_infos();
+    pub(crate) fn stats_point(&self, infos: &[ParticipantInfo]) -> StatsPoint {
         let people: Vec<&ParticipantInfo> = infos.iter().filter(|p| p.kind != KIND_TEST_SOURCE).collect();
         let loss_max = people.iter().map(|p| p.loss_percent).fold(0.0f32, f32::max);
         let loss_mean = if people.is_empty() {

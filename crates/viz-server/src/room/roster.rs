@@ -21,13 +21,15 @@ impl Room<'_> {
         match link {
             Link::Native(sid) => {
                 let Some(s) = self.endpoint.session_mut(sid) else { return };
-                let msg = match msg {
-                    ControlMessage::Roster(entries) => ControlMessage::Roster(
-                        entries.iter().map(|e| RosterEntry { you: Some(e.id) == me, ..e.clone() }).collect(),
-                    ),
-                    other => other.clone(),
-                };
-                s.send_control(msg);
+                // Only a roster with the receiver's own line is copied (to mark it).
+                match msg {
+                    ControlMessage::Roster(entries) if entries.iter().any(|e| Some(e.id) == me) => {
+                        s.send_control(ControlMessage::Roster(
+                            entries.iter().map(|e| RosterEntry { you: Some(e.id) == me, ..e.clone() }).collect(),
+                        ));
+                    }
+                    other => s.send_control(other),
+                }
                 self.dirty.push(sid);
             }
             Link::Browser(conn) => {
@@ -94,7 +96,7 @@ impl Room<'_> {
         Some(RosterEntry {
             id,
             name: p.name.clone(),
-            key: p.key.fingerprint().compact().to_owned(),
+            key: p.fingerprint.clone(),
             gain_percent: stored.gain_percent,
             you: false,
             self_muted: p.self_muted,
