@@ -88,6 +88,8 @@ def row(n, r):
         "loss_to_server": pct(r.get("loss_to_server_percent")),
         "loss_to_clients": pct(r["loss_to_clients_percent"]),
         "kernel_drops": s.get("kernel_drops"),
+        "kernel_drops_in_window": s.get("kernel_drops_in_window"),
+        "datagrams_in_per_s": s.get("datagrams_in_per_s"),
         "late_ticks": s.get("late_ticks"),
     }
 
@@ -115,15 +117,16 @@ def main():
             json.dump(reports, f, indent=1)
     print()
     print(f"| participants / speakers | joined | join p95 | server CPU (one core) | whole tick p99 "
-          f"(worst 5 s) | mixer p99 | loss to server | loss to clients | kernel drops |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"(worst 5 s) | mixer p99 | loss to server | loss to clients | kernel drops (in the window) | datagrams in /s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         def ms(v):
             return "n/a" if v is None else f"{v:.1f} ms"
         cpu = "n/a" if r["cpu_percent"] is None else f"{r['cpu_percent']:.1f} %"
         print(f"| {r['participants']} / {args.speakers} | {r['joined']} | {r['join_p95_ms']:.0f} ms | {cpu} | "
               f"{ms(r['tick_p99_ms'])} ({ms(r['tick_p99_worst_ms'])}) | {ms(r['mix_p99_ms'])} | "
-              f"{r['loss_to_server']} % | {r['loss_to_clients']} % | {r['kernel_drops']} |")
+              f"{r['loss_to_server']} % | {r['loss_to_clients']} % | {r['kernel_drops']} ({r['kernel_drops_in_window']}) | "
+              f"{'n/a' if r['datagrams_in_per_s'] is None else round(r['datagrams_in_per_s'])} |")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,13 @@ pub fn render(s: &Snapshot, names: bool) -> String {
     gauge(&mut r, "participants", "Participants in the room", s.participants.len() as f64);
     gauge(&mut r, "active_sources", "Sources sending audio now", s.mix.active_sources as f64);
     gauge(&mut r, "encodes_per_tick", "Opus encodes per mixer tick, last second", s.mix.encodes_per_tick);
+    counter(
+        &mut r,
+        "datagrams_in",
+        "Native datagrams received: media, control, acknowledgements, reports, handshakes",
+        s.net.datagrams_in,
+    );
+    counter(&mut r, "datagrams_out", "Native datagrams sent", s.net.datagrams_out);
     counter(&mut r, "media_packets_in", "Media packets received", s.net.media_in);
     counter(&mut r, "media_packets_out", "Media packets sent", s.net.media_out);
     counter(&mut r, "datagrams_dropped", "Datagrams dropped before a session", s.net.dropped);

@@ -633,11 +633,18 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
                  max {:.3} ms",
                 f.tick_mean_ms, f.tick_p99_ms_median_window, f.tick_p99_ms_worst_window, f.tick_max_ms
             );
+            if let Some(rate) = f.datagrams_in_per_s {
+                println!(
+                    "Server received {rate:.0} datagrams a second in the window (speech, acknowledgements, reports)"
+                );
+            }
             if let Some(drops) = f.kernel_drops {
                 let buffer = f
                     .receive_buffer_bytes
                     .map_or(String::new(), |b| format!(" (room socket buffer {:.0} KiB)", b / 1024.0));
-                println!("Kernel UDP receive-buffer drops during the run: {drops}{buffer}");
+                let in_window =
+                    f.kernel_drops_in_window.map_or(String::new(), |w| format!(", {w} of them in the window"));
+                println!("Kernel UDP receive-buffer drops during the run: {drops}{in_window}{buffer}");
             }
             if let Some(cpu) = f.cpu_percent {
                 println!("Server CPU: {cpu:.1} % of one core");

@@ -53,6 +53,12 @@ pub struct ServerFigures {
     /// Datagrams the kernel dropped for full receive buffers over the whole run (all
     /// UDP sockets of the server's network namespace: run nothing else there).
     pub kernel_drops: Option<u64>,
+    /// The part of `kernel_drops` that fell in the measurement window (the rest came
+    /// while clients joined).
+    pub kernel_drops_in_window: Option<u64>,
+    /// Native datagrams a second the room received during the measurement window
+    /// (speech, acknowledgements, reports): what its socket has to take.
+    pub datagrams_in_per_s: Option<f64>,
     /// The room socket's receive buffer, bytes.
     pub receive_buffer_bytes: Option<f64>,
     /// The server process's CPU time over the measurement window, as a share of one core.
@@ -104,6 +110,7 @@ pub fn process_cpu_seconds(_pid: u32) -> Option<f64> {
 /// The running totals compared before and after.
 #[derive(Debug, Default, Clone, Copy)]
 struct Totals {
+    datagrams_in: Option<f64>,
     media_in: Option<f64>,
     rtp_in: Option<f64>,
     kernel_drops: Option<f64>,
@@ -111,6 +118,7 @@ struct Totals {
 
 fn totals(text: &str) -> Totals {
     Totals {
+        datagrams_in: gauge(text, "viz_room_datagrams_in_total"),
         media_in: gauge(text, "viz_room_media_packets_in_total"),
         rtp_in: gauge(text, "viz_room_rtp_datagrams_total"),
         kernel_drops: gauge(text, "viz_room_kernel_udp_receive_buffer_errors_total"),
@@ -142,6 +150,7 @@ pub(super) async fn watch_server(
     let (from, until) = window.opened().await;
     tokio::time::sleep_until(from.into()).await;
     let cpu_start = pid.and_then(process_cpu_seconds).map(|c| (c, Instant::now()));
+    let at_start = fetch(&url, token).await.map(|t| (totals(&t), Instant::now())).ok();
     let mut next = from + Duration::from_secs(5);
     while next <= until {
         tokio::time::sleep_until(next.into()).await;
@@ -157,6 +166,12 @@ pub(super) async fn watch_server(
     tokio::time::sleep_until(until.into()).await;
     if let (Some((c0, t0)), Some(c1)) = (cpu_start, pid.and_then(process_cpu_seconds)) {
         f.cpu_percent = Some(100.0 * (c1 - c0) / t0.elapsed().as_secs_f64().max(1e-3));
+    }
+    if let (Some((start, t0)), Ok(text)) = (at_start, fetch(&url, token).await) {
+        let end = totals(&text);
+        let seconds = t0.elapsed().as_secs_f64().max(1e-3);
+        f.datagrams_in_per_s = end.datagrams_in.zip(start.datagrams_in).map(|(b, a)| (b - a).max(0.0) / seconds);
+        f.kernel_drops_in_window = end.kernel_drops.zip(start.kernel_drops).map(|(b, a)| (b - a).max(0.0) as u64);
     }
     tokio::time::sleep(FINAL_READING_DELAY).await;
     if let Ok(text) = fetch(&url, token).await {
