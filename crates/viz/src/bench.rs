@@ -159,6 +159,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let (ticks, json, complexity) = match args.what {
         BenchWhat::Mixer { ticks, json, complexity } => (ticks, json, complexity),
         BenchWhat::Codec { complexity } => return crate::bench_codec::run(complexity),
+        BenchWhat::Seal { datagrams } => return crate::bench_seal::run(datagrams),
     };
     let ticks = ticks.max(10);
     let params = AudioParams { complexity, ..AudioParams::default() };

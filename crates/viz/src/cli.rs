@@ -408,6 +408,13 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u8).range(0..=10))]
         complexity: u8,
     },
+    /// What encrypting and decrypting one transport datagram costs, at the payload
+    /// sizes of voice (a room seals one per listener per frame).
+    Seal {
+        /// Datagrams sealed and opened per payload size.
+        #[arg(long, default_value_t = 200_000)]
+        datagrams: usize,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod bench_codec;
+mod bench_seal;
 mod cli;
 mod config;
 mod demo;
