@@ -816,16 +816,21 @@ impl<'a> Room<'a> {
             b.inbound.roll();
         }
         // FEC of each mix follows the loss its listeners report.
-        for p in self.participants.iter().filter(|p| p.role.receives) {
-            let loss = match p.link {
-                Link::Native(sid) => self.endpoint.session(sid).map(|s| s.stats().remote_loss),
-                Link::Browser(conn) => self.browsers.get(&conn).map(|b| b.reported_loss),
-                Link::Local | Link::Rtp(_) => None,
-            };
-            if let Some(loss) = loss {
-                let percent = (loss * 100.0).round().clamp(0.0, 100.0) as u8;
-                self.mixer.send(ToMixer::ListenerLoss { id: p.id, percent });
-            }
+        let losses: Vec<(ParticipantId, u8)> = self
+            .participants
+            .iter()
+            .filter(|p| p.role.receives)
+            .filter_map(|p| {
+                let loss = match p.link {
+                    Link::Native(sid) => self.endpoint.session(sid).map(|s| s.stats().remote_loss),
+                    Link::Browser(conn) => self.browsers.get(&conn).map(|b| b.reported_loss),
+                    Link::Local | Link::Rtp(_) => None,
+                }?;
+                Some((p.id, (loss * 100.0).round().clamp(0.0, 100.0) as u8))
+            })
+            .collect();
+        if !losses.is_empty() {
+            self.mixer.send(ToMixer::ListenerLoss(losses));
         }
         let infos = self.participant_infos();
         let point = self.stats_point(&infos);
