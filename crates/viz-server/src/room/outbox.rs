@@ -39,9 +39,20 @@ impl Outbox {
         self.ops.is_empty()
     }
 
+    /// Operations queued.
+    pub(crate) fn len(&self) -> usize {
+        self.ops.len()
+    }
+
     /// Every queued operation, oldest first, with the bytes a `Send` carries.
+    #[cfg(test)]
     pub(crate) fn ops(&self) -> impl Iterator<Item = (&NetOp, &[u8])> {
-        self.ops.iter().map(|op| match op {
+        self.slice(0..self.ops.len())
+    }
+
+    /// The operations at `range` of the queue, with their bytes.
+    pub(crate) fn slice(&self, range: Range<usize>) -> impl Iterator<Item = (&NetOp, &[u8])> {
+        self.ops[range].iter().map(|op| match op {
             NetOp::Send(_, r) => (op, &self.bytes[r.clone()]),
             _ => (op, &[][..]),
         })

@@ -179,7 +179,7 @@ impl Harness {
                 }
             }
             self.room.handle_timeout(self.now);
-            for (op, bytes) in self.room.outbox.ops() {
+            for (op, bytes) in self.room.media.ops().chain(self.room.outbox.ops()) {
                 let NetOp::Send(path, _) = op else { continue };
                 let Some(c) = self.clients.iter_mut().find(|c| c.path() == *path) else { continue };
                 moved = true;
@@ -193,6 +193,7 @@ impl Harness {
                     let _ = conn.handle_datagram(self.now, bytes, &mut plain);
                 }
             }
+            self.room.media.clear();
             self.room.outbox.clear();
             if !moved {
                 return;
