@@ -12,7 +12,8 @@ kernel's drop counter covers every UDP socket of the machine.
 
 Usage: cargo build --release -p viz && scripts/bench-scale.py [--viz PATH]
        [--duration 30] [--sizes 40,100,200,500,1000,2000] [--speakers 10]
-       [--server-cores 0] [--load-cores 1] [--json FILE]
+       [--server-cores 0] [--load-cores 1] [--serve-arg=--send-threads=0 ...]
+       [--json FILE]
 """
 import argparse
 import json
@@ -26,11 +27,11 @@ import tempfile
 import time
 
 
-def start_server(viz, cores, port, http_port, workdir):
+def start_server(viz, cores, port, http_port, workdir, extra):
     env = dict(os.environ, VIZ_CONFIG_DIR=os.path.join(workdir, "config"))
     cmd = ["taskset", "-c", cores, viz, "serve", "-p", str(port), "--no-websocket",
            "--http", f"127.0.0.1:{http_port}", "--public-metrics",
-           "--state-dir", os.path.join(workdir, "state"), "--stats-interval", "3600"]
+           "--state-dir", os.path.join(workdir, "state"), "--stats-interval", "3600"] + extra
     log = open(os.path.join(workdir, "serve.log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + 20
@@ -49,7 +50,7 @@ def start_server(viz, cores, port, http_port, workdir):
 def run_size(args, n, index):
     workdir = tempfile.mkdtemp(prefix=f"viz-scale-{n}-")
     port, http_port = 18443 + index, 18411 + index
-    server, banner = start_server(args.viz, args.server_cores, port, http_port, workdir)
+    server, banner = start_server(args.viz, args.server_cores, port, http_port, workdir, args.serve_arg)
     ramp = max(2.0, n / 100.0)
     env = dict(os.environ, VIZ_CONFIG_DIR=os.path.join(workdir, "load"))
     cmd = ["taskset", "-c", args.load_cores, args.viz, "loadtest", f"127.0.0.1:{port}",
@@ -102,6 +103,7 @@ def main():
     p.add_argument("--speakers", type=int, default=10)
     p.add_argument("--server-cores", default="0")
     p.add_argument("--load-cores", default="1")
+    p.add_argument("--serve-arg", action="append", default=[], help="one more argument for viz serve (repeatable)")
     p.add_argument("--json", help="also write every report to this file")
     args = p.parse_args()
     if shutil.which("taskset") is None:

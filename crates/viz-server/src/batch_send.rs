@@ -45,6 +45,58 @@ pub async fn send_all(sock: &UdpSocket, datagrams: &[(SocketAddr, &[u8])]) {
     }
 }
 
+/// As [`send_all`], from any thread, without the runtime: when the socket's buffer is
+/// full it waits for room (at most 100 ms each time) instead of yielding. For the
+/// helper threads of [`crate::send_pool`].
+pub fn send_all_blocking(sock: &UdpSocket, datagrams: &[(SocketAddr, &[u8])]) {
+    let mut done = 0;
+    let mut waits = 0;
+    while done < datagrams.len() {
+        #[cfg(target_os = "linux")]
+        let sent = {
+            let chunk = &datagrams[done..datagrams.len().min(done + BATCH)];
+            linux::sendmmsg(sock, chunk)
+        };
+        #[cfg(not(target_os = "linux"))]
+        let sent = {
+            // Straight to the socket: tokio's readiness is not updated while the
+            // network thread waits for the helpers.
+            let (addr, data) = datagrams[done];
+            socket2::SockRef::from(sock).send_to(data, &addr.into()).map(|_| 1)
+        };
+        match sent {
+            Ok(n) => done += n.max(1),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // The send buffer is full: wait for the kernel to drain it; a socket
+                // that stays full for seconds loses the rest of this tick.
+                waits += 1;
+                if waits > 20 {
+                    tracing::debug!("udp socket stayed full; {} datagrams not sent", datagrams.len() - done);
+                    return;
+                }
+                wait_writable(sock);
+            }
+            Err(e) => {
+                tracing::debug!(addr = %datagrams[done].0, "udp send failed: {e}");
+                done += 1;
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn wait_writable(sock: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut fd, 1, 100) };
+}
+
+#[cfg(not(unix))]
+fn wait_writable(_: &UdpSocket) {
+    std::thread::sleep(std::time::Duration::from_millis(1));
+}
+
 #[cfg(target_os = "linux")]
 mod linux {
     use std::net::SocketAddr;

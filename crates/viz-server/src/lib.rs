@@ -10,4 +10,5 @@ pub mod kernel_udp;
 pub mod limits;
 pub mod listener;
 pub mod room;
+pub mod send_pool;
 pub mod web;

@@ -151,6 +151,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub stats_interval: u64,
 
+    /// Threads that send a large tick's datagrams (512 or more: a room of hundreds)
+    /// beside the network thread, so that a big room's sending uses more than one
+    /// core. Default: one per core beyond the first, at most 3; 0 sends from the
+    /// network thread alone.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=16))]
+    pub send_threads: Option<u8>,
+
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,

@@ -385,6 +385,7 @@ fn run_room(sides: Sides, pass_through: bool, out_dir: &Path) -> Result<Run> {
         stats_interval: Duration::from_secs(3600),
         duration: None,
         announce: false,
+        send_threads: 0,
         media: Default::default(),
     };
     let (ready_tx, ready_rx) = oneshot::channel();

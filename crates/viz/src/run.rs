@@ -160,6 +160,8 @@ pub async fn host(args: HostArgs) -> Result<()> {
             duration: cfg.duration,
             announce: true,
             media: Default::default(),
+            // A host's room is a few friends: ticks never reach the shared size.
+            send_threads: 0,
         };
         let local = viz_server::room::local::LocalAudio {
             engine: &engine,
@@ -348,6 +350,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         stats_interval: Duration::from_secs(args.stats_interval.max(1)),
         duration,
         announce: true,
+        send_threads: args
+            .send_threads
+            .map(usize::from)
+            .unwrap_or_else(viz_server::send_pool::SendPool::helpers_for_this_machine),
         media: viz_server::room::MediaOptions {
             rtp,
             rtp_forwards,

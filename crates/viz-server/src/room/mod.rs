@@ -23,6 +23,7 @@ use viz_proto::{ByeReason, Endpoint, Event, Input, Keypair, MAX_DATAGRAM, MediaF
 use zeroize::Zeroizing;
 
 use crate::listener::{BindError, Listener, Path, WsEvent};
+use crate::send_pool::SendPool;
 use crate::web::messages::StatsPoint;
 use crate::web::{self, TlsMode};
 
@@ -89,6 +90,9 @@ pub struct RoomConfig {
     pub announce: bool,
     /// Plain RTP in and out, and recording.
     pub media: MediaOptions,
+    /// Threads that send a large tick's datagrams beside the network thread
+    /// ([`crate::send_pool`]); 0: the network thread sends alone.
+    pub send_threads: usize,
 }
 
 /// Where audio enters and leaves the room besides its participants' sessions.
@@ -152,6 +156,8 @@ pub enum RoomError {
     RtpSenders(#[from] rtp_allow::AllowError),
     #[error("{0}")]
     Record(String),
+    #[error("cannot start the send threads: {0}")]
+    SendThreads(std::io::Error),
 }
 
 /// Counters of the network side.
@@ -259,14 +265,26 @@ const SEND_SLICE: usize = 256;
 
 /// Carries out what the core asked of the native transport, in order. Consecutive
 /// UDP datagrams (a mix for every listener) go out in batches.
-async fn carry_out(outbox: &outbox::Outbox, range: std::ops::Range<usize>, listener: &mut Listener) {
+/// With `shared`, a run of many UDP datagrams goes out from the send threads too (for
+/// media: order across them does not matter).
+async fn carry_out(
+    outbox: &outbox::Outbox,
+    range: std::ops::Range<usize>,
+    listener: &mut Listener,
+    shared: Option<&SendPool>,
+) {
+    async fn send_udp(listener: &Listener, shared: Option<&SendPool>, udp: &[(SocketAddr, &[u8])]) {
+        if !shared.is_some_and(|pool| pool.send(&listener.udp, udp)) {
+            crate::batch_send::send_all(&listener.udp, udp).await;
+        }
+    }
     let mut udp: Vec<(SocketAddr, &[u8])> = Vec::new();
     for (op, bytes) in outbox.slice(range) {
         if let NetOp::Send(Path::Udp(addr), _) = op {
             udp.push((*addr, bytes));
             continue;
         }
-        crate::batch_send::send_all(&listener.udp, &udp).await;
+        send_udp(listener, shared, &udp).await;
         udp.clear();
         match op {
             NetOp::Send(path, _) => listener.send(*path, bytes).await,
@@ -274,13 +292,13 @@ async fn carry_out(outbox: &outbox::Outbox, range: std::ops::Range<usize>, liste
             NetOp::Close(path) => listener.close(*path),
         }
     }
-    crate::batch_send::send_all(&listener.udp, &udp).await;
+    send_udp(listener, shared, &udp).await;
 }
 
 /// Sends the mixed tick's datagrams and times the whole tick.
-async fn carry_out_tick(room: &mut Room<'_>, listener: &mut Listener) {
+async fn carry_out_tick(room: &mut Room<'_>, listener: &mut Listener, pool: &SendPool) {
     if !room.media.is_empty() {
-        carry_out(&room.media, 0..room.media.len(), listener).await;
+        carry_out(&room.media, 0..room.media.len(), listener, Some(pool)).await;
         room.media.clear();
     }
     for began in room.ticks_began.drain(..) {
@@ -290,19 +308,24 @@ async fn carry_out_tick(room: &mut Room<'_>, listener: &mut Listener) {
 
 /// Carries out everything queued: the tick's media first, then the rest in slices of
 /// [`SEND_SLICE`], taking any tick the mixer finished meanwhile ahead of what is left.
-async fn carry_out_all(room: &mut Room<'_>, listener: &mut Listener, mix_rx: &mut mpsc::UnboundedReceiver<FromMixer>) {
-    carry_out_tick(room, listener).await;
+async fn carry_out_all(
+    room: &mut Room<'_>,
+    listener: &mut Listener,
+    pool: &SendPool,
+    mix_rx: &mut mpsc::UnboundedReceiver<FromMixer>,
+) {
+    carry_out_tick(room, listener, pool).await;
     let total = room.outbox.len();
     let mut from = 0;
     while from < total {
         let to = (from + SEND_SLICE).min(total);
-        carry_out(&room.outbox, from..to, listener).await;
+        carry_out(&room.outbox, from..to, listener, None).await;
         from = to;
         if from < total {
             while let Ok(msg) = mix_rx.try_recv() {
                 room.on_mixer(msg, Instant::now());
             }
-            carry_out_tick(room, listener).await;
+            carry_out_tick(room, listener, pool).await;
         }
     }
     room.outbox.clear();
@@ -357,6 +380,7 @@ pub async fn run_with_local(
         None => None,
     };
     let mut listener = listener;
+    let send_pool = SendPool::new(cfg.send_threads).map_err(RoomError::SendThreads)?;
     let receive_buffer = crate::kernel_udp::set_receive_buffer(
         socket2::SockRef::from(&*listener.udp),
         crate::kernel_udp::ROOM_RECEIVE_BUFFER,
@@ -447,7 +471,7 @@ pub async fn run_with_local(
         }
         let now = Instant::now();
         let finished = room.handle_timeout(now);
-        carry_out_all(&mut room, &mut listener, &mut mix_rx).await;
+        carry_out_all(&mut room, &mut listener, &send_pool, &mut mix_rx).await;
         if now >= next_memory_return {
             next_memory_return = now + crate::limits::RETURN_MEMORY_EVERY;
             crate::limits::return_freed_memory();
@@ -554,6 +578,13 @@ impl<'a> Room<'a> {
         println!("Settings:    {}", self.settings.path().display());
         if let Some(bytes) = self.receive_buffer {
             println!("UDP buffer:  {} KiB for receiving", bytes >> 10);
+        }
+        match self.cfg.send_threads {
+            0 => println!("Sending:     from the network thread (--send-threads to add helpers)"),
+            n => println!(
+                "Sending:     ticks of {}+ datagrams from the network thread and {n} more",
+                crate::send_pool::MIN_SHARED
+            ),
         }
         if let Some(h) = http {
             println!("Web page:    {}  (admin page: {}/admin)", h.url, h.url);

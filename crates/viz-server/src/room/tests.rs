@@ -94,6 +94,7 @@ fn room_config(dir: &std::path::Path, password: Option<&str>) -> RoomConfig {
         stats_interval: Duration::from_secs(3600),
         duration: None,
         announce: false,
+        send_threads: 0,
         media: MediaOptions::default(),
     }
 }
