@@ -420,6 +420,11 @@ impl JoinError {
                 | Self::TransportClosed(_)
                 | Self::Io(_)
                 | Self::Resolve { .. }
+                // A room in its last seconds refuses newcomers; one that restarts
+                // comes back. Found running `viz serve --duration` with `viz join` in
+                // tmux: the joiner, reconnecting, stopped with "the host shut down
+                // before the call started" and exit code 1.
+                | Self::Refused(ByeReason::ShuttingDown)
         )
     }
 }
@@ -859,6 +864,13 @@ fn hello_message_for(cfg: &JoinConfig) -> ControlMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_room_shutting_down_is_worth_reconnecting_to_but_a_refusal_is_not() {
+        assert!(JoinError::Refused(ByeReason::ShuttingDown).is_transient());
+        assert!(!JoinError::Refused(ByeReason::Kicked).is_transient());
+        assert!(!JoinError::WrongPassword.is_transient());
+    }
 
     #[test]
     fn backoff_doubles_to_two_seconds() {
