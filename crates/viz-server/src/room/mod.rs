@@ -692,19 +692,20 @@ impl<'a> Room<'a> {
     /// Encrypts one mixed (or forwarded) packet for each of its listeners.
     fn deliver(&mut self, p: &mixing::MixedPacket, now: Instant) {
         let Some(src) = p.frames.as_frame() else { return };
+        // The frames are checked once; each listener's copy differs only in its
+        // stream's sequence number, timestamp and marker.
+        let Some(template) = MediaFrame::new(0, 0, 0, false, src.frames()) else { return };
         for d in &p.deliveries {
+            let mut frame = template;
+            (frame.seq, frame.timestamp, frame.marker) = (d.seq, d.timestamp, d.marker);
             let sid = match self.participants.get(d.listener).map(|p| p.link) {
                 Some(Link::Native(sid)) => sid,
                 Some(Link::Browser(conn)) => {
-                    if let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) {
-                        self.send_browser_media(conn, &frame);
-                    }
+                    self.send_browser_media(conn, &frame);
                     continue;
                 }
                 Some(Link::Local) => {
-                    if let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) {
-                        self.deliver_local(&frame, now);
-                    }
+                    self.deliver_local(&frame, now);
                     continue;
                 }
                 // RTP senders hear nothing.
@@ -715,7 +716,6 @@ impl<'a> Room<'a> {
                 }
             };
             let Some(path) = self.endpoint.path(sid) else { continue };
-            let Some(frame) = MediaFrame::new(0, d.seq, d.timestamp, d.marker, src.frames()) else { continue };
             let Some(session) = self.endpoint.session_mut(sid).filter(|s| s.is_open()) else { continue };
             if let Ok(n) = session.send_media(now, &frame, &mut self.out) {
                 self.net.media_out += 1;
