@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod join;
 pub mod people;
 pub mod ptt;
+pub mod realtime;
 pub mod roster;
 pub mod status;
 pub mod store;

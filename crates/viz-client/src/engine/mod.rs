@@ -159,6 +159,7 @@ impl EngineHandle {
         let thread = std::thread::Builder::new()
             .name("viz-engine".into())
             .spawn(move || {
+                crate::realtime::raise_current_thread("audio engine");
                 // Devices are opened on this thread and live and die with it.
                 let engine = match Engine::new(config, outgoing, rx, status_tx) {
                     Ok(e) => {

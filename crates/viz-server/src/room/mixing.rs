@@ -199,31 +199,13 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name("viz-mixer".into())
         .spawn(move || {
-            raise_priority();
+            // The mixer's deadline is every frame: preempted by the network thread or
+            // other processes, it shows up directly as late ticks.
+            viz_client::realtime::raise_current_thread("mixer");
             MixerLoop::new(mixer, test, out, d).run(rx)
         })
         .map_err(|e| viz_audio::CodecError::Params(format!("cannot start the mixer thread: {e}")))?;
     Ok(MixerHandle { tx, dropped, thread: Some(thread) })
-}
-
-/// Asks the OS to run this thread ahead of ordinary ones (SCHED_FIFO, low real-time
-/// priority), as audio servers do: the mixer's deadline is every frame, and being
-/// preempted by the network thread or other processes shows up directly as late
-/// ticks. The thread sleeps most of each frame, so it cannot starve the machine.
-/// Without the privilege (not root, no CAP_SYS_NICE, no rtprio limit) it stays an
-/// ordinary thread.
-fn raise_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 10 };
-        // SAFETY: plain syscall on the calling thread (pid 0) with a valid parameter.
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-        if rc == 0 {
-            tracing::debug!("mixer thread runs with real-time priority (SCHED_FIFO 10)");
-        } else {
-            tracing::debug!("mixer thread keeps normal priority: {}", std::io::Error::last_os_error());
-        }
-    }
 }
 
 /// A virtual participant looping a music-like signal.
