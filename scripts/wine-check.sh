@@ -55,21 +55,26 @@ cat "$work/nobody.txt"
 [[ $status == 1 ]] && grep -q "no Viz host answered" "$work/nobody.txt" ||
     { echo "wine-check: expected exit 1 and 'no Viz host answered', got $status" >&2; exit 1; }
 
-echo "== wine viz.exe demo --duration 6 --json"
-viz 120 demo --duration 6 --json >"$work/demo.json"
+# Ten seconds: five 2 s windows. On a busy machine Wine's threads run late (Wine
+# does not map thread priorities to Linux without RLIMIT_NICE), the jitter buffer
+# stretches to absorb it and a window whose delay changed midway correlates poorly;
+# with three windows one CI run had none left at 0.5 to measure the delay from.
+echo "== wine viz.exe demo --duration 10 --json"
+viz 120 demo --duration 10 --json >"$work/demo.json"
 python3 - "$work/demo.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(json.dumps({k: r[k] for k in ("seconds", "cpu_host_pct", "cpu_joiner_pct")}))
 for d in r["directions"]:
     print(f'{d["direction"]}: mouth-to-ear {d["latency_ms"]} ms, correlation {d["correlation"]}, '
-          f'packets {d["packets_received"]}/{d["packets_sent"]}, concealed {d["frames_concealed"]}')
+          f'packets {d["packets_received"]}/{d["packets_sent"]}, concealed {d["frames_concealed"]}, '
+          f'windows {[round(w["correlation"], 2) for w in d["windows"]]}')
     assert d["packets_sent"] > 200, "too few packets sent"
     assert d["packets_received"] >= 0.95 * d["packets_sent"], "packets lost on clean loopback"
     assert d["latency_ms"] is not None and 0 < d["latency_ms"] < 200, "no plausible mouth-to-ear latency"
-    # Median waveform correlation over 2 s windows (three in 6 s). Alone on the machine
+    # Median waveform correlation over 2 s windows (five in 10 s). Alone on the machine
     # runs give 0.75-0.95; with a build running beside it a late frame or two is
-    # concealed and one window can fall to 0.5. Unrelated audio scores near 0; the
+    # concealed and one window can fall to 0.3. Unrelated audio scores near 0; the
     # native demo test under 5 % loss uses the same bound.
     assert d["correlation"] is not None and d["correlation"] > 0.4, "what was heard does not match what was sent"
 print("demo under Wine: ok")
