@@ -27,7 +27,10 @@
 //!   (neural deep PLC at decoder complexity 5 and up). This is libopus's own order
 //!   (`opus_demo`). Gaps that the sender's sequence numbers show were DTX silence are
 //!   filled with comfort noise and not counted as loss.
-//! * Frames that arrive after their playout time are dropped and counted as late;
+//! * Frames that arrive after their playout time are dropped and counted as late (one
+//!   that began before playout but ends after it is played from its start: its
+//!   timestamps are on a grid shifted from the last source's, as after a room switches
+//!   what a listener hears);
 //!   duplicates are dropped; timestamps and sequence numbers are unwrapped, so a wrap of
 //!   either is seamless; a new stream id or an impossible timestamp jump restarts the
 //!   buffer (the sender restarted).
@@ -391,7 +394,10 @@ impl JitterBuffer {
             if self.newest.is_none_or(|(end, _)| ts + duration > end) {
                 self.newest = Some((ts + duration, now_s));
             }
-            if self.playout.is_some_and(|p| ts < p) {
+            // Late only if it ends before playout: a frame that overlaps it lies on a
+            // grid shifted from the one playout followed (a room switched this
+            // listener's source) and is played from its start (see `pop`).
+            if self.playout.is_some_and(|p| ts + duration <= p) {
                 self.stats.frames_late += 1;
             } else if frame.len() > MAX_PACKET {
                 self.stats.frames_invalid += 1;
@@ -463,7 +469,7 @@ impl JitterBuffer {
     /// Drops frames whose time has passed (they can never be played).
     fn discard_stale(&mut self, playout: i64) {
         while let Some(f) = self.front() {
-            if f.ts >= playout {
+            if f.ts + f.duration > playout {
                 break;
             }
             self.stats.frames_late += 1;
@@ -525,6 +531,16 @@ impl JitterBuffer {
         }
         self.discard_stale(playout);
 
+        // A frame that began before playout but ends after it comes from a source whose
+        // timestamps are on a shifted grid (a room switched this listener from a mix to
+        // one speaker's packets, `mixer::stream`). Playout steps back to its start: the
+        // audio concealed since then is heard as a little more delay, instead of every
+        // frame of the new grid arriving a few samples after playout passed its start
+        // and being dropped as late, for as long as the source lasts.
+        if let Some(ts) = self.front().map(|f| f.ts).filter(|&ts| ts < playout) {
+            err += playout - ts;
+            playout = ts;
+        }
         let due = self.front().filter(|f| f.ts == playout).map(|f| f.duration);
         let Some(duration) = due else {
             return self.pop_missing(now_s, playout, err, out);
