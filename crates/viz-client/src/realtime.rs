@@ -1,7 +1,7 @@
 //! Running a thread whose deadline is every audio frame ahead of ordinary work.
 //!
-//! The engine (capture, encode, decode, playback) and a room's mixer sleep most of each
-//! 10–20 ms frame and then must finish before the next. On a busy machine — a game
+//! The engine (capture, encode, decode, playback; a tick every 5 ms) and a room's mixer
+//! (a tick every frame) sleep most of each tick and then must finish before the next. On a busy machine — a game
 //! beside the call on an old PC, a build beside a room — an ordinary thread waits its
 //! turn behind the busy ones, its frames come out late and the listener hears the
 //! jitter buffer stretch and conceal. Audio servers ask for real-time priority for the
