@@ -600,7 +600,7 @@ async function dump(node, key) {
 
 window.vizTest = {
   state: () => ({
-    state: $('state').dataset.state, text: $('state').textContent, you: session.you,
+    state: $('state').dataset.state, text: $('state').textContent, notice: $('notice').textContent, you: session.you,
     sent: session.sent, received: session.rx.packets, level: session.level,
     encoder: session.encoder && session.encoder.kind, decoder: session.decoder && session.decoder.kind,
     roster: [...session.roster.values()], talking: [...session.talking], playback: session.playbackStats || null,
