@@ -19,30 +19,25 @@ pub const MIN_SHARED: usize = 512;
 /// Helper threads that send beside the network thread.
 pub struct SendPool {
     pool: Option<rayon::ThreadPool>,
-    helpers: usize,
 }
 
 impl SendPool {
     /// `helpers` threads beside the network thread; 0: the network thread sends alone.
     pub fn new(helpers: usize) -> std::io::Result<Self> {
         if helpers == 0 {
-            return Ok(Self { pool: None, helpers: 0 });
+            return Ok(Self { pool: None });
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(helpers)
             .thread_name(|i| format!("viz-send-{i}"))
             .build()
             .map_err(std::io::Error::other)?;
-        Ok(Self { pool: Some(pool), helpers })
+        Ok(Self { pool: Some(pool) })
     }
 
     /// One helper per core this process may run on, beyond the first, at most three.
     pub fn helpers_for_this_machine() -> usize {
         std::thread::available_parallelism().map_or(0, |n| n.get().saturating_sub(1).min(3))
-    }
-
-    pub fn helpers(&self) -> usize {
-        self.helpers
     }
 
     /// Sends `datagrams` from the network thread and the helpers together, if there are
@@ -53,7 +48,7 @@ impl SendPool {
         if datagrams.len() < MIN_SHARED {
             return false;
         }
-        let share = datagrams.len().div_ceil(self.helpers + 1);
+        let share = datagrams.len().div_ceil(pool.current_num_threads() + 1);
         let mut shares = datagrams.chunks(share);
         let own = shares.next().unwrap_or_default();
         pool.in_place_scope(|s| {
